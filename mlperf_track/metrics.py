@@ -1,0 +1,84 @@
+"""The metric keys users see in MLflow (see DESIGN.md, "Names users see").
+
+Keys are grouped by prefix so the MLflow UI shows them in sections. Every producer and consumer of a metric
+uses these constants, never a string literal. This module imports nothing from the package.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+LATENCY_P50: Final = "latency/p50_ms"
+LATENCY_P90: Final = "latency/p90_ms"
+LATENCY_P95: Final = "latency/p95_ms"
+LATENCY_P99: Final = "latency/p99_ms"
+LATENCY_MEAN: Final = "latency/mean_ms"
+LATENCY_STD: Final = "latency/std_ms"
+LATENCY_MIN: Final = "latency/min_ms"
+LATENCY_MAX: Final = "latency/max_ms"
+LATENCY_IQR: Final = "latency/iqr_ms"
+LATENCY_CV: Final = "latency/cv"
+LATENCY_P50_CI_LOW: Final = "latency/p50_ci_low_ms"
+LATENCY_P50_CI_HIGH: Final = "latency/p50_ci_high_ms"
+LATENCY_COUNT: Final = "latency/count"
+
+THROUGHPUT: Final = "throughput/samples_per_s"
+
+GPU_PEAK_ALLOCATED: Final = "memory/gpu_peak_allocated_mb"
+GPU_PEAK_RESERVED: Final = "memory/gpu_peak_reserved_mb"
+GPU_PROCESS_PEAK: Final = "memory/gpu_process_peak_mb"
+CPU_RSS_PEAK: Final = "memory/cpu_rss_peak_mb"
+
+GPU_POWER_MEAN: Final = "power/gpu_mean_w"
+GPU_ENERGY_PER_SAMPLE: Final = "energy/gpu_j_per_sample"
+CPU_ENERGY_PER_SAMPLE: Final = "energy/cpu_package_j_per_sample"
+CPU_POWER_MEAN: Final = "power/cpu_package_mean_w"
+GPU_UTILIZATION: Final = "gpu/utilization_pct"
+CPU_UTILIZATION: Final = "cpu/utilization_pct"
+
+ACCURACY_TOP1: Final = "accuracy/top1"
+ACCURACY_TOP5: Final = "accuracy/top5"
+ACCURACY_TOP1_DELTA: Final = "accuracy/top1_delta"
+ACCURACY_AGREEMENT: Final = "accuracy/agreement"
+
+MODEL_SIZE: Final = "model/size_mb"
+MODEL_PARAMS: Final = "model/params"
+MODEL_FLOPS: Final = "model/flops_per_sample"
+MODEL_SPARSITY: Final = "model/sparsity"
+
+ACHIEVED_TFLOPS: Final = "compute/achieved_tflops"
+PEAK_FRACTION: Final = "compute/peak_fraction"
+
+STARTUP_LOAD: Final = "startup/load_s"
+STARTUP_PREPARE: Final = "startup/prepare_s"
+STARTUP_FIRST_INFERENCE: Final = "startup/first_inference_ms"
+
+LATENCY_KEYS: Final = (
+    LATENCY_P50,
+    LATENCY_P90,
+    LATENCY_P95,
+    LATENCY_P99,
+    LATENCY_MEAN,
+    LATENCY_STD,
+    LATENCY_MIN,
+    LATENCY_MAX,
+)
+
+#: Metrics where a smaller value is better (used by reports, comparisons and the tuner).
+LOWER_IS_BETTER: Final = frozenset(
+    {
+        *LATENCY_KEYS,
+        GPU_PEAK_ALLOCATED,
+        GPU_PEAK_RESERVED,
+        GPU_PROCESS_PEAK,
+        CPU_RSS_PEAK,
+        GPU_ENERGY_PER_SAMPLE,
+        CPU_ENERGY_PER_SAMPLE,
+        MODEL_SIZE,
+        MODEL_PARAMS,
+        MODEL_FLOPS,
+        STARTUP_LOAD,
+        STARTUP_PREPARE,
+        STARTUP_FIRST_INFERENCE,
+    }
+)

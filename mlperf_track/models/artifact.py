@@ -1,0 +1,39 @@
+"""The form in which a model travels from a variant to a runtime."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass
+class ModelArtifact:
+    """A model ready for a runtime: a ``torch.nn.Module``, an ONNX file, or both.
+
+    Attributes:
+        name: Human-readable name (``resnet18``, ``resnet18-pruned``).
+        input_shape: Shape of one sample, ``(channels, height, width)``.
+        module: The PyTorch module (on CPU, fp32 unless the variant changed that), when there is one.
+        onnx_path: An ONNX file for runtimes that consume ONNX (e.g. a QDQ int8 model), when there is one.
+        num_classes: Size of the output layer, when known.
+        precision: A precision the artifact is fixed to (``int8`` for a quantized model), or ``None``.
+        runtime: A runtime the artifact needs (``compile`` for PT2E int8, ``onnxruntime`` for QDQ), or ``None``.
+        tags: Facts about how the artifact was made (recipe, quantizer, sparsity, ...).
+    """
+
+    name: str
+    input_shape: tuple[int, int, int]
+    module: torch.nn.Module | None = None
+    onnx_path: Path | None = None
+    num_classes: int | None = None
+    precision: str | None = None
+    runtime: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.module is None and self.onnx_path is None:
+            raise ValueError(f"model artifact {self.name!r} has neither a module nor an ONNX file")

@@ -1,0 +1,100 @@
+"""The configuration of one pipeline run: which cases to measure and how."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlperf_track.errors import ConfigError
+from mlperf_track.spec import (
+    DEVICES,
+    PRECISIONS,
+    TimingConfig,
+    check_choice,
+    check_positive_int,
+)
+
+
+def default_cache_dir() -> Path:
+    """Where prepared baselines, exports and engines are cached (``$MLPERF_TRACK_CACHE`` or ``~/.cache``)."""
+    import os
+
+    root = os.environ.get("MLPERF_TRACK_CACHE")
+    return Path(root) if root else Path.home() / ".cache" / "mlperf_track"
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything one pipeline run needs. Validated on construction; nothing is loaded here.
+
+    The measured cases are the product variants x runtimes x precisions x batch sizes, minus combinations
+    a runtime declares it cannot run (a variant fixed to a runtime or precision, such as int8 PT2E under
+    ``compile``, uses that one).
+
+    Attributes:
+        model: Model reference (torchvision name, file path, ``models:/`` or ``runs:/`` URI).
+        weights: Weights file for a torchvision model, or ``None`` (torch cache if present, else random).
+        device: ``auto``, ``cpu`` or ``cuda``.
+        variants: Variant names; the baseline is always measured.
+        runtimes: Runtime names.
+        precisions: Precisions.
+        batch_sizes: Batch sizes.
+        image_size: Input resolution.
+        dataset: Dataset reference for fine-tuning, calibration and accuracy (``synthetic``: none).
+        epochs: Fine-tuning epochs for the baseline on a labelled dataset (0: use the weights as they are).
+        num_threads: CPU threads, or ``None`` for torch's default.
+        channels_last: Use channels-last memory format.
+        options: Runtime and variant options as ``(key, value)`` pairs.
+        timing: How long to measure each case.
+        seed: Seed for data splits, training and synthetic inputs.
+        profile: Also record a torch.profiler trace and flame graph per case.
+        measure_accuracy: Measure accuracy when the dataset has labels.
+        cache_dir: Cache for prepared baselines, exports and engines.
+        output_dir: Where per-case files (raw samples, result JSON, traces) are written.
+    """
+
+    model: str
+    weights: str | None = None
+    device: str = "auto"
+    variants: tuple[str, ...] = ()
+    runtimes: tuple[str, ...] = ("eager",)
+    precisions: tuple[str, ...] = ("fp32",)
+    batch_sizes: tuple[int, ...] = (1,)
+    image_size: int = 224
+    dataset: str = "synthetic"
+    epochs: int = 1
+    num_threads: int | None = None
+    channels_last: bool = False
+    options: tuple[tuple[str, str], ...] = ()
+    timing: TimingConfig = field(default_factory=TimingConfig)
+    seed: int = 0
+    profile: bool = False
+    measure_accuracy: bool = True
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    output_dir: Path = Path("mlperf_track_output")
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ConfigError("model", self.model, "a model name, file or URI")
+        check_choice("device", self.device, DEVICES)
+        for precision in self.precisions:
+            check_choice("precision", precision, PRECISIONS)
+        if not self.runtimes:
+            raise ConfigError("runtime", "", "at least one runtime")
+        if not self.precisions:
+            raise ConfigError("precision", "", "at least one precision")
+        if not self.batch_sizes:
+            raise ConfigError("batch_size", "", "at least one positive integer")
+        for batch_size in self.batch_sizes:
+            check_positive_int("batch_size", batch_size)
+        check_positive_int("image_size", self.image_size)
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 0:
+            raise ConfigError("epochs", self.epochs, "an integer >= 0")
+        if self.num_threads is not None:
+            check_positive_int("num_threads", self.num_threads)
+        object.__setattr__(self, "options", tuple(sorted((str(k), str(v)) for k, v in self.options)))
+
+    @property
+    def option_dict(self) -> dict[str, str]:
+        """The options as a dict."""
+        return dict(self.options)

@@ -1,0 +1,104 @@
+"""What the pipeline tells its listeners, so that adapters (MLflow, Optuna, a progress bar) stay outside it.
+
+The pipeline calls a listener as each step finishes, so a listener that logs right away never loses completed
+work when a later case fails or the process is interrupted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlperf_track.engine.result import BenchmarkResult
+    from mlperf_track.models.artifact import ModelArtifact
+    from mlperf_track.pipeline.config import PipelineConfig
+    from mlperf_track.spec import CaseSpec
+
+
+@dataclass
+class CaseOutcome:
+    """How one case ended.
+
+    Attributes:
+        case: The case.
+        result: The measurement, or ``None`` when the case failed.
+        error: The exception when the case failed, else ``None``.
+        artifacts: Files produced for the case (raw samples CSV, result JSON, traces, flame graphs), by name.
+    """
+
+    case: CaseSpec
+    result: BenchmarkResult | None = None
+    error: BaseException | None = None
+    artifacts: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """Whether the case produced a result."""
+        return self.result is not None
+
+
+@dataclass
+class PipelineOutcome:
+    """Every case outcome of one pipeline run, in the order they ran."""
+
+    config: PipelineConfig
+    outcomes: list[CaseOutcome] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def results(self) -> list[BenchmarkResult]:
+        """The results of the cases that succeeded."""
+        return [outcome.result for outcome in self.outcomes if outcome.result is not None]
+
+    @property
+    def failures(self) -> list[CaseOutcome]:
+        """The cases that failed."""
+        return [outcome for outcome in self.outcomes if outcome.error is not None]
+
+
+class PipelineListener:
+    """Receives pipeline events. Every method is a no-op here; adapters override what they need."""
+
+    def on_pipeline_start(self, config: PipelineConfig, cases: list[CaseSpec]) -> None:
+        """The plan is known: ``cases`` will run in this order (variants may still fail to build)."""
+
+    def on_baseline_ready(self, artifact: ModelArtifact, facts: dict[str, str]) -> None:
+        """The baseline model is loaded (and fine-tuned when a labelled dataset is used)."""
+
+    def on_case_start(self, case: CaseSpec) -> None:
+        """A case begins."""
+
+    def on_case_end(self, outcome: CaseOutcome) -> None:
+        """A case ended, with a result or an error."""
+
+    def on_pipeline_end(self, outcome: PipelineOutcome) -> None:
+        """Every case ended (also called after an interruption, with ``outcome.interrupted`` set)."""
+
+
+class ListenerGroup(PipelineListener):
+    """Forwards every event to several listeners, in order."""
+
+    def __init__(self, *listeners: PipelineListener) -> None:
+        self.listeners = list(listeners)
+
+    def on_pipeline_start(self, config: PipelineConfig, cases: list[CaseSpec]) -> None:
+        for listener in self.listeners:
+            listener.on_pipeline_start(config, cases)
+
+    def on_baseline_ready(self, artifact: ModelArtifact, facts: dict[str, str]) -> None:
+        for listener in self.listeners:
+            listener.on_baseline_ready(artifact, facts)
+
+    def on_case_start(self, case: CaseSpec) -> None:
+        for listener in self.listeners:
+            listener.on_case_start(case)
+
+    def on_case_end(self, outcome: CaseOutcome) -> None:
+        for listener in self.listeners:
+            listener.on_case_end(outcome)
+
+    def on_pipeline_end(self, outcome: PipelineOutcome) -> None:
+        for listener in self.listeners:
+            listener.on_pipeline_end(outcome)

@@ -1,0 +1,143 @@
+"""The runtime interface: turn a :class:`ModelArtifact` into something the engine can time.
+
+A runtime declares what it can do (:class:`RuntimeCapabilities`); callers ask it, never branch on names.
+Members live one per module and are registered by name in :mod:`mlperf_track.runtimes.registry`.
+Heavy dependencies are imported inside :meth:`Runtime.prepare`, never at module import.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from mlperf_track.errors import UnsupportedError
+
+if TYPE_CHECKING:
+    import torch
+
+    from mlperf_track.models.artifact import ModelArtifact
+
+
+@dataclass(frozen=True)
+class RuntimeCapabilities:
+    """What a runtime can run.
+
+    Attributes:
+        precisions_by_device: For each device (``cpu``, ``cuda``), the precisions it runs there.
+        dynamic_batch: Whether one prepared model serves every batch size.
+    """
+
+    precisions_by_device: Mapping[str, frozenset[str]]
+    dynamic_batch: bool = True
+
+    @property
+    def devices(self) -> frozenset[str]:
+        """Devices with at least one precision."""
+        return frozenset(device for device, precisions in self.precisions_by_device.items() if precisions)
+
+    def precisions(self, device: str) -> frozenset[str]:
+        """Precisions supported on ``device`` (empty when the device is not supported)."""
+        return self.precisions_by_device.get(device, frozenset())
+
+    def supports(self, device: str, precision: str) -> bool:
+        """Whether ``precision`` runs on ``device``."""
+        return precision in self.precisions(device)
+
+    def check(self, runtime: str, device: str, precision: str) -> None:
+        """Raise :class:`UnsupportedError` naming what is allowed when the pair is unsupported."""
+        if device not in self.devices:
+            raise UnsupportedError(
+                "device", device, sorted(self.devices), hint=f"the {runtime} runtime does not run on {device}"
+            )
+        if not self.supports(device, precision):
+            raise UnsupportedError(
+                "precision",
+                precision,
+                sorted(self.precisions(device)),
+                hint=f"what the {runtime} runtime runs on {device}",
+            )
+
+
+@dataclass(frozen=True)
+class PrepareRequest:
+    """What the caller wants a runtime to prepare.
+
+    Attributes:
+        device: ``cpu`` or ``cuda``.
+        precision: The precision to run in.
+        batch_sizes: Every batch size the prepared model will be called with (optimisation profiles, CUDA graphs).
+        input_shape: One sample's shape ``(C, H, W)``.
+        channels_last: Use the channels-last memory format where the runtime has one.
+        num_threads: CPU threads, or ``None`` for the runtime's default.
+        options: Runtime-specific options (``compile_mode``, ``graph_optimization_level``, ...).
+        cache_dir: Where exported files and engines may be cached, or ``None`` for a temporary directory.
+    """
+
+    device: str
+    precision: str
+    batch_sizes: tuple[int, ...]
+    input_shape: tuple[int, int, int]
+    channels_last: bool = False
+    num_threads: int | None = None
+    options: Mapping[str, str] = field(default_factory=dict)
+    cache_dir: Path | None = None
+
+
+class PreparedModel(ABC):
+    """A model prepared by a runtime, ready to be timed.
+
+    The engine times ``prepared(inputs)`` where ``inputs = prepared.make_input(batch_size)``; input creation
+    and host-device copies stay outside the timed region. ``__call__`` may return before a GPU finishes:
+    the engine synchronises.
+    """
+
+    #: ``cpu`` or ``cuda``.
+    device: str
+    #: Effective settings worth recording as MLflow tags (``precision.cudnn_allow_tf32``, ``ort.providers``).
+    tags: dict[str, str]
+
+    @abstractmethod
+    def make_input(self, batch_size: int, seed: int = 0) -> Any:
+        """A synthetic input batch in the runtime's native form, already where the runtime reads it."""
+
+    @abstractmethod
+    def __call__(self, inputs: Any) -> Any:
+        """Run one batch produced by :meth:`make_input`."""
+
+    @abstractmethod
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        """Run a float32 NCHW CPU batch and return float32 logits on the CPU (accuracy, conformance)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (sessions, engines, GPU memory)."""
+
+
+class Runtime(ABC):
+    """A way of running a model (eager PyTorch, torch.compile, ONNX Runtime, TensorRT, OpenVINO)."""
+
+    #: Registry name, also the ``runtime`` param in MLflow.
+    name: ClassVar[str]
+    #: The pip extra that installs this runtime's dependencies, or ``None`` when torch suffices.
+    extra: ClassVar[str | None] = None
+
+    @abstractmethod
+    def capabilities(self) -> RuntimeCapabilities:
+        """What this runtime can run on this machine (may depend on installed providers and GPUs)."""
+
+    def unavailable_reason(self) -> str | None:
+        """``None`` when the runtime can be used here, else why not (e.g. the missing extra)."""
+        return None
+
+    @abstractmethod
+    def prepare(self, artifact: ModelArtifact, request: PrepareRequest) -> PreparedModel:
+        """Prepare ``artifact`` (export/compile/build: the time this takes is ``startup/prepare_s``)."""
+
+    def check(self, device: str, precision: str) -> None:
+        """Raise a clear error when this runtime cannot run ``precision`` on ``device`` here."""
+        reason = self.unavailable_reason()
+        if reason is not None:
+            raise UnsupportedError("runtime", self.name, hint=reason)
+        self.capabilities().check(self.name, device, precision)

@@ -1,0 +1,56 @@
+"""The variant interface: a named recipe that turns the baseline model into another form.
+
+Members live one per module and are registered by name in :mod:`mlperf_track.variants.registry`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from mlperf_track.data.base import DatasetSplits
+    from mlperf_track.models.artifact import ModelArtifact
+
+
+@dataclass(frozen=True)
+class VariantContext:
+    """Everything a recipe may use besides the baseline itself.
+
+    Attributes:
+        device: ``cpu`` or ``cuda``: where the variant will run.
+        data: The dataset (train split for calibration, distillation and fine-tuning).
+        image_size: Input resolution.
+        seed: Seed for every random choice.
+        epochs: Epochs for any (re)training the recipe does.
+        options: Recipe parameters as given by the user (``ratio``, ``temperature``, ``student``, ...).
+        work_dir: A directory for files the recipe writes (ONNX models, checkpoints).
+    """
+
+    device: str
+    data: DatasetSplits
+    image_size: int
+    seed: int = 0
+    epochs: int = 1
+    options: Mapping[str, str] = field(default_factory=dict)
+    work_dir: Path | None = None
+
+
+class Variant(ABC):
+    """A recipe producing a variant of the baseline (quantized, pruned, distilled, ...)."""
+
+    #: Registry name; becomes the ``variant`` param in MLflow.
+    name: ClassVar[str]
+    #: The pip extra its dependencies come from, or ``None``.
+    extra: ClassVar[str | None] = None
+
+    def unavailable_reason(self, device: str) -> str | None:
+        """``None`` when the recipe can run for ``device`` here, else why not."""
+        return None
+
+    @abstractmethod
+    def build(self, baseline: ModelArtifact, context: VariantContext) -> ModelArtifact:
+        """Return the variant. The baseline artifact must not be modified (deep-copy first)."""
