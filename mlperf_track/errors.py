@@ -88,8 +88,7 @@ class MissingDependencyError(MlperfTrackError, ImportError):
         self.package = package
         self.extra = extra
         super().__init__(
-            f"{purpose} needs the package {package!r}, which is not installed: "
-            f"pip install 'mlperf-track[{extra}]'"
+            f"{purpose} needs the package {package!r}, which is not installed: pip install 'mlperf-track[{extra}]'"
         )
 
 

@@ -6,7 +6,9 @@ import os
 
 import pytest
 
-os.environ.setdefault("MLPERF_TRACK_CACHE", os.path.join(os.path.dirname(__file__), "..", ".pytest_cache", "mlperf_track"))
+os.environ.setdefault(
+    "MLPERF_TRACK_CACHE", os.path.join(os.path.dirname(__file__), "..", ".pytest_cache", "mlperf_track")
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -59,13 +59,18 @@ class PipelineOutcome:
 
 
 class PipelineListener:
-    """Receives pipeline events. Every method is a no-op here; adapters override what they need."""
+    """Receives pipeline events. Every method is a no-op here; adapters override what they need.
 
-    def on_pipeline_start(self, config: PipelineConfig, cases: list[CaseSpec]) -> None:
-        """The plan is known: ``cases`` will run in this order (variants may still fail to build)."""
+    Order: ``on_baseline_ready``, ``on_pipeline_start`` (once every variant is built), then
+    ``on_case_start``/``on_case_end`` per case, then ``on_pipeline_end``. A variant that failed to build
+    appears as one case whose outcome carries the build error.
+    """
 
     def on_baseline_ready(self, artifact: ModelArtifact, facts: dict[str, str]) -> None:
         """The baseline model is loaded (and fine-tuned when a labelled dataset is used)."""
+
+    def on_pipeline_start(self, config: PipelineConfig, cases: list[CaseSpec]) -> None:
+        """The plan is known: ``cases`` will run in this order."""
 
     def on_case_start(self, case: CaseSpec) -> None:
         """A case begins."""
@@ -83,13 +88,13 @@ class ListenerGroup(PipelineListener):
     def __init__(self, *listeners: PipelineListener) -> None:
         self.listeners = list(listeners)
 
-    def on_pipeline_start(self, config: PipelineConfig, cases: list[CaseSpec]) -> None:
-        for listener in self.listeners:
-            listener.on_pipeline_start(config, cases)
-
     def on_baseline_ready(self, artifact: ModelArtifact, facts: dict[str, str]) -> None:
         for listener in self.listeners:
             listener.on_baseline_ready(artifact, facts)
+
+    def on_pipeline_start(self, config: PipelineConfig, cases: list[CaseSpec]) -> None:
+        for listener in self.listeners:
+            listener.on_pipeline_start(config, cases)
 
     def on_case_start(self, case: CaseSpec) -> None:
         for listener in self.listeners:

@@ -1,0 +1,283 @@
+"""A benchmark session: one model and dataset, many cases, with everything expensive done once.
+
+The session composes the layers (model -> variant -> runtime -> engine -> result). It loads and prepares the
+baseline once, builds each variant once, reuses a prepared runtime model across the batch sizes it serves,
+and turns every case's own failure into a :class:`CaseOutcome` instead of an exception, so a pipeline or a
+tuner carries on with the next case.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from mlperf_track.engine.device import release_memory, resolve_device
+from mlperf_track.errors import ConfigError, UnsupportedError
+from mlperf_track.pipeline.case_runner import CaseRunner, PreparedKey
+from mlperf_track.pipeline.config import PipelineConfig
+from mlperf_track.pipeline.events import CaseOutcome
+from mlperf_track.spec import CaseSpec
+
+if TYPE_CHECKING:
+    from mlperf_track.data.base import DatasetSplits
+    from mlperf_track.engine.accuracy import AccuracyReport
+    from mlperf_track.models.artifact import ModelArtifact
+    from mlperf_track.models.base import LoadedModel
+    from mlperf_track.runtimes.base import Runtime
+    from mlperf_track.variants.base import Variant
+
+logger = logging.getLogger(__name__)
+
+BASELINE = "baseline"
+
+
+class BenchmarkSession:
+    """Measures cases of one model on one device.
+
+    Args:
+        config: The pipeline configuration. Runtime and variant names are checked here, so bad input fails
+            before any long work starts.
+    """
+
+    def __init__(self, config: PipelineConfig) -> None:
+        from mlperf_track.runtimes.registry import get_runtime
+
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.runtimes: dict[str, Runtime] = {name: get_runtime(name) for name in config.runtimes}
+        self.variants: dict[str, Variant] = {}
+        if config.variants:
+            from mlperf_track.variants.registry import resolve_variants
+
+            self.variants = {variant.name: variant for variant in resolve_variants(config.variants, self.device)}
+        self._check_precisions()
+        self._data: DatasetSplits | None = None
+        self._loaded: LoadedModel | None = None
+        self._artifacts: dict[str, ModelArtifact] = {}
+        self._build_errors: dict[str, Exception] = {}
+        self._baseline_facts: dict[str, str] = {}
+        self._reference: AccuracyReport | None = None
+        self._runner = CaseRunner(self)
+
+    def _check_precisions(self) -> None:
+        """A precision that no requested runtime runs on this device is bad input, not a failed case."""
+        for precision in self.config.precisions:
+            if not any(runtime.capabilities().supports(self.device, precision) for runtime in self.runtimes.values()):
+                allowed = sorted(
+                    set().union(*(runtime.capabilities().precisions(self.device) for runtime in self.runtimes.values()))
+                )
+                raise UnsupportedError(
+                    "precision",
+                    precision,
+                    allowed,
+                    hint=f"what runtimes {', '.join(self.runtimes)} run on {self.device}",
+                )
+
+    # -- data and models --------------------------------------------------------------------------------
+
+    @property
+    def data(self) -> DatasetSplits:
+        """The dataset, loaded on first use."""
+        if self._data is None:
+            from mlperf_track.data.registry import load_dataset
+
+            self._data = load_dataset(self.config.dataset, image_size=self.config.image_size, seed=self.config.seed)
+        return self._data
+
+    @property
+    def loaded_model(self) -> LoadedModel:
+        """The model as loaded from its source (before any fine-tuning)."""
+        if self._loaded is None:
+            from mlperf_track.models.registry import load_model
+
+            self._loaded = load_model(self.config.model, weights=self.config.weights)
+        return self._loaded
+
+    def baseline(self) -> ModelArtifact:
+        """The baseline artifact: loaded, head replaced and fine-tuned on a labelled dataset (cached on disk)."""
+        if BASELINE not in self._artifacts:
+            from mlperf_track.variants.baseline import prepare_baseline
+
+            prepared = prepare_baseline(
+                self.loaded_model,
+                self.data,
+                image_size=self.config.image_size,
+                epochs=self.config.epochs,
+                device=self.device,
+                seed=self.config.seed,
+                cache_dir=self.config.cache_dir,
+            )
+            self._artifacts[BASELINE] = prepared.artifact
+            self._baseline_facts = dict(prepared.facts)
+        return self._artifacts[BASELINE]
+
+    @property
+    def baseline_facts(self) -> dict[str, str]:
+        """Facts about the baseline preparation (cached, training time, validation accuracy)."""
+        self.baseline()
+        return dict(self._baseline_facts)
+
+    def variant(self, name: str) -> ModelArtifact:
+        """The artifact of variant ``name`` (``baseline`` or a resolved variant), built once."""
+        if name == BASELINE:
+            return self.baseline()
+        if name in self._build_errors:
+            raise self._build_errors[name]
+        if name not in self._artifacts:
+            if name not in self.variants:
+                raise ConfigError("variant", name, [BASELINE, *self.variants])
+            from mlperf_track.variants.base import VariantContext
+
+            context = VariantContext(
+                device=self.device,
+                data=self.data,
+                image_size=self.config.image_size,
+                seed=self.config.seed,
+                epochs=self.config.epochs,
+                options=self.config.option_dict,
+                work_dir=self.config.output_dir / "variants" / name,
+            )
+            logger.info("building variant %s", name)
+            try:
+                self._artifacts[name] = self.variants[name].build(self.baseline(), context)
+            except Exception as error:
+                self._build_errors[name] = error
+                raise
+        return self._artifacts[name]
+
+    def build_variants(self) -> dict[str, Exception]:
+        """Build every variant now; returns the build errors by variant (those variants' cases will fail)."""
+        for name in self.variants:
+            try:
+                self.variant(name)
+            except Exception as error:
+                logger.error("variant %s could not be built: %s: %s", name, type(error).__name__, error)
+        return dict(self._build_errors)
+
+    def reference_accuracy(self) -> AccuracyReport | None:
+        """Accuracy of the baseline in eager fp32: the reference for deltas and agreement."""
+        if self._reference is None and self.config.measure_accuracy and self.data.has_labels:
+            from mlperf_track.engine.accuracy import evaluate_accuracy
+
+            module = self.baseline().module
+            assert module is not None and self.data.val is not None
+            module.eval()
+
+            def predict(images: torch.Tensor) -> torch.Tensor:
+                with torch.inference_mode():
+                    return module(images).float()
+
+            self._reference = evaluate_accuracy(predict, self.data.val)
+        return self._reference
+
+    # -- planning -----------------------------------------------------------------------------------------
+
+    def variant_names(self) -> list[str]:
+        """The baseline followed by every resolved variant."""
+        return [BASELINE, *self.variants]
+
+    def cases_for(self, variant: str) -> list[CaseSpec]:
+        """The cases of one variant; a variant pinned to a runtime or precision uses that one.
+
+        A variant that failed to build gets one case, whose run reports the build error.
+        """
+        if variant in self._build_errors:
+            config = self.config
+            return [self.make_case(variant, config.runtimes[0], config.precisions[0], config.batch_sizes[0])]
+        artifact = self.variant(variant)
+        runtimes = [artifact.runtime] if artifact.runtime else list(self.config.runtimes)
+        precisions = [artifact.precision] if artifact.precision else list(self.config.precisions)
+        if artifact.precision and not artifact.runtime:
+            fitting = [name for name in runtimes if self._supports(name, artifact.precision)]
+            runtimes = fitting or runtimes[:1]
+        return [
+            self.make_case(variant, runtime, precision, batch_size)
+            for runtime in runtimes
+            for precision in precisions
+            for batch_size in self.config.batch_sizes
+        ]
+
+    def plan(self) -> list[CaseSpec]:
+        """Every case of the configuration, grouped so that prepared models are reused across batch sizes."""
+        return [case for variant in self.variant_names() for case in self.cases_for(variant)]
+
+    def make_case(self, variant: str, runtime: str, precision: str, batch_size: int) -> CaseSpec:
+        """A case of this session's model, device and dataset."""
+        return CaseSpec(
+            model=self.config.model,
+            variant=variant,
+            runtime=runtime,
+            precision=precision,
+            batch_size=batch_size,
+            device=self.device,
+            image_size=self.config.image_size,
+            dataset=self.config.dataset,
+            num_threads=self.config.num_threads,
+            channels_last=self.config.channels_last,
+            options=self.config.options,
+        )
+
+    def _supports(self, runtime: str, precision: str) -> bool:
+        from mlperf_track.runtimes.registry import get_runtime
+
+        instance = self.runtimes.get(runtime) or get_runtime(runtime)
+        return instance.unavailable_reason() is None and instance.capabilities().supports(self.device, precision)
+
+    def unsupported_reason(self, variant: str, runtime: str, precision: str) -> str | None:
+        """Why a combination cannot run here, or ``None`` when it can (cheap: builds nothing new)."""
+        from mlperf_track.runtimes.registry import get_runtime
+
+        instance = self.runtimes.get(runtime) or get_runtime(runtime)
+        try:
+            instance.check(self.device, precision)
+        except UnsupportedError as error:
+            return str(error)
+        if variant != BASELINE and variant not in self.variants:
+            return f"variant {variant!r} is not part of this session"
+        reason = self.variants[variant].unavailable_reason(self.device) if variant in self.variants else None
+        return reason
+
+    # -- running -------------------------------------------------------------------------------------------
+
+    def run_case(self, case: CaseSpec, *, profile: bool = False) -> CaseOutcome:
+        """Measure one case. A failure of the case itself is returned in the outcome, never raised."""
+        return self._runner.run(case, profile=profile or self.config.profile)
+
+    def release(self, keep: PreparedKey | None = None) -> None:
+        """Close prepared models (all but ``keep``) and give memory back."""
+        self._runner.release(keep)
+        release_memory(self.device)
+
+    def close(self) -> None:
+        """Release every prepared model."""
+        self.release()
+
+    def __enter__(self) -> BenchmarkSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def output_dir(self) -> Path:
+        """Where per-case files are written."""
+        return self.config.output_dir
+
+
+@contextlib.contextmanager
+def cpu_threads(num_threads: int | None) -> Iterator[None]:
+    """Set torch's intra-op thread count for the block, then restore it."""
+    if num_threads is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

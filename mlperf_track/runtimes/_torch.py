@@ -1,0 +1,145 @@
+"""What the eager and compile runtimes share: capabilities, module placement and the prepared model."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from mlperf_track.engine.precision import dtype_for
+from mlperf_track.errors import UnsupportedError
+from mlperf_track.runtimes._common import chunked_predict, synthetic_batch
+from mlperf_track.runtimes.base import PreparedModel, RuntimeCapabilities
+
+if TYPE_CHECKING:
+    from mlperf_track.models.artifact import ModelArtifact
+    from mlperf_track.runtimes.base import PrepareRequest
+
+#: Compute capability from which CUDA GPUs have TF32 and fast bf16 (Ampere).
+AMPERE = (8, 0)
+#: Smallest chunk :meth:`TorchPreparedModel.predict` runs at once when shapes may vary.
+PREDICT_CHUNK = 64
+
+
+def cuda_precisions() -> frozenset[str]:
+    """The float precisions torch runs on this machine's GPU (empty without one)."""
+    if not torch.cuda.is_available():
+        return frozenset()
+    precisions = {"fp32", "fp16"}
+    if torch.cuda.get_device_capability() >= AMPERE:
+        precisions |= {"tf32", "bf16"}
+    return frozenset(precisions)
+
+
+def torch_capabilities() -> RuntimeCapabilities:
+    """What plain torch runs here: fp32/fp16/bf16 and quantized int8 artifacts on CPU, floats on CUDA.
+
+    fp16 on CPU is a real fp16 computation in torch 2.14 (conv2d/linear have CPU half kernels).
+    """
+    return RuntimeCapabilities({"cpu": frozenset({"fp32", "fp16", "bf16", "int8"}), "cuda": cuda_precisions()})
+
+
+def require_module(runtime: str, artifact: ModelArtifact) -> torch.nn.Module:
+    """The artifact's module, or an :class:`UnsupportedError` when it has only an ONNX file."""
+    if artifact.module is None:
+        raise UnsupportedError(
+            "runtime",
+            runtime,
+            ["onnxruntime", "openvino", "tensorrt"],
+            hint=f"the artifact {artifact.name!r} is an ONNX file without a PyTorch module",
+        )
+    return artifact.module
+
+
+def compute_dtype(precision: str) -> torch.dtype:
+    """The dtype weights and inputs are cast to (float32 for a quantized artifact: its kernels take floats)."""
+    return dtype_for(precision) or torch.float32
+
+
+def place_module(module: torch.nn.Module, request: PrepareRequest, quantized: bool) -> torch.nn.Module:
+    """Return ``module`` on the request's device, dtype and memory format, copying it before any change.
+
+    ``nn.Module.to`` works in place, and the artifact must stay as it is for the next case. A quantized
+    artifact keeps its own dtypes and layout.
+    """
+    if quantized:
+        return module
+    dtype = compute_dtype(request.precision)
+    first = next(iter(module.parameters()), None)
+    unchanged = (
+        first is not None and first.device.type == request.device and first.dtype == dtype and not request.channels_last
+    )
+    if unchanged:
+        return module
+    placed = copy.deepcopy(module).to(device=request.device, dtype=dtype)
+    if request.channels_last:
+        placed = placed.to(memory_format=torch.channels_last)
+    return placed
+
+
+class TorchPreparedModel(PreparedModel):
+    """A torch callable (eager module or ``torch.compile`` result) timed under ``torch.inference_mode``.
+
+    Args:
+        call: The module or compiled module.
+        request: What was prepared (device, input shape, batch sizes, memory format).
+        dtype: Input dtype.
+        tags: Effective settings.
+        pad_predict: Pad :meth:`predict` batches to the largest prepared batch size, so a shape-specialised
+            compiled model never recompiles.
+        on_close: Extra clean-up (e.g. resetting torch.compile's caches).
+    """
+
+    def __init__(
+        self,
+        call: Callable[[torch.Tensor], Any],
+        request: PrepareRequest,
+        dtype: torch.dtype,
+        tags: dict[str, str],
+        *,
+        pad_predict: bool = False,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self.device = request.device
+        self.tags = tags
+        self._call: Callable[[torch.Tensor], Any] | None = call
+        self._dtype = dtype
+        self._input_shape = request.input_shape
+        self._channels_last = request.channels_last
+        self._largest = max(request.batch_sizes)
+        self._pad_predict = pad_predict
+        self._on_close = on_close
+
+    def _place(self, batch: torch.Tensor) -> torch.Tensor:
+        batch = batch.to(device=self.device, dtype=self._dtype)
+        if self._channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return batch
+
+    def make_input(self, batch_size: int, seed: int = 0) -> torch.Tensor:
+        """A seeded standard-normal batch on the device, in the compute dtype and memory format."""
+        return self._place(synthetic_batch(batch_size, self._input_shape, seed))
+
+    def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Run one batch; returns the logits tensor (on the device, possibly still being computed)."""
+        if self._call is None:
+            raise RuntimeError("this prepared model was closed")
+        with torch.inference_mode():
+            return self._call(inputs)
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        """Float32 CPU logits for a float32 CPU batch of any size."""
+        if self._pad_predict:
+            return chunked_predict(lambda part: self(self._place(part)), images, self._largest, self._largest)
+        return chunked_predict(lambda part: self(self._place(part)), images, max(self._largest, PREDICT_CHUNK))
+
+    def close(self) -> None:
+        """Drop the module and, on CUDA, return cached memory to the driver."""
+        self._call = None
+        if self._on_close is not None:
+            self._on_close()
+            self._on_close = None
+        if self.device == "cuda":
+            torch.cuda.empty_cache()
