@@ -1,0 +1,129 @@
+"""Models stored in MLflow: ``models:/name/version``, ``models:/name@alias``, ``runs:/<id>/<path>`` and local
+MLflow model directories (a folder holding an ``MLmodel`` file).
+
+A model with the PyTorch flavour loads natively (``mlflow.pytorch.load_model`` gives the ``nn.Module``) and
+runs through the whole pipeline. The pipeline needs a module to export, quantize and compile, so a model
+without the PyTorch flavour (scikit-learn, a custom pyfunc) is refused here with a pointer to the path that
+does work for it: ``mlflow.models.evaluate(uri, data, evaluators="mlperf_track")``, which times pyfunc
+``predict`` (see :mod:`mlperf_track.tracking.evaluator`).
+
+Registered with :func:`mlperf_track.models.registry.register_model_source` when :mod:`mlperf_track.tracking` is
+imported. mlflow itself is imported only when a model is loaded. URIs resolve against ``MLFLOW_TRACKING_URI``,
+else against ``sqlite:///mlflow.db`` in the working directory (where ``mlperf-track run`` logs).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mlperf_track.errors import ConfigError, ModelLoadError
+from mlperf_track.models.base import LoadedModel, ModelSource
+from mlperf_track.tracking.setup import default_tracking_uri
+
+if TYPE_CHECKING:
+    from mlflow.models import Model
+
+logger = logging.getLogger(__name__)
+
+#: URI schemes this source claims.
+URI_PREFIXES = ("models:/", "runs:/")
+
+
+def is_mlflow_model_dir(ref: str) -> bool:
+    """Whether ``ref`` is a local directory holding an ``MLmodel`` file."""
+    try:
+        path = Path(ref).expanduser()
+        return path.is_dir() and (path / "MLmodel").is_file()
+    except OSError:
+        return False
+
+
+def _shape_facts(model: Model) -> tuple[int | None, int | None]:
+    """``(num_classes, image_size)`` from a tensor signature ``(-1, C, H, W) -> (-1, classes)``, when known."""
+    signature = model.signature
+    if signature is None:
+        return None, None
+    num_classes = image_size = None
+    try:
+        if signature.inputs is not None and signature.inputs.is_tensor_spec():
+            shape = signature.inputs.inputs[0].shape
+            if len(shape) == 4 and shape[2] == shape[3] and shape[2] > 0:
+                image_size = int(shape[2])
+        if signature.outputs is not None and signature.outputs.is_tensor_spec():
+            shape = signature.outputs.inputs[0].shape
+            if len(shape) == 2 and shape[1] > 0:
+                num_classes = int(shape[1])
+    except (AttributeError, IndexError, TypeError):
+        logger.debug("unusual signature %s", signature)
+    return num_classes, image_size
+
+
+class MlflowModelSource(ModelSource):
+    """Loads PyTorch-flavoured MLflow models from the registry, a run, or a local model directory."""
+
+    name = "mlflow"
+
+    def matches(self, ref: str) -> bool:
+        """``models:/...``, ``runs:/...`` or a local MLflow model directory."""
+        return ref.startswith(URI_PREFIXES) or is_mlflow_model_dir(ref)
+
+    def load(self, ref: str, *, weights: str | None = None) -> LoadedModel:
+        """Load the model's PyTorch flavour onto the CPU.
+
+        Raises:
+            ConfigError: ``weights`` was given (an MLflow model carries its weights).
+            ModelLoadError: The model does not exist, has no PyTorch flavour, or cannot be deserialized.
+        """
+        import mlflow.pytorch
+        from mlflow.exceptions import MlflowException
+        from mlflow.models import Model
+
+        if weights:
+            raise ConfigError("weights", weights, "nothing for an MLflow model", hint="the model carries its weights")
+        if ref.startswith(URI_PREFIXES) and not os.environ.get("MLFLOW_TRACKING_URI"):
+            # the same store `mlperf-track run` logs to (MLflow's own default would be ./mlflow.db)
+            mlflow.set_tracking_uri(default_tracking_uri())
+        start = time.perf_counter()
+        try:
+            metadata = Model.load(ref)
+        except (MlflowException, OSError) as error:
+            raise ModelLoadError(f"cannot read the MLflow model {ref}: {_message(error)}") from None
+        flavors = sorted(metadata.flavors)
+        if "pytorch" not in metadata.flavors:
+            raise ModelLoadError(
+                f"{ref} has no PyTorch flavour (flavours: {', '.join(flavors)}), and the pipeline needs a torch "
+                f"module; measure it with mlflow.models.evaluate({ref!r}, data, evaluators='mlperf_track')"
+            )
+        try:
+            module = mlflow.pytorch.load_model(ref)
+        except MlflowException as error:
+            raise ModelLoadError(f"cannot load the PyTorch model {ref}: {_message(error)}") from None
+        module = module.to("cpu")
+        try:
+            module.eval()
+        except (NotImplementedError, RuntimeError):  # torch.export modules refuse .eval(); they run as exported
+            logger.debug("%s cannot switch to eval mode; running it as exported", ref)
+        load_s = time.perf_counter() - start
+        num_classes, image_size = _shape_facts(metadata)
+        tags = {"mlflow.flavors": ",".join(flavors)}
+        if metadata.model_uuid:
+            tags["mlflow.model_uuid"] = metadata.model_uuid
+        return LoadedModel(
+            module=module,
+            name=ref,
+            source=self.name,
+            load_s=load_s,
+            weights=f"mlflow:{ref}",
+            num_classes=num_classes,
+            default_image_size=image_size,
+            tags=tags,
+        )
+
+
+def _message(error: BaseException) -> str:
+    text = getattr(error, "message", None) or str(error)
+    return str(text).splitlines()[0] if text else type(error).__name__

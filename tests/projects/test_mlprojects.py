@@ -1,0 +1,188 @@
+"""The MLproject files: every entry point's command parses with the CLI, and the example projects run."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from mlflow.entities import Run
+
+from mlperf_track import metrics as m
+from mlperf_track.cli import build_parser
+
+REPO = Path(__file__).resolve().parents[2]
+PROJECTS = REPO / "projects"
+PIPELINE_READY = (REPO / "mlperf_track" / "variants" / "registry.py").is_file()
+#: Parameters whose default must be "auto" (resolved per device by auto_defaults).
+AUTO_PARAMS = ("batch_sizes", "precisions", "runtimes", "image_size", "epochs")
+
+
+def _project(path: Path) -> Any:
+    from mlflow.projects._project_spec import load_project
+
+    return load_project(str(path))
+
+
+def _command(project: Any, entry_point: str, **params: str) -> list[str]:
+    point = project.get_entry_point(entry_point)
+    return shlex.split(point.compute_command(params, None))
+
+
+def test_root_project_entry_points_parse_with_the_cli() -> None:
+    project = _project(REPO)
+    assert project.name == "mlperf_track" and project.env_type == "conda_env"
+    assert set(project._entry_points) == {"main", "benchmark", "profile", "report", "tune"}
+    parser = build_parser()
+    commands = {name: name for name in ("main", "benchmark", "profile", "tune")}
+    for entry_point in commands:
+        point = project.get_entry_point(entry_point)
+        for name in AUTO_PARAMS:
+            if name in point.parameters:
+                assert point.parameters[name].default == "auto", (entry_point, name)
+    for entry_point in (*commands, "report"):
+        argv = _command(project, entry_point, experiment="x")
+        assert argv[:3] == ["python", "-m", "mlperf_track"], argv
+        args = parser.parse_args(argv[3:])  # a flag the CLI does not know exits with code 2
+        assert callable(args.func)
+
+
+def test_main_entry_point_builds_a_pipeline_config() -> None:
+    from mlperf_track.cli.run import run_config_from_args
+
+    argv = _command(_project(REPO), "main", model="tinycnn", device="cpu", variants="none")
+    config = run_config_from_args(build_parser().parse_args(argv[3:]))
+    assert config.model == "tinycnn" and config.device == "cpu" and config.weights is None
+    assert config.batch_sizes and config.runtimes and not config.profile
+
+
+def _load_workflow() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("workflow_script", PROJECTS / "workflow" / "workflow.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_workflow_passes_only_parameters_the_root_entry_points_declare(quick: bool) -> None:
+    import argparse
+
+    workflow = _load_workflow()
+    root = _project(REPO)
+    args = argparse.Namespace(
+        model="tinycnn", device="cpu", batch_sizes="auto", image_size="auto", max_time="auto", n_trials="3"
+    )
+    for step in workflow.STEPS:
+        params = workflow.step_parameters(step, args, "exp", quick)
+        declared = set(root.get_entry_point(step).parameters)
+        assert set(params) <= declared, (step, set(params) - declared)
+        if step == "report":
+            assert params == {"experiment": "exp"}
+
+
+def test_example_projects_load() -> None:
+    for name, script in (("sklearn_latency", "compare_classifiers.py"), ("workflow", "workflow.py")):
+        project = _project(PROJECTS / name)
+        argv = _command(project, "main")
+        assert argv[:2] == ["python", script] and (PROJECTS / name / script).is_file()
+        assert (PROJECTS / name / "README.md").is_file()
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlruns.db'}",
+        "PYTHONPATH": str(REPO),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "MLPERF_TRACK_CACHE": str(tmp_path / "cache"),
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    }
+    env.pop("MLFLOW_RUN_ID", None)
+    env.pop("MLFLOW_EXPERIMENT_ID", None)
+    return env
+
+
+def _mlflow_run(tmp_path: Path, project: Path, experiment: str, **params: str) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "run",
+        str(project),
+        "--env-manager",
+        "local",
+        "--experiment-name",
+        experiment,
+    ]
+    for key, value in params.items():
+        command += ["-P", f"{key}={value}"]
+    completed = subprocess.run(
+        command, check=False, cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=580
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+
+
+def _runs(tmp_path: Path, experiment: str) -> list[Run]:
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlruns.db'}")
+    found = client.get_experiment_by_name(experiment)
+    assert found is not None
+    return list(client.search_runs([found.experiment_id]))
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_sklearn_latency_project(tmp_path: Path) -> None:
+    _mlflow_run(tmp_path, PROJECTS / "sklearn_latency", "sklearn", quick="true", batch_sizes="1,8")
+    runs = _runs(tmp_path, "sklearn")
+    parent = next(run for run in runs if "mlflow.parentRunId" not in run.data.tags)
+    children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(run.info.run_name for run in children) == sorted(
+        ["logistic_regression", "random_forest", "linear_svm", "rbf_svm", "mlp_small", "mlp_large"]
+    )
+    for run in children:
+        metrics = run.data.metrics
+        for key in (m.LATENCY_P50, f"{m.LATENCY_P50}_bs8", f"{m.THROUGHPUT}_bs8", m.ACCURACY_TOP1, m.MODEL_SIZE):
+            assert key in metrics, (run.info.run_name, key)
+        assert 0.3 < metrics[m.ACCURACY_TOP1] <= 1.0
+    assert parent.data.tags["best.classifier"] in {run.info.run_name for run in children}
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.skipif(not PIPELINE_READY, reason="the pipeline is not written yet")
+def test_workflow_project(tmp_path: Path) -> None:
+    _mlflow_run(
+        tmp_path,
+        PROJECTS / "workflow",
+        "workflow",
+        model="tinycnn",
+        device="cpu",
+        steps="benchmark,report",
+        quick="true",
+        root=str(REPO),
+    )
+    runs = _runs(tmp_path, "workflow")
+    by_id = {run.info.run_id: run for run in runs}
+    top = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
+    assert len(top) == 1
+    workflow = top[0]
+    steps = {
+        run.data.tags["mlflow.project.entryPoint"]: run
+        for run in runs
+        if run.data.tags.get("mlflow.parentRunId") == workflow.info.run_id
+    }
+    assert set(steps) == {"benchmark", "report"}
+    assert all(run.info.status == "FINISHED" for run in steps.values())
+    cases = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == steps["benchmark"].info.run_id]
+    assert len(cases) == 2
+    assert workflow.data.tags["step.benchmark.run_id"] in by_id
+    assert f"benchmark/best/{m.THROUGHPUT}" in workflow.data.metrics

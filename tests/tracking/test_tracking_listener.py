@@ -1,0 +1,159 @@
+"""The pipeline listener on hand-made events: run tree, parent summary, best case, baseline model, abort."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from mlflow.entities import Run
+from tracking_helpers import make_result
+
+from mlperf_track import metrics as m
+from mlperf_track.errors import ExportError
+from mlperf_track.models.artifact import ModelArtifact
+from mlperf_track.pipeline.config import PipelineConfig
+from mlperf_track.pipeline.events import CaseOutcome, PipelineOutcome
+from mlperf_track.spec import CaseSpec
+from mlperf_track.tracking.listener import MlflowPipelineListener
+from mlperf_track.tracking.summary import BEST_PREFIX
+
+
+def _children(parent_id: str, experiment_id: str) -> dict[str, Run]:
+    import mlflow
+
+    runs = mlflow.MlflowClient().search_runs([experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'")
+    return {run.info.run_name: run for run in runs}
+
+
+def _artifact_paths(run_id: str, path: str | None = None) -> set[str]:
+    import mlflow
+
+    paths: set[str] = set()
+    for item in mlflow.MlflowClient().list_artifacts(run_id, path):
+        paths |= _artifact_paths(run_id, item.path) if item.is_dir else {item.path}
+    return paths
+
+
+def _run_events(listener: MlflowPipelineListener, artifact: ModelArtifact | None) -> PipelineOutcome:
+    config = PipelineConfig(model="tinycnn", device="cpu", batch_sizes=(1, 4), image_size=8, runtimes=("eager",))
+    ok = [
+        make_result(batch_size=1, p50=2.0),
+        make_result(batch_size=4, p50=4.0),
+        make_result(runtime="compile", batch_size=1, p50=1.5),
+        make_result(runtime="compile", batch_size=4, p50=2.5),
+    ]
+    failed_case = CaseSpec(model="tinycnn", runtime="onnxruntime", batch_size=1, image_size=8)
+    outcome = PipelineOutcome(config=config)
+    if artifact is not None:
+        listener.on_baseline_ready(artifact, {"cached": "false", "val_top1": "0.9"})
+    listener.on_pipeline_start(config, [r.case for r in ok[:2]] + [failed_case] + [r.case for r in ok[2:]])
+    for item in [*ok[:2], None, *ok[2:]]:
+        case_outcome = (
+            CaseOutcome(case=failed_case, error=ExportError("op aten::foo not supported"))
+            if item is None
+            else CaseOutcome(case=item.case, result=item)
+        )
+        listener.on_case_start(case_outcome.case)
+        outcome.outcomes.append(case_outcome)
+        listener.on_case_end(case_outcome)
+    listener.on_pipeline_end(outcome)
+    return outcome
+
+
+def test_run_tree_summary_and_best(tracking: str, tiny_artifact: ModelArtifact, tmp_path: Path) -> None:
+    import mlflow
+
+    with mlflow.start_run() as parent:
+        listener = MlflowPipelineListener(parent.info.run_id)
+        _run_events(listener, tiny_artifact)
+        assert mlflow.active_run() is not None and mlflow.active_run().info.run_id == parent.info.run_id  # type: ignore[union-attr]  # children are closed
+    children = _children(parent.info.run_id, tracking)
+    assert set(children) == {
+        "baseline-eager-fp32-bs1",
+        "baseline-eager-fp32-bs4",
+        "baseline-onnxruntime-fp32-bs1",
+        "baseline-compile-fp32-bs1",
+        "baseline-compile-fp32-bs4",
+    }
+    failed = children["baseline-onnxruntime-fp32-bs1"]
+    assert failed.info.status == "FAILED"
+    assert failed.data.tags["error.type"] == "ExportError"
+    assert "aten::foo" in failed.data.tags["error.message"]
+    assert failed.data.params["runtime"] == "onnxruntime"
+    good = children["baseline-compile-fp32-bs4"]
+    assert good.info.status == "FINISHED"
+    assert good.data.metrics[m.THROUGHPUT] == pytest.approx(1600.0)
+    assert {"samples.csv", "result.json"} <= _artifact_paths(good.info.run_id)
+
+    data = mlflow.get_run(parent.info.run_id).data
+    assert data.params["config.batch_sizes"] == "1,4"
+    assert data.metrics["cases/planned"] == 5
+    assert data.metrics["cases/completed"] == 4 and data.metrics["cases/failed"] == 1
+    assert data.tags["best.case"] == "baseline-compile-fp32-bs4"
+    assert data.tags["best.run_id"] == good.info.run_id
+    assert data.metrics[f"{BEST_PREFIX}{m.THROUGHPUT}"] == pytest.approx(1600.0)
+    assert data.metrics[f"{BEST_PREFIX}{m.LATENCY_P50}"] == pytest.approx(2.5)
+    assert data.tags["baseline.val_top1"] == "0.9"
+
+    paths = _artifact_paths(parent.info.run_id)
+    assert {
+        "summary.json",
+        "summary.csv",
+        "report/report.md",
+        "report/report.html",
+        "figures/latency_vs_batch_size.png",
+        "figures/throughput_vs_batch_size.png",
+        "figures/memory_vs_batch_size.png",
+    } <= paths
+    table = json.loads(
+        Path(
+            mlflow.artifacts.download_artifacts(
+                run_id=parent.info.run_id, artifact_path="summary.json", dst_path=str(tmp_path)
+            )
+        ).read_text()
+    )
+    assert len(table["data"]) == 5
+    report = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/report/report.md")
+    assert "baseline-compile-fp32-bs4" in report and "ExportError" in report
+    html = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/report/report.html")
+    assert html.count("data:image/png;base64,") == 3
+
+    import torch
+
+    # MLflow 3 keeps models as LoggedModels linked to the run; runs:/<id>/baseline still resolves to it.
+    logged = mlflow.search_logged_models(experiment_ids=[tracking], output_format="list")
+    assert [(model.name, model.source_run_id) for model in logged] == [("baseline", parent.info.run_id)]
+    module = mlflow.pytorch.load_model(f"runs:/{parent.info.run_id}/baseline")
+    example = torch.randn(5, 3, 8, 8)
+    torch.testing.assert_close(module(example), tiny_artifact.module(example))  # type: ignore[misc]
+
+
+def test_abort_kills_the_open_child_and_keeps_the_parent(tracking: str) -> None:
+    import mlflow
+
+    with mlflow.start_run() as parent:
+        listener = MlflowPipelineListener(parent.info.run_id, log_model=False)
+        result = make_result()
+        listener.on_pipeline_start(PipelineConfig(model="tinycnn"), [result.case])
+        listener.on_case_start(result.case)
+        listener.abort("KILLED")
+        assert mlflow.active_run() is not None and mlflow.active_run().info.run_id == parent.info.run_id  # type: ignore[union-attr]
+        listener.log_summary_artifacts()
+    child = _children(parent.info.run_id, tracking)[result.case.name]
+    assert child.info.status == "KILLED"
+    assert child.data.params["batch_size"] == "1"
+    notes = mlflow.get_run(parent.info.run_id).data.tags
+    assert "note.figures/latency_vs_batch_size.png" in notes
+
+
+def test_case_end_without_start_still_gets_a_child(tracking: str) -> None:
+    import mlflow
+
+    with mlflow.start_run() as parent:
+        listener = MlflowPipelineListener(parent.info.run_id, log_model=False)
+        result = make_result(batch_size=2)
+        listener.on_case_end(CaseOutcome(case=result.case, result=result))
+    child = _children(parent.info.run_id, tracking)[result.case.name]
+    assert child.info.status == "FINISHED"
+    assert child.data.metrics[m.LATENCY_P50] == pytest.approx(2.0)
