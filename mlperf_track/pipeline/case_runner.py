@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: What identifies a prepared model: it serves every batch size of the session.
-PreparedKey = tuple[str, str, str]
+#: What identifies a prepared model: the case minus its batch size (one prepared model serves every batch size).
+PreparedKey = CaseSpec
 
 
 @dataclass
@@ -79,7 +79,7 @@ class CaseRunner:
                 [artifact.precision],
                 hint=f"variant {case.variant} is fixed to {artifact.precision}",
             )
-        key: PreparedKey = (case.variant, case.runtime, case.precision)
+        key: PreparedKey = replace(case, batch_size=1)
         with precision_settings(case.precision, case.device) as precision_tags, cpu_threads(case.num_threads):
             entry = self._prepare(key, artifact, case)
             prepared = entry.model
