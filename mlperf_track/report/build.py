@@ -5,17 +5,19 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlperf_track.report import plots, tables
 from mlperf_track.report.render import ReportContent, render_html, render_markdown
-from mlperf_track.report.runs import load_runs, log_files
+from mlperf_track.report.runs import client, load_runs, log_files
 
 if TYPE_CHECKING:
     import pandas as pd
+    from matplotlib.figure import Figure
 
 logger = logging.getLogger(__name__)
 
@@ -25,40 +27,54 @@ REPORT_ARTIFACT_DIR = "report"
 
 @dataclass
 class Report:
-    """A built report: what it shows, and the tidy case rows it was built from."""
+    """A built report: what it shows, and the tidy case rows it was built from.
+
+    Attributes:
+        content: What the report shows (figures as PNG bytes).
+        cases: The case runs, with labels and Pareto flags.
+        figures: The seaborn figures by file stem, for callers that log them with ``mlflow.log_figure``.
+        missing_figures: Why a figure is left out, by file stem (the same reasons are in ``content.notes``).
+    """
 
     content: ReportContent
     cases: pd.DataFrame
+    figures: dict[str, Figure] = field(default_factory=dict)
+    missing_figures: dict[str, str] = field(default_factory=dict)
 
 
-def _figures(cases: pd.DataFrame) -> tuple[dict[str, bytes], list[str]]:
-    """PNG bytes of every figure the runs allow, and a note for every figure they do not."""
-    figures: dict[str, bytes] = {}
-    notes: list[str] = []
+def _figures(cases: pd.DataFrame) -> tuple[dict[str, Figure], dict[str, str]]:
+    """Every figure the runs allow, and why each other one is left out, by file stem."""
+    figures: dict[str, Figure] = {}
+    missing: dict[str, str] = {}
     for stem, (column, label) in plots.BATCH_FIGURES.items():
         figure = plots.batch_scaling_figure(cases, column, label)
         if figure is None:
-            notes.append(f"No {stem.replace('_', ' ')} figure: no run has {column}.")
+            missing[stem] = f"No {stem.replace('_', ' ')} figure: no run has {column}."
         else:
-            figures[stem] = plots.figure_png(figure)
+            figures[stem] = figure
     trade_off = plots.accuracy_tradeoff_figure(cases)
     if trade_off is None:
-        notes.append("No accuracy figure: no run has accuracy/top1 (runs on a synthetic dataset measure speed only).")
+        missing["accuracy_vs_latency"] = (
+            "No accuracy figure: no run has accuracy/top1 (runs on a synthetic dataset measure speed only)."
+        )
     else:
-        figures["accuracy_vs_latency"] = plots.figure_png(trade_off)
+        figures["accuracy_vs_latency"] = trade_off
     hardware = plots.hardware_figure(cases)
     if hardware is not None:
-        figures["hardware_comparison"] = plots.figure_png(hardware)
-    return figures, notes
+        figures["hardware_comparison"] = hardware
+    return figures, missing
 
 
-def build_report(runs: pd.DataFrame, *, title: str, source: str = "") -> Report:
+def build_report(
+    runs: pd.DataFrame, *, title: str, source: str = "", generated_by: str = "mlperf-track report"
+) -> Report:
     """Build a report from tidy runs (:func:`mlperf_track.report.runs.runs_frame`).
 
     Args:
         runs: Every run of the experiment; runs without a latency metric (parents, reports) are skipped.
         title: Heading.
         source: Where the runs came from (shown under the heading).
+        generated_by: What made the report (shown under the heading).
     """
     cases = tables.case_runs(runs)
     if not cases.empty:
@@ -68,18 +84,25 @@ def build_report(runs: pd.DataFrame, *, title: str, source: str = "") -> Report:
     facts.append(f"{len(cases)} measured case run(s), {len(failed)} failed run(s)")
     if not cases.empty:
         facts.append("hardware: " + "; ".join(sorted(cases["hardware"].unique())))
-    facts.append(f"generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by mlperf-track report")
-    figures, notes = _figures(cases) if not cases.empty else ({}, ["No run in this experiment measured a case."])
+    facts.append(f"generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by {generated_by}")
+    if cases.empty:
+        figures: dict[str, Figure] = {}
+        why = "No run in this experiment measured a case."
+        missing = dict.fromkeys((*plots.BATCH_FIGURES, "accuracy_vs_latency"), why)
+        notes = [why]
+    else:
+        figures, missing = _figures(cases)
+        notes = list(missing.values())
     content = ReportContent(
         title=title,
         facts=facts,
         best=tables.best_cases(cases) if not cases.empty else {},
         summary=tables.summary_table(cases) if not cases.empty else cases.iloc[:0],
         failed=failed,
-        figures=figures,
+        figures={stem: plots.figure_png(figure) for stem, figure in figures.items()},
         notes=notes,
     )
-    return Report(content, cases)
+    return Report(content, cases, figures, missing)
 
 
 def _json_value(value: Any) -> Any:
@@ -117,6 +140,20 @@ def report_json(report: Report) -> dict[str, Any]:
     }
 
 
+def render_report(report: Report, *, figure_dir: str = "figures") -> dict[str, str]:
+    """``report.md``, ``report.html`` and ``report.json`` as text, by file name.
+
+    Args:
+        report: The built report.
+        figure_dir: Where the Markdown links the figures, relative to ``report.md`` (the HTML embeds them).
+    """
+    return {
+        "report.md": render_markdown(report.content, figure_dir=figure_dir),
+        "report.html": render_html(report.content),
+        "report.json": json.dumps(report_json(report), indent=2, default=str),
+    }
+
+
 def write_report(report: Report, output_dir: Path) -> dict[str, Path]:
     """Write ``report.md``, ``report.html``, ``report.json`` and ``figures/*.png`` under ``output_dir``.
 
@@ -129,12 +166,9 @@ def write_report(report: Report, output_dir: Path) -> dict[str, Path]:
     for stem, png in report.content.figures.items():
         files[f"figures/{stem}.png"] = figure_dir / f"{stem}.png"
         files[f"figures/{stem}.png"].write_bytes(png)
-    files["report.md"] = output_dir / "report.md"
-    files["report.md"].write_text(render_markdown(report.content), encoding="utf-8")
-    files["report.html"] = output_dir / "report.html"
-    files["report.html"].write_text(render_html(report.content), encoding="utf-8")
-    files["report.json"] = output_dir / "report.json"
-    files["report.json"].write_text(json.dumps(report_json(report), indent=2, default=str), encoding="utf-8")
+    for name, text in render_report(report).items():
+        files[name] = output_dir / name
+        files[name].write_text(text, encoding="utf-8")
     return files
 
 
@@ -170,3 +204,34 @@ def report_experiment(
             files, artifact_dir=REPORT_ARTIFACT_DIR, run_id=run_id, experiment=experiment, tracking_uri=tracking_uri
         )
     return files, logged_to
+
+
+def report_parent_run(
+    parent_run_id: str, *, tracking_uri: str | None = None, title: str | None = None, facts: Sequence[str] = ()
+) -> Report:
+    """Build the report of one pipeline from the child runs of its parent run (nothing is written or logged).
+
+    Args:
+        parent_run_id: The parent run; its child runs are the cases.
+        tracking_uri: Tracking URI, or ``None`` for MLflow's current one.
+        title: Heading; ``None`` names the parent run.
+        facts: More lines under the heading (the configuration, say), shown after where the runs came from.
+    """
+    mlflow_client = client(tracking_uri)
+    parent = mlflow_client.get_run(parent_run_id)
+    experiment = mlflow_client.get_experiment(parent.info.experiment_id).name
+    runs = load_runs(experiment, tracking_uri=tracking_uri, parent_run_id=parent_run_id)
+    name = parent.info.run_name or parent_run_id[:8]
+    report = build_report(
+        runs,
+        title=title or f"mlperf_track report: {name}",
+        source=f"child runs of run {name!r} ({parent_run_id[:8]}) in experiment {experiment!r}",
+        generated_by="mlperf_track from the parent run",
+    )
+    lines = list(facts)
+    best = report.content.best.get("highest throughput")
+    if best is not None:
+        names = report.cases.loc[report.cases["run_id"] == best["run_id"], "run_name"]
+        lines.append(f"best case (highest throughput): {names.iloc[0] if len(names) else best['run_id']}")
+    report.content.facts[1:1] = lines
+    return report

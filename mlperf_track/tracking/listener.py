@@ -5,29 +5,32 @@ Run tree::
     parent (the pipeline; the run ``mlflow run`` created, or a new one)
       params   config.* (resolved configuration; ``mlflow run`` already logged the raw -P values)
       metrics  cases/planned, cases/completed, cases/failed, best/<metric> (the highest-throughput case)
-      tags     hw.*, sw.*, best.case, best.run_id, baseline.*, note.figures/... (a figure left out, and why)
+      tags     hw.*, sw.*, best.case, best.run_id, baseline.*, note.figures/<stem>.png (a figure left out, and why)
       artifacts summary.json (mlflow.log_table, one row appended per case), summary.csv,
-               figures/{latency,throughput,memory}_vs_batch_size.png, report/report.md, report/report.html,
+               figures/<stem>.png (mlflow.log_figure: latency, throughput and memory against batch size,
+               accuracy against latency with its Pareto front), report/report.{md,html,json},
                baseline/ (the baseline as an MLflow PyTorch model)
       └── child per case, named case.name: params, metrics, tags, samples.csv, result.json [, profile/...]
           (FAILED with error.type / error.message when the case failed)
 
-Everything about a case is written in :meth:`on_case_end`, so an interruption loses no finished case; the
-figures and reports are rebuilt from the rows in :meth:`on_pipeline_end`, which the pipeline also calls after
-an interruption.
+Everything about a case is written in :meth:`on_case_end`, so an interruption loses no finished case. The
+figures and reports are built by :func:`mlperf_track.report.build.report_parent_run` from the parent's child
+runs in :meth:`on_pipeline_end`, which the pipeline also calls after an interruption: the parent's report
+is the same report ``mlperf-track report`` makes, restricted to this pipeline.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mlperf_track.pipeline.events import CaseOutcome, PipelineListener, PipelineOutcome
 from mlperf_track.tracking import logging as tracking_logging
 from mlperf_track.tracking import summary
 from mlperf_track.tracking.model_logging import log_baseline_model
-from mlperf_track.tracking.report import build_html, build_markdown
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -38,11 +41,24 @@ if TYPE_CHECKING:
     from mlperf_track.spec import CaseSpec
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 SUMMARY_TABLE = "summary.json"
 SUMMARY_CSV = "summary.csv"
-REPORT_MD = "report/report.md"
-REPORT_HTML = "report/report.html"
+#: Artifact folders of the figures (``mlflow.log_figure``) and of report.md, report.html and report.json.
+FIGURE_DIR = "figures"
+REPORT_DIR = "report"
+#: Configuration shown in the report, as (config param, label).
+REPORT_CONFIG = (
+    ("model", "model"),
+    ("device", "device"),
+    ("variants", "variants"),
+    ("runtimes", "runtimes"),
+    ("precisions", "precisions"),
+    ("batch_sizes", "batch sizes"),
+    ("image_size", "image size"),
+    ("dataset", "dataset"),
+)
 
 
 def config_params(config: PipelineConfig, device: str | None = None) -> dict[str, str]:
@@ -216,41 +232,56 @@ class MlflowPipelineListener(PipelineListener):
             self.client.set_tag(self.parent_run_id, "note.baseline_model", note)
 
     def log_summary_artifacts(self) -> None:
-        """Figures, ``summary.csv`` and the Markdown/HTML reports from the rows so far (never raises)."""
-        client = self.client
-        self.summary_logged = True
-        try:
-            figures, figure_notes = summary.summary_figures(self.rows)
-            pngs = {}
-            for artifact_file, figure in figures.items():
-                client.log_figure(self.parent_run_id, figure, artifact_file)
-                pngs[artifact_file] = summary.figure_png(figure)
-            notes = {**self.notes, **figure_notes}
-            if figure_notes:
-                client.log_batch(self.parent_run_id, tags=_run_tags({f"note.{k}": v for k, v in figure_notes.items()}))
-            if self.rows:
-                client.log_text(self.parent_run_id, summary.summary_frame(self.rows).to_csv(index=False), SUMMARY_CSV)
-            best = next((row for row in self.rows if self.best and row["case"] == self.best.case.name), None)
-            title = self._title()
-            config = {k.removeprefix("config."): v for k, v in self._config_dict().items()}
-            markdown = build_markdown(title, config=config, rows=self.rows, best=best, notes=notes)
-            client.log_text(self.parent_run_id, markdown, REPORT_MD)
-            page = build_html(title, config=config, rows=self.rows, best=best, figures=pngs, notes=notes)
-            client.log_text(self.parent_run_id, page, REPORT_HTML)
-        except Exception as error:  # figures and reports must not hide the measured cases
-            logger.warning("could not log the summary figures and reports: %s", error, exc_info=True)
+        """``summary.csv``, the figures and the reports on the parent, from what is logged so far.
 
-    def _config_dict(self) -> dict[str, str]:
-        if self._config is None:
-            return {}
-        keys = ("model", "device", "variants", "runtimes", "precisions", "batch_sizes", "image_size", "dataset")
-        params = config_params(self._config, self._device)
-        return {f"config.{key}": params[f"config.{key}"] for key in keys}
+        The report is :mod:`mlperf_track.report`'s, built from the parent's child runs. Never raises: a step
+        that fails is logged as a warning, and the measured cases (child runs, ``summary.json``) stay.
+        """
+        from mlperf_track.report.build import render_report, report_parent_run
+
+        self.summary_logged = True
+        client, run_id = self.client, self.parent_run_id
+        if self.rows:
+            csv = summary.summary_frame(self.rows).to_csv(index=False)
+            _attempt(SUMMARY_CSV, lambda: client.log_text(run_id, csv, SUMMARY_CSV))
+        report = _attempt("the report", lambda: report_parent_run(run_id, title=self._title(), facts=self._facts()))
+        if report is None:
+            return
+        for name, text in render_report(report, figure_dir=f"../{FIGURE_DIR}").items():
+            _attempt(f"{REPORT_DIR}/{name}", partial(client.log_text, run_id, text, f"{REPORT_DIR}/{name}"))
+        # bbox_inches="tight" keeps the legend, which sits outside the axes, in the image.
+        save = {"bbox_inches": "tight"}
+        for stem, figure in report.figures.items():
+            artifact_file = f"{FIGURE_DIR}/{stem}.png"
+            _attempt(artifact_file, partial(client.log_figure, run_id, figure, artifact_file, save_kwargs=save))
+        if report.missing_figures:
+            notes = {f"note.{FIGURE_DIR}/{stem}.png": why for stem, why in report.missing_figures.items()}
+            _attempt("the figure notes", lambda: client.log_batch(run_id, tags=_run_tags(notes)))
+
+    def _facts(self) -> list[str]:
+        """Lines under the report's heading: the configuration and the notes of the run."""
+        facts = []
+        if self._config is not None:
+            params = config_params(self._config, self._device)
+            facts.append(
+                "configuration: " + ", ".join(f"{label} {params[f'config.{key}']}" for key, label in REPORT_CONFIG)
+            )
+        facts += [f"{key}: {value}" for key, value in self.notes.items()]
+        return facts
 
     def _title(self) -> str:
         if self._config is None:
             return "mlperf_track benchmark"
         return f"mlperf_track: {self._config.model} on {self._device or self._config.device}"
+
+
+def _attempt(what: str, step: Callable[[], _T]) -> _T | None:
+    """``step()``, or ``None`` with a warning when it fails: figures and reports must not hide the cases."""
+    try:
+        return step()
+    except Exception as error:
+        logger.warning("could not log %s on the parent run: %s", what, error, exc_info=True)
+        return None
 
 
 def _run_tags(tags: dict[str, str]) -> list[Any]:

@@ -1,12 +1,12 @@
-"""The parent run's view of a pipeline: one summary row per case, the best case, and seaborn figures.
+"""The parent run's live view of a pipeline: one summary row per case, and the best case so far.
 
-Rows are plain dicts keyed by the DESIGN.md metric names (``latency/p50_ms`` ...) plus the case fields, so
-the same table feeds ``mlflow.log_table``, the report and the figures.
+Rows are plain dicts keyed by the DESIGN.md metric names (``latency/p50_ms`` ...) plus the case fields; they
+feed ``mlflow.log_table`` (``summary.json``, one row appended as each case ends) and ``summary.csv``. The
+figures and reports are built from the child runs by :mod:`mlperf_track.report`.
 """
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -15,7 +15,6 @@ from mlperf_track import metrics as m
 
 if TYPE_CHECKING:
     import pandas as pd
-    from matplotlib.figure import Figure
 
     from mlperf_track.engine.result import BenchmarkResult
     from mlperf_track.pipeline.events import CaseOutcome
@@ -35,16 +34,10 @@ SUMMARY_METRICS = (
 RANKING_METRIC = m.THROUGHPUT
 #: Prefix of the best case's metrics on the parent run (``best/throughput/samples_per_s``).
 BEST_PREFIX = "best/"
-#: Figures on the parent run: artifact file -> (metric, axis label).
-FIGURES = {
-    "figures/latency_vs_batch_size.png": (m.LATENCY_P50, "p50 latency per batch (ms)"),
-    "figures/throughput_vs_batch_size.png": (m.THROUGHPUT, "throughput (samples/s)"),
-    "figures/memory_vs_batch_size.png": (None, "peak memory (MB)"),
-}
 
 
 def configuration_label(variant: str, runtime: str, precision: str) -> str:
-    """The hue of the figures: one line per ``variant/runtime/precision``."""
+    """A row's configuration: ``variant/runtime/precision``."""
     return f"{variant}/{runtime}/{precision}"
 
 
@@ -84,63 +77,3 @@ def summary_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     import pandas as pd
 
     return pd.DataFrame(list(rows))
-
-
-def memory_metric(rows: Sequence[dict[str, Any]]) -> str | None:
-    """The memory metric to plot: GPU allocator peak when measured, else process RSS peak, else none."""
-    for key in (m.GPU_PEAK_ALLOCATED, m.CPU_RSS_PEAK):
-        if any(not _missing(row.get(key)) for row in rows):
-            return key
-    return None
-
-
-def _missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def metric_figure(rows: Sequence[dict[str, Any]], metric: str, ylabel: str) -> Figure | None:
-    """A seaborn line plot of ``metric`` against batch size, one line per configuration.
-
-    Returns:
-        The figure, or ``None`` when no successful case has the metric.
-    """
-    import seaborn as sns
-    from matplotlib.figure import Figure
-
-    points = [row for row in rows if row.get("status") == "ok" and not _missing(row.get(metric))]
-    if not points:
-        return None
-    frame = summary_frame(points)
-    figure = Figure(figsize=(7, 4.5), layout="constrained")
-    axes = figure.add_subplot()
-    sns.lineplot(data=frame, x="batch_size", y=metric, hue="configuration", marker="o", ax=axes)
-    if frame["batch_size"].nunique() > 1:
-        axes.set_xscale("log", base=2)
-    axes.set_xticks(sorted(frame["batch_size"].unique()))
-    axes.set_xticklabels([str(size) for size in sorted(frame["batch_size"].unique())])
-    axes.set_xlabel("batch size")
-    axes.set_ylabel(ylabel)
-    axes.set_title(f"{metric} by batch size")
-    axes.grid(True, alpha=0.3)
-    return figure
-
-
-def summary_figures(rows: Sequence[dict[str, Any]]) -> tuple[dict[str, Figure], dict[str, str]]:
-    """Every figure that has data, by artifact file, and a note for each that does not."""
-    figures: dict[str, Figure] = {}
-    notes: dict[str, str] = {}
-    for artifact_file, (metric, ylabel) in FIGURES.items():
-        key = metric or memory_metric(rows)
-        figure = metric_figure(rows, key, ylabel) if key else None
-        if figure is None:
-            notes[artifact_file] = f"no successful case measured {key or 'a memory peak'}"
-        else:
-            figures[artifact_file] = figure
-    return figures, notes
-
-
-def figure_png(figure: Figure) -> bytes:
-    """The figure rendered as PNG bytes (for embedding in the HTML report)."""
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    return buffer.getvalue()

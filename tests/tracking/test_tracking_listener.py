@@ -97,15 +97,11 @@ def test_run_tree_summary_and_best(tracking: str, tiny_artifact: ModelArtifact, 
     assert data.tags["baseline.val_top1"] == "0.9"
 
     paths = _artifact_paths(parent.info.run_id)
-    assert {
-        "summary.json",
-        "summary.csv",
-        "report/report.md",
-        "report/report.html",
-        "figures/latency_vs_batch_size.png",
-        "figures/throughput_vs_batch_size.png",
-        "figures/memory_vs_batch_size.png",
-    } <= paths
+    figures = {f"figures/{stem}_vs_batch_size.png" for stem in ("latency", "throughput", "memory")}
+    figures.add("figures/accuracy_vs_latency.png")  # the hand-made results have a top-1
+    reports = {"report/report.md", "report/report.html", "report/report.json"}
+    assert {"summary.json", "summary.csv"} | figures | reports <= paths
+    assert not any(path.startswith("report/figures/") for path in paths)  # one copy of each figure
     table = json.loads(
         Path(
             mlflow.artifacts.download_artifacts(
@@ -114,10 +110,7 @@ def test_run_tree_summary_and_best(tracking: str, tiny_artifact: ModelArtifact, 
         ).read_text()
     )
     assert len(table["data"]) == 5
-    report = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/report/report.md")
-    assert "baseline-compile-fp32-bs4" in report and "ExportError" in report
-    html = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/report/report.html")
-    assert html.count("data:image/png;base64,") == 3
+    _check_reports(parent.info.run_id, good.info.run_id)
 
     import torch
 
@@ -127,6 +120,68 @@ def test_run_tree_summary_and_best(tracking: str, tiny_artifact: ModelArtifact, 
     module = mlflow.pytorch.load_model(f"runs:/{parent.info.run_id}/baseline")
     example = torch.randn(5, 3, 8, 8)
     torch.testing.assert_close(module(example), tiny_artifact.module(example))  # type: ignore[misc]
+
+
+def _check_reports(parent_id: str, best_id: str) -> None:
+    """The parent's reports are mlperf_track.report's, built from its child runs."""
+    import mlflow
+
+    markdown = mlflow.artifacts.load_text(f"runs:/{parent_id}/report/report.md")
+    assert "## Best configurations" in markdown and "## Summary" in markdown
+    assert "best case (highest throughput): baseline-compile-fp32-bs4" in markdown
+    assert "configuration: model tinycnn, device cpu" in markdown
+    assert "](../figures/latency_vs_batch_size.png)" in markdown  # resolves to the logged figure
+    assert "## Failed runs" in markdown and "ExportError" in markdown and "aten::foo" in markdown
+    page = mlflow.artifacts.load_text(f"runs:/{parent_id}/report/report.html")
+    assert page.count("data:image/png;base64,") == 4
+    for config in ("baseline/eager/fp32", "baseline/compile/fp32"):  # the summary rows, one per case
+        assert page.count(f"<td>{config}</td>") == 2
+    assert best_id[:8] in page and "baseline-onnxruntime-fp32-bs1" in page
+    data = json.loads(mlflow.artifacts.load_text(f"runs:/{parent_id}/report/report.json"))
+    assert len(data["cases"]) == 4 and len(data["failed"]) == 1
+    assert data["best"]["highest throughput"]["run_id"] == best_id
+    assert {case["parent_run_id"] for case in data["cases"]} == {parent_id}
+
+
+def test_report_covers_only_this_pipeline(tracking: str) -> None:
+    """Two pipelines in one experiment: each parent's report shows its own cases."""
+    import mlflow
+
+    from mlperf_track.report.build import report_parent_run
+
+    parents = []
+    for p50 in (2.0, 4.0):
+        with mlflow.start_run() as parent:
+            listener = MlflowPipelineListener(parent.info.run_id, log_model=False)
+            result = make_result(p50=p50)
+            listener.on_case_end(CaseOutcome(case=result.case, result=result))
+            parents.append(parent.info.run_id)
+    report = report_parent_run(parents[1], facts=["extra fact"])
+    assert report.cases["parent_run_id"].tolist() == [parents[1]]
+    assert report.cases[m.LATENCY_P50].tolist() == [4.0]
+    assert report.content.facts[1:3] == ["extra fact", "best case (highest throughput): baseline-eager-fp32-bs1"]
+
+
+def test_a_failing_report_leaves_the_cases_and_warns(
+    tracking: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import mlflow
+
+    from mlperf_track.report import build
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError("no report today")
+
+    monkeypatch.setattr(build, "report_parent_run", broken)
+    with mlflow.start_run() as parent:
+        listener = MlflowPipelineListener(parent.info.run_id, log_model=False)
+        result = make_result()
+        listener.on_case_end(CaseOutcome(case=result.case, result=result))
+        listener.on_pipeline_end(PipelineOutcome(config=PipelineConfig(model="tinycnn")))
+    assert "could not log the report" in caplog.text and "no report today" in caplog.text
+    assert listener.summary_logged
+    assert {"summary.json", "summary.csv"} <= _artifact_paths(parent.info.run_id)
+    assert _children(parent.info.run_id, tracking)[result.case.name].info.status == "FINISHED"
 
 
 def test_abort_kills_the_open_child_and_keeps_the_parent(tracking: str) -> None:
@@ -144,7 +199,9 @@ def test_abort_kills_the_open_child_and_keeps_the_parent(tracking: str) -> None:
     assert child.info.status == "KILLED"
     assert child.data.params["batch_size"] == "1"
     notes = mlflow.get_run(parent.info.run_id).data.tags
-    assert "note.figures/latency_vs_batch_size.png" in notes
+    assert "measured a case" in notes["note.figures/latency_vs_batch_size.png"]
+    assert not any(path.startswith("figures/") for path in _artifact_paths(parent.info.run_id))
+    assert "No case runs." in mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/report/report.md")
 
 
 def test_case_end_without_start_still_gets_a_child(tracking: str) -> None:

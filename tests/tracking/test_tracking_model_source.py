@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import isolated_mlflow
-from tracking_helpers import tiny_module
+from tracking_helpers import isolated_mlflow, tiny_module
 
 import mlperf_track.tracking  # noqa: F401  (registers the MLflow model source)
 from mlperf_track.errors import ConfigError, ModelLoadError

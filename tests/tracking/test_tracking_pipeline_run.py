@@ -46,12 +46,18 @@ def _runs(experiment_id: str) -> tuple[Run, list[Run]]:
 
 
 def test_success_finishes_the_parent(tracking: str, tmp_path: Path) -> None:
+    import mlflow
+
     outcome = run_tracked_pipeline(_config(tmp_path))
     parent, children = _runs(tracking)
     assert parent.info.status == "FINISHED"
     assert len(outcome.results) == len(children) == 2
     assert all(m.LATENCY_P50 in child.data.metrics for child in children)
     assert parent.data.tags["mlperf_track.role"] == "pipeline"
+    page = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/report/report.html")
+    assert page.count("<td>baseline/eager/fp32</td>") == 2  # one summary row per case
+    figures = {item.path for item in mlflow.MlflowClient().list_artifacts(parent.info.run_id, "figures")}
+    assert {f"figures/{name}_vs_batch_size.png" for name in ("latency", "throughput", "memory")} <= figures
 
 
 def test_bad_input_fails_the_parent(tracking: str, tmp_path: Path) -> None:
@@ -84,7 +90,11 @@ def test_ctrl_c_kills_open_runs_and_keeps_finished_ones(tracking: str, tmp_path:
     status = {child.info.run_name: child.info.status for child in children}
     assert status == {"baseline-eager-fp32-bs1": "FINISHED", "baseline-eager-fp32-bs2": "KILLED"}
     paths = {item.path for item in mlflow.MlflowClient().list_artifacts(parent.info.run_id)}
-    assert {"summary.json", "report"} <= paths
+    assert {"summary.json", "report", "figures"} <= paths
+    # The report after Ctrl-C shows the finished case; the killed one measured nothing.
+    page = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/report/report.html")
+    assert page.count("<td>baseline/eager/fp32</td>") == 1
+    assert "1 measured case run(s), 0 failed run(s)" in page
 
 
 def test_all_cases_failed_fails_the_parent(tracking: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,8 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import isolated_mlflow
-from tracking_helpers import make_result
+from tracking_helpers import isolated_mlflow, make_result
 
 from mlperf_track import metrics as m
 from mlperf_track.pipeline.config import PipelineConfig

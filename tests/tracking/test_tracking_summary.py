@@ -1,4 +1,4 @@
-"""Summary rows, the best case, figures and the Markdown/HTML report (no MLflow involved)."""
+"""Summary rows and the best case of the parent run's live table (no MLflow involved)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from tracking_helpers import make_result
 from mlperf_track import metrics as m
 from mlperf_track.errors import MeasurementError
 from mlperf_track.pipeline.events import CaseOutcome
-from mlperf_track.tracking.report import build_html, build_markdown, markdown_table
-from mlperf_track.tracking.summary import best_metrics, best_result, memory_metric, summary_figures, summary_row
+from mlperf_track.tracking.summary import SUMMARY_METRICS, best_metrics, best_result, summary_frame, summary_row
 
 
 def _rows() -> list[dict[str, object]]:
@@ -45,31 +44,18 @@ def test_best_is_highest_throughput() -> None:
     assert best_result([]) is None
 
 
-def test_figures_have_one_line_per_configuration() -> None:
-    figures, notes = summary_figures(_rows())
-    assert set(figures) == {
-        "figures/latency_vs_batch_size.png",
-        "figures/throughput_vs_batch_size.png",
-        "figures/memory_vs_batch_size.png",
-    }
-    assert notes == {}
-    axes = figures["figures/latency_vs_batch_size.png"].axes[0]
-    assert len(axes.get_lines()) >= 2
-    assert memory_metric(_rows()) == m.CPU_RSS_PEAK
-
-
-def test_no_figures_without_results() -> None:
-    figures, notes = summary_figures(_rows()[3:])
-    assert figures == {} and len(notes) == 3
-
-
-def test_markdown_and_html() -> None:
+def test_frame_keeps_every_row_and_the_column_order() -> None:
     rows = _rows()
-    table = markdown_table(rows)
-    assert table.count("\n") == len(rows) + 1
-    assert "boom \\| bad" in table
-    text = build_markdown("t", config={"model": "tinycnn"}, rows=rows, best=rows[2], notes={"x": "why"})
-    assert "**baseline-eager-bf16-bs1**" in text and "- x: why" in text
-    page = build_html("t", config={"model": "<b>"}, rows=rows, best=None, figures={"f.png": b"\x89PNG"})
-    assert "&lt;b&gt;" in page and "data:image/png;base64,iVBORw==" in page
-    assert "no best case" in page
+    frame = summary_frame(rows)
+    assert len(frame) == len(rows)
+    assert list(frame.columns)[:7] == [
+        "case",
+        "variant",
+        "runtime",
+        "precision",
+        "batch_size",
+        "configuration",
+        "status",
+    ]
+    assert list(frame.columns)[7 : 7 + len(SUMMARY_METRICS)] == list(SUMMARY_METRICS)
+    assert frame["status"].tolist() == ["ok", "ok", "ok", "failed"]
