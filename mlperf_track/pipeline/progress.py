@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from mlperf_track.pipeline.events import CaseOutcome, PipelineListener, PipelineOutcome
 
@@ -20,7 +20,7 @@ class ProgressListener(PipelineListener):
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console(stderr=True)
         self._progress: Progress | None = None
-        self._task: int | None = None
+        self._task: TaskID | None = None
 
     def on_pipeline_start(self, config: PipelineConfig, cases: list[CaseSpec]) -> None:
         self._progress = Progress(
