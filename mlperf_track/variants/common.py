@@ -1,0 +1,98 @@
+"""Helpers shared by the recipes: copying the baseline, deriving artifacts, data subsets, training settings."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset, Subset
+
+from mlperf_track.errors import DataError, UnsupportedError
+from mlperf_track.training.loop import TrainConfig
+
+if TYPE_CHECKING:
+    from mlperf_track.models.artifact import ModelArtifact
+    from mlperf_track.variants.base import VariantContext
+
+logger = logging.getLogger(__name__)
+
+#: Fine-tuning settings shared by the baseline, recovery after pruning and distillation (see
+#: :mod:`mlperf_track.variants.baseline` for how they were chosen).
+DEFAULT_TRAIN = TrainConfig(epochs=1, batch_size=32, lr=1e-3, optimizer="adamw", schedule="cosine", weight_decay=0.01)
+
+
+def copy_module(baseline: ModelArtifact, recipe: str) -> nn.Module:
+    """A deep copy of the baseline's module on the CPU, in eval mode (the baseline is never modified).
+
+    Raises:
+        UnsupportedError: The baseline has no PyTorch module (an ONNX-only artifact).
+    """
+    if baseline.module is None:
+        raise UnsupportedError(
+            "variant", recipe, hint=f"{recipe} needs a PyTorch module, but {baseline.name} is ONNX-only"
+        )
+    return copy.deepcopy(baseline.module).cpu().eval()
+
+
+def derive(
+    baseline: ModelArtifact, recipe: str, module: nn.Module | None, tags: dict[str, str], **changes: object
+) -> ModelArtifact:
+    """The baseline artifact with a new name, module and tags (``variant.recipe``, ``variant.base``, ``tags``)."""
+    merged = {**baseline.tags, "variant.recipe": recipe, "variant.base": baseline.name, **tags}
+    return dataclasses.replace(
+        baseline,
+        name=f"{baseline.name}-{recipe}",
+        module=module,
+        tags=merged,
+        **changes,  # type: ignore[arg-type]
+    )
+
+
+def example_input(artifact: ModelArtifact, batch_size: int = 1) -> torch.Tensor:
+    """A seeded float32 batch of the artifact's input shape."""
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(batch_size, *artifact.input_shape, generator=generator)
+
+
+def labelled_train(context: VariantContext, purpose: str) -> Dataset:
+    """The training split, or a :class:`DataError` saying that ``purpose`` needs a labelled dataset."""
+    if context.data.train is None or context.data.num_classes is None:
+        raise DataError(
+            f"{purpose} needs a labelled dataset, but {context.data.name!r} has no training split: "
+            "use --dataset digits (built in) or an imagefolder:/path"
+        )
+    return context.data.train
+
+
+def subset(dataset: Dataset, count: int, seed: int) -> Dataset:
+    """``count`` samples drawn without replacement with ``seed`` (the whole dataset when it is smaller)."""
+    size = len(dataset)  # type: ignore[arg-type]
+    if size == 0:
+        raise DataError("the training split is empty")
+    if count >= size:
+        return dataset
+    generator = torch.Generator().manual_seed(seed)
+    indices = torch.randperm(size, generator=generator)[:count].tolist()
+    return Subset(dataset, indices)
+
+
+def image_batches(dataset: Dataset, *, batch_size: int) -> Iterator[torch.Tensor]:
+    """The images of ``dataset`` in order, in batches (labels dropped)."""
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    for images, _labels in loader:
+        yield images
+
+
+def count_params(module: nn.Module) -> int:
+    """Number of parameters."""
+    return sum(param.numel() for param in module.parameters())
+
+
+def train_config(context: VariantContext, *, epochs: int) -> TrainConfig:
+    """The default training settings with the context's seed and ``epochs``."""
+    return dataclasses.replace(DEFAULT_TRAIN, epochs=epochs, seed=context.seed)

@@ -1,0 +1,54 @@
+"""Compositions: recipes applied one after the other (``pruned_structured+quantized_int8_pt2e``).
+
+Every step but the last must leave a PyTorch module that is not pinned to a runtime (a PT2E graph or an
+ONNX file cannot be pruned further), which :meth:`ComposedVariant.build` checks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from mlperf_track.errors import UnsupportedError
+from mlperf_track.models.artifact import ModelArtifact
+from mlperf_track.variants.base import Variant, VariantContext
+
+#: Joins the step names of a composition.
+SEPARATOR = "+"
+
+
+class ComposedVariant(Variant):
+    """Apply ``steps`` in order. Create with :func:`compose`."""
+
+    steps: tuple[Variant, ...] = ()
+
+    def unavailable_reason(self, device: str) -> str | None:
+        """The first step's reason, if any step cannot run on ``device``."""
+        for step in self.steps:
+            reason = step.unavailable_reason(device)
+            if reason is not None:
+                return f"{step.name}: {reason}"
+        return None
+
+    def build(self, baseline: ModelArtifact, context: VariantContext) -> ModelArtifact:
+        """Build each step from the previous step's artifact."""
+        artifact = baseline
+        for index, step in enumerate(self.steps):
+            if index > 0 and (artifact.module is None or artifact.runtime is not None):
+                raise UnsupportedError(
+                    "variant",
+                    self.name,
+                    hint=f"{self.steps[index - 1].name} must come last: its result cannot be transformed further",
+                )
+            artifact = step.build(artifact, context)
+        # A new artifact: the last step's result may be remembered and shared (see memo.py).
+        tags = {**artifact.tags, "variant.recipe": self.name, "variant.base": baseline.name}
+        return dataclasses.replace(artifact, tags=tags)
+
+
+def compose(steps: Sequence[Variant]) -> ComposedVariant:
+    """A variant named ``a+b+...`` that applies ``steps`` in order."""
+    name = SEPARATOR.join(step.name for step in steps)
+    extras = sorted({step.extra for step in steps if step.extra})
+    members = {"name": name, "extra": ",".join(extras) or None, "steps": tuple(steps)}
+    return type("ComposedVariant", (ComposedVariant,), members)()

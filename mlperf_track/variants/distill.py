@@ -1,0 +1,110 @@
+"""``distilled``: a smaller student trained to imitate the fine-tuned baseline (the teacher).
+
+The student is loaded by name (``--option student=NAME``; default resnet18 for a resnet50 teacher, else
+mobilenet_v3_small), given a head for the dataset's classes and trained on the training split with the
+Hinton loss (:func:`mlperf_track.training.distill.hinton_loss`). When the student is not smaller than the
+teacher the build says so in the log and in the tag ``distill.student_smaller``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from mlperf_track.errors import ConfigError
+from mlperf_track.models.artifact import ModelArtifact
+from mlperf_track.training.distill import distill
+from mlperf_track.variants.base import Variant, VariantContext
+from mlperf_track.variants.common import copy_module, count_params, derive, labelled_train, train_config
+from mlperf_track.variants.memo import memoized
+from mlperf_track.variants.options import option_float, option_int, option_str
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TEMPERATURE = 4.0
+DEFAULT_ALPHA = 0.7
+#: Default student for a teacher, by teacher name; any other teacher gets :data:`FALLBACK_STUDENT`.
+DEFAULT_STUDENTS = {"resnet50": "resnet18", "resnet101": "resnet18", "resnet152": "resnet50"}
+FALLBACK_STUDENT = "mobilenet_v3_small"
+
+
+def default_student(teacher: str) -> str:
+    """The student used unless ``--option student=NAME`` is given."""
+    return DEFAULT_STUDENTS.get(teacher, FALLBACK_STUDENT)
+
+
+class DistilledVariant(Variant):
+    """Knowledge distillation into a smaller architecture.
+
+    Options:
+        student: Model name of the student (default: :func:`default_student`).
+        temperature: Softmax temperature ``T > 0`` (default 4).
+        alpha: Weight of the soft-target term in [0, 1] (default 0.7).
+        distill_epochs: Training epochs (default: the pipeline's ``epochs``, at least 1).
+    """
+
+    name = "distilled"
+
+    @memoized
+    def build(self, baseline: ModelArtifact, context: VariantContext) -> ModelArtifact:
+        """Train a student from the baseline.
+
+        Raises:
+            DataError: The dataset has no labelled training split.
+            ConfigError: A bad option, or an unknown student name.
+        """
+        from mlperf_track.models.heads import replace_classifier
+        from mlperf_track.models.registry import load_model
+
+        student_name = option_str(context.options, "student", default_student(baseline.name))
+        temperature = option_float(context.options, "temperature", DEFAULT_TEMPERATURE, low=0.0)
+        alpha = option_float(context.options, "alpha", DEFAULT_ALPHA)
+        if not 0 <= alpha <= 1:
+            raise ConfigError("alpha", context.options["alpha"], "a number in [0, 1]")
+        epochs = option_int(context.options, "distill_epochs", max(context.epochs, 1), minimum=1)
+        train = labelled_train(context, "distillation")
+        teacher = copy_module(baseline, self.name)
+        try:
+            student = load_model(student_name).module
+        except ConfigError as error:
+            raise ConfigError(
+                "student", student_name, "a model name (see mlperf-track bench --model)", str(error)
+            ) from error
+        assert context.data.num_classes is not None  # labelled_train checked it
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(context.seed)
+            replace_classifier(student, context.data.num_classes)
+        student_params, teacher_params = count_params(student), count_params(teacher)
+        smaller = student_params < teacher_params
+        if not smaller:
+            logger.warning(
+                "distillation student %s (%d parameters) is not smaller than teacher %s (%d parameters)",
+                student_name,
+                student_params,
+                baseline.name,
+                teacher_params,
+            )
+        result = distill(
+            student,
+            teacher,
+            train,
+            train_config(context, epochs=epochs),
+            device=context.device,
+            temperature=temperature,
+            alpha=alpha,
+        )
+        tags = {
+            "distill.student": student_name,
+            "distill.teacher": baseline.name,
+            "distill.student_params": str(student_params),
+            "distill.teacher_params": str(teacher_params),
+            "distill.student_smaller": str(smaller).lower(),
+            "distill.temperature": f"{temperature:g}",
+            "distill.alpha": f"{alpha:g}",
+            "distill.epochs": str(result.epochs),
+            "distill.train_s": f"{result.seconds:.2f}",
+        }
+        artifact = derive(baseline, self.name, student.eval(), tags)
+        artifact.name = f"{baseline.name}-distilled-{student_name}"
+        return artifact

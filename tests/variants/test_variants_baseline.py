@@ -1,0 +1,145 @@
+"""prepare_baseline: head replacement, fine-tuning, the on-disk cache, and the untrained cases."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from mlperf_track.data.base import DatasetSplits
+from mlperf_track.engine.accuracy import evaluate_accuracy, module_predictor
+from mlperf_track.errors import ConfigError
+from mlperf_track.models.base import LoadedModel
+from mlperf_track.training.loop import TrainConfig
+from mlperf_track.variants.baseline import DEFAULT_EPOCHS, cache_key, prepare_baseline
+
+SIZE = 16
+
+
+def _tiny() -> LoadedModel:
+    from mlperf_track.models.registry import load_model
+
+    return load_model("tinycnn")
+
+
+def _prepare(loaded: LoadedModel, data: DatasetSplits, cache: Path, **changes: object) -> object:
+    settings: dict[str, object] = {"image_size": SIZE, "epochs": 1, "device": "cpu", "seed": 0, "cache_dir": cache}
+    settings.update(changes)
+    return prepare_baseline(loaded, data, **settings)  # type: ignore[arg-type]
+
+
+def test_fine_tunes_then_loads_from_the_cache(digits_small: DatasetSplits, tmp_path: Path) -> None:
+    loaded = _tiny()
+    original = {name: value.clone() for name, value in loaded.module.state_dict().items()}
+    first = prepare_baseline(loaded, digits_small, image_size=SIZE, epochs=1, device="cpu", seed=0, cache_dir=tmp_path)
+    assert not first.cached
+    assert first.facts["baseline.trained"] == "true" and first.facts["baseline.cached"] == "false"
+    assert float(first.facts["baseline.train_s"]) > 0
+    module = first.artifact.module
+    assert module is not None and not module.training
+    assert digits_small.val is not None
+    top1 = evaluate_accuracy(module_predictor(module), digits_small.val).top1
+    assert first.facts["baseline.val_top1"] == f"{top1:.4f}"
+    assert first.artifact.input_shape == (3, SIZE, SIZE) and first.artifact.num_classes == 10
+    assert first.artifact.tags["baseline.cached"] == "false"
+    # The loaded model itself is left alone; the artifact is a trained copy.
+    assert all(torch.equal(value, loaded.module.state_dict()[name]) for name, value in original.items())
+    assert not torch.equal(module.fc.weight, loaded.module.fc.weight)  # type: ignore[union-attr,arg-type]
+    assert len(list((tmp_path / "baselines").glob("tinycnn-*.pt"))) == 1
+
+    second = prepare_baseline(
+        _tiny(), digits_small, image_size=SIZE, epochs=1, device="cpu", seed=0, cache_dir=tmp_path
+    )
+    assert second.cached and second.facts["baseline.cached"] == "true"
+    assert second.facts["baseline.train_s"] == first.facts["baseline.train_s"]  # the time it took when trained
+    assert second.facts["baseline.val_top1"] == first.facts["baseline.val_top1"]
+    for name, value in module.state_dict().items():
+        assert torch.equal(value, second.artifact.module.state_dict()[name])  # type: ignore[union-attr]
+
+
+def test_cache_key_covers_what_changes_the_weights(digits_small: DatasetSplits) -> None:
+    loaded = _tiny()
+    config = TrainConfig(epochs=1, seed=0)
+
+    def key(**changes: object) -> str:
+        settings: dict[str, object] = {"image_size": SIZE, "device": "cpu", "config": config, "num_classes": 10}
+        settings.update(changes)
+        return cache_key(loaded, digits_small, **settings)  # type: ignore[arg-type]
+
+    assert key() == key()
+    others = [
+        key(image_size=32),
+        key(config=dataclasses.replace(config, seed=1)),
+        key(config=dataclasses.replace(config, epochs=2)),
+        key(config=dataclasses.replace(config, lr=0.1)),
+        key(num_classes=3),
+        key(device="cuda"),
+    ]
+    assert len({key(), *others}) == 1 + len(others)
+    with torch.no_grad():
+        loaded.module.fc.weight.add_(1.0)  # type: ignore[union-attr,operator]
+    assert key() not in others and key() != cache_key(
+        _tiny(), digits_small, image_size=SIZE, device="cpu", config=config, num_classes=10
+    )
+
+
+def test_a_corrupt_cache_file_is_retrained(digits_small: DatasetSplits, tmp_path: Path) -> None:
+    prepare_baseline(_tiny(), digits_small, image_size=SIZE, epochs=1, device="cpu", seed=0, cache_dir=tmp_path)
+    (cached_file,) = (tmp_path / "baselines").glob("*.pt")
+    cached_file.write_bytes(b"not a checkpoint")
+    again = prepare_baseline(_tiny(), digits_small, image_size=SIZE, epochs=1, device="cpu", seed=0, cache_dir=tmp_path)
+    assert not again.cached and again.facts["baseline.trained"] == "true"
+
+
+def test_head_is_replaced_for_another_class_count(tmp_path: Path) -> None:
+    generator = torch.Generator().manual_seed(0)
+    images, labels = torch.randn(40, 3, SIZE, SIZE, generator=generator), torch.arange(40) % 3
+    data = DatasetSplits(
+        name="three",
+        image_size=SIZE,
+        num_classes=3,
+        train=TensorDataset(images, labels),
+        val=TensorDataset(images, labels),
+    )
+    prepared = prepare_baseline(_tiny(), data, image_size=SIZE, epochs=1, device="cpu", seed=0, cache_dir=tmp_path)
+    assert prepared.facts["baseline.head_replaced"] == "true"
+    assert prepared.artifact.num_classes == 3
+    assert prepared.artifact.module(images[:2]).shape == (2, 3)  # type: ignore[misc]
+
+
+def test_no_training_without_labels_or_epochs(
+    digits_small: DatasetSplits, synthetic_data: DatasetSplits, tmp_path: Path
+) -> None:
+    loaded = _tiny()
+    synthetic = prepare_baseline(
+        loaded, synthetic_data, image_size=SIZE, epochs=2, device="cpu", seed=0, cache_dir=tmp_path
+    )
+    assert synthetic.facts["baseline.trained"] == "false" and not synthetic.cached
+    assert "no labelled training split" in synthetic.facts["baseline.not_trained_reason"]
+    assert "baseline.val_top1" not in synthetic.facts
+    assert torch.equal(synthetic.artifact.module.fc.weight, loaded.module.fc.weight)  # type: ignore[union-attr,arg-type]
+    untrained = prepare_baseline(
+        loaded, digits_small, image_size=SIZE, epochs=0, device="cpu", seed=0, cache_dir=tmp_path
+    )
+    assert untrained.facts["baseline.not_trained_reason"] == "epochs=0"
+    assert "baseline.val_top1" in untrained.facts  # accuracy of the model as loaded is still measured
+    assert not (tmp_path / "baselines").exists()
+    with pytest.raises(ConfigError, match="epochs"):
+        prepare_baseline(loaded, digits_small, image_size=SIZE, epochs=-1, device="cpu", seed=0, cache_dir=tmp_path)
+
+
+@pytest.mark.slow
+def test_default_fine_tune_makes_resnet18_accurate_on_digits(tmp_path: Path) -> None:
+    """The documented default: resnet18 at 32 px from random weights reaches >= 0.8 top-1 on digits."""
+    from mlperf_track.data.registry import load_dataset
+    from mlperf_track.models.registry import load_model
+
+    torch.set_num_threads(2)
+    data = load_dataset("digits", image_size=32, seed=0)
+    prepared = prepare_baseline(
+        load_model("resnet18"), data, image_size=32, epochs=DEFAULT_EPOCHS, device="cpu", seed=0, cache_dir=tmp_path
+    )
+    assert float(prepared.facts["baseline.val_top1"]) >= 0.8
