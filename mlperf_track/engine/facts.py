@@ -1,7 +1,8 @@
 """Static facts about a model: parameter count, serialized size, forward FLOPs per sample, weight sparsity.
 
 * Parameters count ``module.parameters()`` plus weights that quantized modules keep packed (eager-mode
-  quantized ``Linear``/``Conv`` expose them through a ``weight()`` method, not as parameters).
+  quantized ``Linear``/``Conv`` expose them through a ``weight()`` method, not as parameters) and the int8
+  weight buffers of PT2E-converted graphs (``_frozen_param*``: weights stored as buffers, not parameters).
 * Size is the serialized size of what is deployed: the ONNX file (plus its external-data files) when one is
   given, else ``torch.save(module.state_dict())`` into memory. "MB" is MiB (2**20 bytes).
 * FLOPs are counted by :class:`torch.utils.flop_counter.FlopCounterMode` on a batch of one: 2 x the
@@ -26,6 +27,9 @@ from mlperf_track.engine.monitors.base import BYTES_PER_MB
 
 logger = logging.getLogger(__name__)
 
+#: Buffer dtypes that hold quantized weights (PT2E ``convert_pt2e`` output keeps int8 weights as buffers).
+_QUANTIZED_WEIGHT_DTYPES = (torch.int8, torch.uint8)
+
 
 def _weights(module: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
     """Every weight tensor once: parameters (masked ones for pruned modules) and packed quantized weights."""
@@ -40,6 +44,9 @@ def _weights(module: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
             bias = packed_bias() if callable(packed_bias) else None
             if isinstance(bias, torch.Tensor):
                 yield f"{name}.bias()", bias
+        for bname, buffer in sub.named_buffers(recurse=False):
+            if buffer.dtype in _QUANTIZED_WEIGHT_DTYPES and buffer.dim() >= 2:
+                yield f"{name}.{bname}", buffer
 
 
 def count_params(module: nn.Module) -> int:

@@ -189,8 +189,11 @@ class CaseRunner:
     def _model_facts(self, variant: str, artifact: ModelArtifact) -> tuple[dict[str, float], dict[str, str]]:
         if variant not in self._facts:
             from mlperf_track.engine.facts import model_facts
+            from mlperf_track.engine.precision import dtype_for
 
-            example = torch.randn(1, *artifact.input_shape)
+            # A half-precision variant's weights need an input of their dtype to be run for FLOP counting.
+            dtype = (dtype_for(artifact.precision) if artifact.precision else None) or torch.float32
+            example = torch.randn(1, *artifact.input_shape).to(dtype)
             self._facts[variant] = model_facts(artifact.module, example, artifact.onnx_path)
         return self._facts[variant]
 

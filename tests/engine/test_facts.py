@@ -98,3 +98,16 @@ def test_onnx_file_defines_size_and_params(tmp_path: Path) -> None:
     assert metrics[m.MODEL_PARAMS] == 12
     assert metrics[m.MODEL_SIZE] == pytest.approx(path.stat().st_size / 1024**2)
     assert "only a model file" in notes[m.MODEL_FLOPS]
+
+
+def test_int8_weight_buffers_of_converted_graphs_are_counted() -> None:
+    """PT2E-converted graphs keep int8 weights as buffers; they are weights all the same."""
+
+    class Converted(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("_frozen_param0", torch.zeros(8, 3, 3, 3, dtype=torch.int8))
+            self.register_buffer("_scale_0", torch.ones(8))
+            self.bias = nn.Parameter(torch.zeros(8))
+
+    assert count_params(Converted()) == 8 * 3 * 3 * 3 + 8
