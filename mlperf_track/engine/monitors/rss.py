@@ -57,19 +57,20 @@ class RssPeakMonitor(Monitor):
 
     def start(self) -> None:
         """Reset the high-water mark (if possible) and take the first sample."""
-        self._peak = 0
+        self._peak = int(self.process.memory_info().rss)
         self._hwm_reset = self._reset_hwm()
-        self.sample()
 
     def sample(self) -> None:
-        """Record the current RSS."""
+        """Record the current RSS (nothing to do while the kernel keeps the high-water mark for us)."""
+        if self._hwm_reset:
+            return
         rss = int(self.process.memory_info().rss)
         with self._lock:
             self._peak = max(self._peak, rss)
 
     def stop(self, window: Window) -> MonitorReading:
         """The peak RSS in MiB."""
-        self.sample()
+        self._peak = max(self._peak, int(self.process.memory_info().rss))
         peak, source = self._peak, "psutil_sampling"
         if self._hwm_reset:
             hwm = self._read_hwm()
