@@ -49,16 +49,31 @@ def run(args: argparse.Namespace) -> int:
 
     config = pipeline_config_from_args(args)
     output = writable_file("--output", Path(args.output)) if args.output else None
-    # A pipe or a log file gets a wide table rather than rich's 80-column fallback.
-    console = Console() if sys.stdout.isatty() else Console(width=200)
     outcome = run_pipeline(config, ProgressListener())
-    console.print(render_table(outcome))
-    for failure in outcome.failures:
-        console.print(f"[red]{failure.case.name} failed:[/red] {type(failure.error).__name__}: {failure.error}")
+    print_outcome(outcome)
     if output is not None:
         output.write_text(results_to_json(outcome.results), encoding="utf-8")
         logger.info("wrote %d results to %s", len(outcome.results), output)
     return 1 if outcome.failures else 0
+
+
+def print_outcome(outcome: PipelineOutcome, shown_files: tuple[str, ...] = ()) -> Console:
+    """Print the table of cases, each failure's reason and the files named in ``shown_files``.
+
+    Returns:
+        The console used (wide when the output is not a terminal), for more lines.
+    """
+    # A pipe or a log file gets a wide table rather than rich's 80-column fallback.
+    console = Console() if sys.stdout.isatty() else Console(width=200)
+    console.print(render_table(outcome))
+    for case_outcome in outcome.outcomes:
+        if case_outcome.error is not None:
+            error = case_outcome.error
+            console.print(f"[red]{case_outcome.case.name} failed:[/red] {type(error).__name__}: {error}")
+        for name in shown_files:
+            if name in case_outcome.artifacts:
+                console.print(f"{case_outcome.case.name}: {name} -> {case_outcome.artifacts[name]}")
+    return console
 
 
 def render_table(outcome: PipelineOutcome) -> Table:

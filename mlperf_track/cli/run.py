@@ -132,29 +132,40 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 def run(args: argparse.Namespace) -> int:
     """Run the tracked pipeline and print the table of cases."""
-    import mlflow
-    from rich.console import Console
+    return execute(args)
 
-    from mlperf_track.cli.bench import render_table
+
+def execute(args: argparse.Namespace, *, profile: bool = False, shown_files: tuple[str, ...] = ()) -> int:
+    """Run the tracked pipeline (``profile`` forces profiling on) and print the cases and ``shown_files``.
+
+    Returns:
+        0 when the pipeline completed with at least one measured case, 1 when every case failed, 130 when
+        interrupted.
+    """
+    from dataclasses import replace
+
+    import mlflow
+
+    from mlperf_track.cli.bench import print_outcome
     from mlperf_track.engine.result import results_to_json
     from mlperf_track.pipeline.progress import ProgressListener
     from mlperf_track.tracking.pipeline_run import run_tracked_pipeline
 
     try:
         config = run_config_from_args(args)
+        config = replace(config, profile=True) if profile else config
         output = writable_file("--output", Path(args.output)) if args.output else None
     except MlperfTrackError as error:
         record_bad_input(error)
         raise
     with sigterm_as_interrupt():
         outcome = run_tracked_pipeline(config, experiment=args.experiment, extra_listener=ProgressListener())
-    console = Console()
-    console.print(render_table(outcome))
-    for failure in outcome.failures:
-        console.print(f"[red]{failure.case.name} failed:[/red] {type(failure.error).__name__}: {failure.error}")
+    console = print_outcome(outcome, shown_files)
     last = mlflow.last_active_run()
     if last is not None:
         console.print(f"logged to {mlflow.get_tracking_uri()}: parent run {last.info.run_id}")
     if output is not None:
         output.write_text(results_to_json(outcome.results), encoding="utf-8")
-    return 130 if outcome.interrupted else 0
+    if outcome.interrupted:
+        return 130
+    return 1 if outcome.outcomes and not outcome.results else 0
