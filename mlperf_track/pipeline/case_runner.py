@@ -135,11 +135,7 @@ class CaseRunner:
             self.release(keep=None)
             from mlperf_track.runtimes.base import PrepareRequest
 
-            runtime = self.session.runtimes.get(case.runtime)
-            if runtime is None:
-                from mlperf_track.runtimes.registry import get_runtime
-
-                runtime = get_runtime(case.runtime)
+            runtime = self.session.runtime(case.runtime)
             runtime.check(case.device, case.precision)
             config = self.session.config
             request = PrepareRequest(

@@ -222,17 +222,19 @@ class BenchmarkSession:
             options=self.config.options,
         )
 
-    def _supports(self, runtime: str, precision: str) -> bool:
+    def runtime(self, name: str) -> Runtime:
+        """The runtime ``name``: the session's own instance, or one from the registry (a tuner may ask for more)."""
         from mlperf_track.runtimes.registry import get_runtime
 
-        instance = self.runtimes.get(runtime) or get_runtime(runtime)
+        return self.runtimes.get(name) or get_runtime(name)
+
+    def _supports(self, runtime: str, precision: str) -> bool:
+        instance = self.runtime(runtime)
         return instance.unavailable_reason() is None and instance.capabilities().supports(self.device, precision)
 
     def unsupported_reason(self, variant: str, runtime: str, precision: str) -> str | None:
         """Why a combination cannot run here, or ``None`` when it can (cheap: builds nothing new)."""
-        from mlperf_track.runtimes.registry import get_runtime
-
-        instance = self.runtimes.get(runtime) or get_runtime(runtime)
+        instance = self.runtime(runtime)
         try:
             instance.check(self.device, precision)
         except UnsupportedError as error:
