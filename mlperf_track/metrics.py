@@ -40,6 +40,11 @@ ACCURACY_TOP1: Final = "accuracy/top1"
 ACCURACY_TOP5: Final = "accuracy/top5"
 ACCURACY_TOP1_DELTA: Final = "accuracy/top1_delta"
 ACCURACY_AGREEMENT: Final = "accuracy/agreement"
+#: 95% confidence bounds of the paired accuracy delta and of the agreement (same evaluation images).
+ACCURACY_TOP1_DELTA_CI_LOW: Final = "accuracy/top1_delta_ci_low"
+ACCURACY_TOP1_DELTA_CI_HIGH: Final = "accuracy/top1_delta_ci_high"
+ACCURACY_AGREEMENT_CI_LOW: Final = "accuracy/agreement_ci_low"
+ACCURACY_AGREEMENT_CI_HIGH: Final = "accuracy/agreement_ci_high"
 
 MODEL_SIZE: Final = "model/size_mb"
 MODEL_PARAMS: Final = "model/params"
@@ -52,6 +57,11 @@ PEAK_FRACTION: Final = "compute/peak_fraction"
 STARTUP_LOAD: Final = "startup/load_s"
 STARTUP_PREPARE: Final = "startup/prepare_s"
 STARTUP_FIRST_INFERENCE: Final = "startup/first_inference_ms"
+
+#: Tag: ``true``/``false``, whether a result's measurement is usable (see ``BenchmarkResult.valid``).
+VALID_TAG: Final = "valid"
+#: Tag: why a result is invalid (``; ``-separated), absent when it is valid.
+VALID_REASONS_TAG: Final = "valid.reasons"
 
 LATENCY_KEYS: Final = (
     LATENCY_P50,

@@ -29,6 +29,8 @@ class BenchmarkResult:
         tags: Facts about the run (effective precision settings, hardware, software, stop reason).
         notes: Why a metric or source is absent, keyed by metric key or source name.
         warnings: Human-readable warnings (high spread, short energy window, ...).
+        invalid_reasons: Why the measurement is not usable (time cap hit before the CI target, spread or
+            stability out of bounds, ...); empty when it is valid.
     """
 
     case: CaseSpec
@@ -37,6 +39,12 @@ class BenchmarkResult:
     tags: dict[str, str] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    invalid_reasons: tuple[str, ...] = ()
+
+    @property
+    def valid(self) -> bool:
+        """Whether the measurement can be trusted and ranked (no :attr:`invalid_reasons`)."""
+        return not self.invalid_reasons
 
     def __post_init__(self) -> None:
         for key, value in self.metrics.items():
@@ -69,6 +77,8 @@ class BenchmarkResult:
             "tags": dict(self.tags),
             "notes": dict(self.notes),
             "warnings": list(self.warnings),
+            "valid": self.valid,
+            "invalid_reasons": list(self.invalid_reasons),
         }
 
     @classmethod
@@ -81,6 +91,7 @@ class BenchmarkResult:
             tags={key: str(value) for key, value in data.get("tags", {}).items()},
             notes={key: str(value) for key, value in data.get("notes", {}).items()},
             warnings=tuple(str(value) for value in data.get("warnings", [])),
+            invalid_reasons=tuple(str(value) for value in data.get("invalid_reasons", [])),
         )
 
     def to_json(self, indent: int | None = 2) -> str:

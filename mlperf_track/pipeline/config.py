@@ -51,6 +51,11 @@ class PipelineConfig:
         measure_accuracy: Measure accuracy when the dataset has labels.
         cache_dir: Cache for prepared baselines, exports and engines.
         output_dir: Where per-case files (raw samples, result JSON, traces) are written.
+        max_accuracy_drop: Largest top-1 drop (a fraction: 0.01 = 1 point) below the baseline that a case may
+            lose and still be named best; ``None`` puts no limit on accuracy.
+        repeats: Interleaved replicates of every case, merged into one result with their between-replicate
+            spread (1: measure each case once).
+        pin_cores: CPU cores the process is pinned to while measuring, or ``None`` to leave affinity alone.
     """
 
     model: str
@@ -72,6 +77,9 @@ class PipelineConfig:
     measure_accuracy: bool = True
     cache_dir: Path = field(default_factory=default_cache_dir)
     output_dir: Path = Path("mlperf_track_output")
+    max_accuracy_drop: float | None = 0.01
+    repeats: int = 1
+    pin_cores: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -92,6 +100,19 @@ class PipelineConfig:
             raise ConfigError("epochs", self.epochs, "an integer >= 0")
         if self.num_threads is not None:
             check_positive_int("num_threads", self.num_threads)
+        if self.max_accuracy_drop is not None and (
+            isinstance(self.max_accuracy_drop, bool)
+            or not isinstance(self.max_accuracy_drop, (int, float))
+            or not 0 <= self.max_accuracy_drop <= 1
+        ):
+            raise ConfigError("max_accuracy_drop", self.max_accuracy_drop, "a fraction in [0, 1] (0.01 = 1 point)")
+        check_positive_int("repeats", self.repeats)
+        if self.pin_cores is not None:
+            if not self.pin_cores:
+                raise ConfigError("pin_cores", "", "a non-empty list of CPU core numbers")
+            for core in self.pin_cores:
+                if isinstance(core, bool) or not isinstance(core, int) or core < 0:
+                    raise ConfigError("pin_cores", core, "CPU core numbers >= 0")
         object.__setattr__(self, "options", tuple(sorted((str(k), str(v)) for k, v in self.options)))
 
     @property

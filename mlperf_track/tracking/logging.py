@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlperf_track import metrics as m
 from mlperf_track.tracking.context import hardware_software_tags
 
 if TYPE_CHECKING:
@@ -61,6 +62,9 @@ def result_tags(result: BenchmarkResult) -> dict[str, str]:
     tags.update({f"note.{key}": clip(note) for key, note in result.notes.items()})
     if result.warnings:
         tags["warnings"] = clip("; ".join(result.warnings))
+    tags[m.VALID_TAG] = str(result.valid).lower()
+    if result.invalid_reasons:
+        tags[m.VALID_REASONS_TAG] = clip("; ".join(result.invalid_reasons))
     return {key: clip(str(value)) for key, value in tags.items()}
 
 
