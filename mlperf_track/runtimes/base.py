@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import torch
 
     from mlperf_track.models.artifact import ModelArtifact
+    from mlperf_track.options import OptionSpec
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,8 @@ class Runtime(ABC):
     name: ClassVar[str]
     #: The pip extra that installs this runtime's dependencies, or ``None`` when torch suffices.
     extra: ClassVar[str | None] = None
+    #: The ``--option`` keys this runtime reads (checked up front by :func:`mlperf_track.options.check_options`).
+    accepted_options: ClassVar[tuple[OptionSpec, ...]] = ()
 
     @abstractmethod
     def capabilities(self) -> RuntimeCapabilities:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, ClassVar
 if TYPE_CHECKING:
     from mlperf_track.data.base import DatasetSplits
     from mlperf_track.models.artifact import ModelArtifact
+    from mlperf_track.options import OptionSpec
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class Variant(ABC):
     name: ClassVar[str]
     #: The pip extra its dependencies come from, or ``None``.
     extra: ClassVar[str | None] = None
+    #: The ``--option`` keys this recipe reads (checked up front by :func:`mlperf_track.options.check_options`).
+    accepted_options: ClassVar[tuple[OptionSpec, ...]] = ()
 
     def unavailable_reason(self, device: str) -> str | None:
         """``None`` when the recipe can run for ``device`` here, else why not."""
