@@ -1,18 +1,21 @@
-"""``mlperf-track bench``: measure cases with the engine and print a table; no MLflow involved."""
+"""``mlperf-track bench``: measure cases with the engine and print a table; no MLflow involved.
+
+Takes the options of ``run`` with the same ``auto`` defaults, except ``--variants`` (default ``none``: the model as
+it is); see ``mlperf-track bench --help`` and docs/architecture.md.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from mlperf_track import metrics as m
-from mlperf_track.cli.common import add_pipeline_arguments, pipeline_config_from_args, writable_file
+from mlperf_track.cli.common import add_pipeline_arguments, output_file, pipeline_config_from_args
 from mlperf_track.engine.result import results_to_json
 from mlperf_track.pipeline.events import PipelineOutcome
 
@@ -37,9 +40,8 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "bench", help="benchmark a model's cases and print a table (no MLflow)", description=__doc__
     )
-    add_pipeline_arguments(parser)
-    parser.add_argument("--output", default=None, help="write every result as JSON to this file")
-    parser.set_defaults(func=run)
+    add_pipeline_arguments(parser, "bench")
+    parser.set_defaults(func=run, keeps_log=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from mlperf_track.pipeline.runner import run_pipeline
 
     config = pipeline_config_from_args(args)
-    output = writable_file("--output", Path(args.output)) if args.output else None
+    output = output_file(args)
     outcome = run_pipeline(config, ProgressListener())
     print_outcome(outcome)
     if output is not None:

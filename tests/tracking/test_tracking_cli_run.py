@@ -12,7 +12,7 @@ import pytest
 
 from mlperf_track import metrics as m
 from mlperf_track.cli import build_parser, main
-from mlperf_track.cli.run import resolve_auto_flags, run_config_from_args
+from mlperf_track.cli.run import run_config_from_args
 from mlperf_track.pipeline.defaults import auto_defaults
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,10 +50,9 @@ def test_explicit_values_and_none_weights() -> None:
         "--variants",
         "auto",
     )
-    resolved = resolve_auto_flags(args)
-    assert resolved.batch_size == "2,4" and resolved.weights is None
     config = run_config_from_args(args)
     assert config.batch_sizes == (2, 4) and config.image_size == 32 and config.profile is True
+    assert config.weights is None
     assert config.variants == tuple(auto_defaults("cpu")["variants"])
 
 
