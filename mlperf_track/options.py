@@ -138,9 +138,9 @@ def _unknown_key(
     owners = sorted(name for name, declared in known.items() if any(spec.key == key for spec in declared))
     names = ", ".join(sorted(selected)) or "none"
     if specs:
-        allowed: str = f"a key that {names} take: {', '.join(sorted(specs))}"
+        allowed: str = f"a key of {names}: {', '.join(sorted(specs))}"
     else:
-        allowed = f"no option: {names} take none"
+        allowed = f"no key ({names} declare no options)"
     if owners:
         hint: str | None = f"{key} is an option of {', '.join(owners)}, which this run does not use"
     else:

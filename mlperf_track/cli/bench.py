@@ -46,12 +46,13 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the pipeline without tracking; exit 0 when every case succeeded, 1 when some failed."""
+    from mlperf_track.cli.logs import progress_console
     from mlperf_track.pipeline.progress import ProgressListener
     from mlperf_track.pipeline.runner import run_pipeline
 
     config = pipeline_config_from_args(args)
     output = output_file(args)
-    outcome = run_pipeline(config, ProgressListener())
+    outcome = run_pipeline(config, ProgressListener(progress_console()))
     print_outcome(outcome)
     if output is not None:
         output.write_text(results_to_json(outcome.results), encoding="utf-8")

@@ -10,9 +10,11 @@ What goes to the log file (``<output-dir>/logs/<command>-<time>-<pid>.log``, log
 ``logs/mlperf_track.log``): every log record at INFO or above (DEBUG with ``--debug``) of every library, Python
 warnings, and, unless ``--verbose``, what C/C++ code and subprocesses write to file descriptors 1 and 2
 (torch's profiler ``USDT ... profiler_start`` lines, ``gpuGetDeviceCount failed with code 35`` on machines
-without a GPU, inductor's compile workers). That output bypasses Python's ``sys.stderr``, so it can only be caught
-at the file-descriptor level (:func:`native_output_to`); Python's own ``sys.stdout``/``sys.stderr`` are pointed
-at copies of the original descriptors so that tables, progress bars and error lines still reach the terminal.
+without a GPU, inductor's compile workers), and what Python libraries write to ``sys.stderr`` themselves (torch's
+own log handler prints ``W1201 ... torch/utils/_pytree.py ...`` lines there). Native output bypasses Python, so it
+can only be caught at the file-descriptor level (:func:`native_output_to`). ``sys.stdout`` is pointed at a copy of
+the terminal (tables are printed there); our log records, progress bars and error lines go to
+:func:`terminal_stderr`, a copy of the terminal's stderr.
 """
 
 from __future__ import annotations
@@ -59,14 +61,30 @@ class OwnRecordsFilter(logging.Filter):
         return record.name == "mlperf_track" or record.name.startswith("mlperf_track.")
 
 
+#: The terminal's stderr while :func:`native_output_to` sends file descriptor 2 to the log file (innermost last).
+_TERMINALS: list[TextIO] = []
+
+
+def terminal_stderr() -> TextIO:
+    """Where our console output goes: the terminal's stderr, also while descriptor 2 goes to the log file."""
+    return _TERMINALS[-1] if _TERMINALS else sys.stderr
+
+
+def progress_console() -> Any:
+    """A rich console on :func:`terminal_stderr` for progress bars (descriptor 2 may be going to the log file)."""
+    from rich.console import Console
+
+    return Console(file=terminal_stderr())
+
+
 class ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg, unused-ignore]
-    """A handler writing to whatever ``sys.stderr`` is when a record is emitted (it is swapped during a run)."""
+    """A handler writing to :func:`terminal_stderr` as it is when a record is emitted."""
 
     def __init__(self) -> None:
-        super().__init__(sys.stderr)
+        super().__init__(terminal_stderr())
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.stream = sys.stderr
+        self.stream = terminal_stderr()
         super().emit(record)
 
 
@@ -144,43 +162,57 @@ def _is_on_descriptor(stream: Any, fd: int) -> bool:
         return False
 
 
+def _terminal_copy(stream: Any, fd: int) -> TextIO:
+    """A line-buffered text stream on a duplicate of ``fd``, encoded like ``stream``."""
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    errors = getattr(stream, "errors", None) or "backslashreplace"
+    return open(os.dup(fd), "w", buffering=1, encoding=encoding, errors=errors)
+
+
 @contextlib.contextmanager
 def native_output_to(log_file: Path) -> Iterator[None]:
-    """Point file descriptors 1 and 2 at ``log_file``; Python's ``sys.stdout``/``sys.stderr`` keep the terminal.
+    """Point file descriptors 1 and 2 at ``log_file``; tables and our console output keep the terminal.
 
-    Child processes inherit the redirected descriptors, so their output goes to the file too. A Python stream that
-    is not on its descriptor (a test's captured stream) is left as it is.
+    ``sys.stdout`` moves to a copy of the terminal's stdout; ``sys.stderr`` stays on descriptor 2 (so libraries
+    that write there land in the log) and :func:`terminal_stderr` returns a copy of the terminal's stderr. Child
+    processes inherit the redirected descriptors. A Python stream that is not on its descriptor (a test's captured
+    stream) is left as it is.
     """
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
     _flush_c_stdio()
-    saved: dict[int, int] = {}
-    replaced: dict[str, tuple[Any, TextIO]] = {}
-    with open(log_file, "ab", buffering=0) as sink:
-        try:
-            for fd, name in ((1, "stdout"), (2, "stderr")):
-                saved[fd] = os.dup(fd)
-                original = getattr(sys, name)
-                if _is_on_descriptor(original, fd):
-                    encoding = getattr(original, "encoding", None) or "utf-8"
-                    errors = getattr(original, "errors", None) or "backslashreplace"
-                    copy = open(os.dup(saved[fd]), "w", buffering=1, encoding=encoding, errors=errors)  # noqa: SIM115
-                    replaced[name] = (original, copy)
-                    setattr(sys, name, copy)
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    stdout = sys.stdout
+    copies: list[TextIO] = []
+    terminal: TextIO | None = None
+    try:
+        with open(log_file, "ab", buffering=0) as sink:
+            if _is_on_descriptor(sys.stdout, 1):
+                copies.append(_terminal_copy(sys.stdout, saved[1]))
+                sys.stdout = copies[-1]
+            if _is_on_descriptor(sys.stderr, 2):
+                terminal = _terminal_copy(sys.stderr, saved[2])
+                copies.append(terminal)
+                _TERMINALS.append(terminal)
+            for fd in (1, 2):
                 os.dup2(sink.fileno(), fd)
             yield
-        finally:
-            for _, stream in replaced.values():
-                with contextlib.suppress(Exception):
-                    stream.flush()
-            _flush_c_stdio()
-            for fd, duplicate in saved.items():
-                os.dup2(duplicate, fd)
-                os.close(duplicate)
-            for name, (previous, stream) in replaced.items():
-                setattr(sys, name, previous)
-                stream.close()
+    finally:
+        for copy in copies:
+            with contextlib.suppress(Exception):
+                copy.flush()
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        _flush_c_stdio()
+        for fd, duplicate in saved.items():
+            os.dup2(duplicate, fd)
+            os.close(duplicate)
+        sys.stdout = stdout
+        if terminal is not None:
+            _TERMINALS.remove(terminal)
+        for copy in copies:
+            copy.close()
 
 
 def append_traceback(log_file: Path, error: BaseException) -> None:

@@ -93,6 +93,7 @@ def execute(args: argparse.Namespace, *, profile: bool = False, footer: str | No
     import mlflow
 
     from mlperf_track.cli.bench import print_outcome
+    from mlperf_track.cli.logs import progress_console
     from mlperf_track.engine.result import results_to_json
     from mlperf_track.pipeline.progress import ProgressListener
     from mlperf_track.tracking.pipeline_run import run_tracked_pipeline
@@ -109,7 +110,7 @@ def execute(args: argparse.Namespace, *, profile: bool = False, footer: str | No
         outcome = run_tracked_pipeline(
             config,
             experiment=read(args, "experiment_name"),
-            extra_listener=ProgressListener(),
+            extra_listener=ProgressListener(progress_console()),
             log_file=getattr(args, "log_file", None),
         )
     console = print_outcome(outcome)

@@ -34,10 +34,28 @@ HEADER_CHECKS = 10_000
 
 
 def _image_folder(root: Path, image_size: int) -> Any:
+    import os
+
     from torchvision.datasets import ImageFolder
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    class VisibleImageFolder(ImageFolder):
+        """Hidden folders (``.ipynb_checkpoints``) are not classes, hidden files (``._x.jpg``) not images."""
+
+        def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
+            classes = sorted(
+                entry.name for entry in os.scandir(directory) if entry.is_dir() and not entry.name.startswith(".")
+            )
+            if not classes:
+                raise FileNotFoundError(f"Couldn't find any class folder in {directory}.")
+            return classes, {name: index for index, name in enumerate(classes)}
+
+    def visible_image(path: str) -> bool:
+        name = os.path.basename(path)
+        return not name.startswith(".") and name.lower().endswith(IMG_EXTENSIONS)
 
     try:
-        return ImageFolder(str(root), transform=eval_transform(image_size))
+        return VisibleImageFolder(str(root), transform=eval_transform(image_size), is_valid_file=visible_image)
     except FileNotFoundError as error:
         # torchvision says "Couldn't find any class folder" or "Found no valid file for the classes ...".
         reason = str(error).split(". ")[0].rstrip(".")

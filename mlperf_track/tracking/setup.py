@@ -257,6 +257,7 @@ def _take_over_launch(run_id: str, experiment: str) -> None:
     run = client.create_run(target.experiment_id, run_name=launcher.info.run_name, tags={**tags, LAUNCHER_TAG: run_id})
     client.set_tag(run_id, POINTER_RUN_TAG, run.info.run_id)
     client.set_tag(run_id, POINTER_EXPERIMENT_TAG, experiment)
+    client.set_tag(run_id, "mlperf_track.role", "pointer")  # reports skip it (pipeline_run.ROLE_TAG)
     client.set_tag(
         run_id,
         "mlflow.note.content",
