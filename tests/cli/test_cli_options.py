@@ -208,3 +208,14 @@ def test_tune_shares_the_checks(
     code = main(["tune", "--model", "tinycnn", "--device", "cpu", "--storage", "none", *arguments])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and expected in err, err
+
+
+def test_tune_defaults_build_a_tune_config() -> None:
+    from mlperf_track.cli.tune import config_from_args
+
+    config = config_from_args(_parse("tune", "--model", "tinycnn"))
+    assert (config.device, config.sampler, config.dataset, config.batch_sizes) == ("auto", "auto", "auto", "auto")
+    assert config.variants == () and config.max_accuracy_drop is None and config.study_name is None
+    assert config.n_trials == 30 and config.experiment is None and config.threads == ()
+    spelled = config_from_args(_parse("tune", "--model", "x", "--batch-size", "1,2", "--precision", "fp32"))
+    assert spelled.batch_sizes == "1,2" and spelled.precisions == ("fp32",)

@@ -206,3 +206,11 @@ def test_workflow_project(tmp_path: Path) -> None:
     assert len(cases) == 2
     assert workflow.data.tags["step.benchmark.run_id"] in by_id
     assert f"benchmark/best/{m.THROUGHPUT}" in workflow.data.metrics
+
+
+def test_tune_entry_point_builds_a_tune_config() -> None:
+    from mlperf_track.cli.tune import config_from_args
+
+    argv = _command(_project(REPO), "tune", model="tinycnn", memory_limit_mb="800")
+    config = config_from_args(build_parser().parse_args(argv[3:]))
+    assert config.model == "tinycnn" and config.memory_limit_mb == 800 and config.sampler == "auto"
