@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from mlperf_track.cli.options import markdown_table, option_keys_table
+from mlperf_track.cli.option_docs import markdown_table, option_keys_table
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
 #: Marker name -> the function that renders the block.

@@ -3,7 +3,7 @@
 Each :class:`CliOption` says its name, how its text is parsed, its default (``auto`` = the device's default, see
 :mod:`mlperf_track.pipeline.defaults`), its help and which commands take it (the optimum-benchmark idea: help
 lives on the field). From this one table come the argparse flags and ``--help`` of those commands
-(:func:`add_options`), the option table of ``docs/architecture.md`` (:func:`markdown_table`) and the check that
+(:func:`add_options`), the option table of ``docs/architecture.md`` (:mod:`.option_docs`) and the check that
 the MLproject entry points declare the same parameters with the same defaults (``tests/projects``).
 
 Spelling: the canonical flag is the name with dashes (``--batch-sizes``); the MLproject parameter is the name
@@ -104,245 +104,85 @@ def _option(name: str, help: str, default: str | None, commands: frozenset[str],
     return CliOption(name=name, help=help, default=default, commands=commands, **kwargs)
 
 
-OPTIONS: tuple[CliOption, ...] = (
-    _option(
-        "model",
-        "torchvision name (resnet50), tinycnn, a model file (.pt/.pt2/.ts), models:/NAME/VERSION or runs:/ID/PATH",
-        None,
-        EVERY,
-        mlproject_default="resnet18",
-    ),
-    _option(
-        "weights",
-        "weights file for a torchvision model (none: torch cache, else random)",
-        "none",
-        EVERY,
-        parse=p.existing_file,
-        accepts_none=True,
-    ),
-    _option("device", "auto, cpu or cuda (auto: cuda when a GPU is present)", "auto", EVERY, parse=p.device),
-    _option(
-        "batch_sizes",
-        "comma-separated batch sizes, e.g. 1,8,32",
-        "auto",
-        EVERY,
-        parse=p.batch_sizes,
-        auto_key="batch_sizes",
-        aliases=("batch_size",),
-        command_help={
-            "tune": "batch sizes to search: a list 1,2,4, max:N (powers of two up to N) or auto "
-            "(powers of two up to 64 on cpu, 512 on cuda)"
-        },
-    ),
-    _option(
-        "precisions",
-        "comma-separated precisions (fp32, tf32, fp16, bf16, int8, fp8)",
-        "auto",
-        EVERY,
-        parse=p.precisions,
-        auto_key="precisions",
-        aliases=("precision",),
-        command_help={"tune": "precisions to search (auto: every precision the runtimes run here)"},
-    ),
-    _option(
-        "runtimes",
-        "comma-separated runtimes (eager, compile, onnxruntime, tensorrt, openvino)",
-        "auto",
-        EVERY,
-        parse=p.runtimes,
-        auto_key="runtimes",
-        aliases=("runtime",),
-    ),
-    _option(
-        "variants",
-        "comma-separated variants or groups (quantized, pruned, distilled, all; a+b composes; none: the baseline "
-        "only); the baseline always runs",
-        "auto",
-        EVERY,
-        parse=p.variants,
-        auto_key="variants",
-        accepts_none=True,
-        aliases=("variant",),
-        command_defaults={"bench": "none", "profile": "none", "tune": "none"},
-    ),
-    _option(
-        "image_size", "input height and width in pixels", "auto", EVERY, parse=p.positive_int, auto_key="image_size"
-    ),
-    _option(
-        "dataset",
-        "digits, synthetic, imagefolder:PATH or torchvision:NAME:ROOT (auto: digits when a variant "
-        "or accuracy needs labels, else synthetic)",
-        "auto",
-        EVERY,
-        parse=p.dataset,
-    ),
-    _option(
-        "epochs",
-        "fine-tuning epochs of the baseline on a labelled dataset (0: use the weights as they are)",
-        "auto",
-        EVERY,
-        parse=p.non_negative_int,
-        auto_key="epochs",
-    ),
-    _option(
-        "num_threads",
-        "CPU threads (auto: torch's default)",
-        "auto",
-        PIPELINE,
-        parse=p.positive_int,
-    ),
-    _option("channels_last", "use the channels-last memory format", "false", PIPELINE, parse=p.boolean, kind="bool"),
-    _option(
-        "options",
-        "runtime or variant options KEY=VALUE, comma-separated or repeated (see the option keys "
-        "in docs/architecture.md)",
-        "none",
-        PIPELINE,
-        parse=p.key_values,
-        accepts_none=True,
-        aliases=("option",),
-        kind="list",
-    ),
-    _option("seed", "seed for data splits, training and inputs", "0", EVERY, parse=p.non_negative_int),
-    _option(
-        "max_time",
-        "time cap per case in seconds",
-        "auto",
-        EVERY,
-        parse=p.positive_number,
-        command_help={"tune": "time cap of each trial's timed window in seconds"},
-    ),
-    _option(
-        "target_ci",
-        "stop when the median's 95% CI is this fraction of it (auto: 0.01 on cuda, 0.02 on cpu)",
-        "auto",
-        PIPELINE,
-        parse=p.fraction,
-    ),
-    _option(
-        "repeats", "interleaved replicates of every case, merged into one result", "1", PIPELINE, parse=p.positive_int
-    ),
-    _option(
-        "pin_cores",
-        "CPU cores to pin the process to while measuring, e.g. 0,1 (none: leave affinity alone)",
-        "none",
-        PIPELINE,
-        parse=p.core_list,
-        accepts_none=True,
-    ),
-    _option("accuracy", "measure accuracy when the dataset has labels", "true", PIPELINE, parse=p.boolean, kind="bool"),
-    _option(
-        "max_accuracy_drop",
-        "largest top-1 drop against the baseline a case may lose and still be named best "
-        "(0.01 = 1 point; none: no limit)",
-        "0.01",
-        EVERY,
-        parse=p.fraction_or_zero,
-        accepts_none=True,
-        command_defaults={"tune": "none"},
-    ),
-    _option(
-        "memory_limit_mb",
-        "peak memory limit in MiB: on cuda the process's device memory, on cpu its peak RSS",
-        "none",
-        frozenset({"tune"}),
-        parse=p.positive_number,
-        accepts_none=True,
-    ),
-    _option(
-        "p99_slo_ms",
-        "p99 latency limit per batch in ms",
-        "none",
-        frozenset({"tune"}),
-        parse=p.positive_number,
-        accepts_none=True,
-    ),
-    _option(
-        "objective",
-        "throughput, latency or multi (a Pareto front)",
-        "throughput",
-        frozenset({"tune"}),
-        parse=p.objective,
-    ),
-    _option(
-        "n_trials",
-        "trials the study holds when it ends (shared by all workers)",
-        "30",
-        frozenset({"tune"}),
-        parse=p.positive_int,
-    ),
-    _option(
-        "compile_modes",
-        "torch.compile modes to search, e.g. default,max-autotune",
-        "none",
-        frozenset({"tune"}),
-        parse=p.names,
-        accepts_none=True,
-    ),
-    _option(
-        "threads",
-        "CPU thread counts to search: a list, or auto (powers of two up to the cores)",
-        "none",
-        frozenset({"tune"}),
-        parse=p.positive_int_list,
-        accepts_none=True,
-    ),
-    _option("sampler", "auto (TPE), tpe, grid, random or nsga2", "auto", frozenset({"tune"}), parse=p.sampler),
-    _option(
-        "storage",
-        "Optuna storage: auto (sqlite optuna.db here), none (in memory) or a database URL",
-        "auto",
-        frozenset({"tune"}),
-    ),
-    _option("study_name", "study to create or resume (auto: a new unique name)", "auto", frozenset({"tune"})),
-    _option(
-        "heartbeat_interval",
-        "seconds between heartbeats of a running trial (database storages)",
-        "10",
-        frozenset({"tune"}),
-        parse=p.positive_int,
-    ),
-    _option(
-        "grace_period",
-        "a trial without a heartbeat for this many seconds is failed and retried",
-        "30",
-        frozenset({"tune"}),
-        parse=p.positive_int,
-    ),
-    _option(
-        "profile",
-        "also record a torch.profiler trace and flame graph per case",
-        "false",
-        frozenset({"run"}),
-        parse=p.boolean,
-        kind="bool",
-    ),
-    _option(
-        "experiment_name",
-        "MLflow experiment (auto: $MLFLOW_EXPERIMENT_NAME, else mlperf_track/<model>)",
-        "auto",
-        TRACKED,
-        aliases=("experiment",),
-        in_mlproject=False,
-    ),
-    _option(
-        "output_dir",
-        "folder for per-case files (raw samples, result JSON, traces) and the log file",
-        "mlperf_track_output",
-        EVERY,
-        in_mlproject=False,
-        command_defaults={"tune": "mlperf_track_output/tune"},
-    ),
-    _option(
-        "output",
-        "also write every result as JSON to this file",
-        "none",
-        PIPELINE,
-        parse=p.writable_file,
-        accepts_none=True,
-        in_mlproject=False,
-    ),
+TUNE = frozenset({"tune"})
+_TUNE_BATCH_HELP = (
+    "batch sizes to search: a list 1,2,4, max:N (powers of two up to N) or auto (powers of two up to 64 on cpu, "
+    "512 on cuda)"
 )
+
+# One row per option: name, help, default, commands, then how it parses and its other spellings and defaults.
+# fmt: off
+OPTIONS: tuple[CliOption, ...] = (
+    _option("model", "torchvision name (resnet50), tinycnn, a model file (.pt/.pt2/.ts), models:/NAME/VERSION or "
+            "runs:/ID/PATH", None, EVERY, mlproject_default="resnet18"),
+    _option("weights", "weights file for a torchvision model (none: torch cache, else random)", "none", EVERY,
+            parse=p.existing_file, accepts_none=True),
+    _option("device", "auto, cpu or cuda (auto: cuda when a GPU is present)", "auto", EVERY, parse=p.device),
+    _option("batch_sizes", "comma-separated batch sizes, e.g. 1,8,32", "auto", EVERY, parse=p.batch_sizes,
+            auto_key="batch_sizes", aliases=("batch_size",), command_help={"tune": _TUNE_BATCH_HELP}),
+    _option("precisions", "comma-separated precisions (fp32, tf32, fp16, bf16, int8, fp8)", "auto", EVERY,
+            parse=p.precisions, auto_key="precisions", aliases=("precision",),
+            command_help={"tune": "precisions to search (auto: every precision the runtimes run here)"}),
+    _option("runtimes", "comma-separated runtimes (eager, compile, onnxruntime, tensorrt, openvino)", "auto", EVERY,
+            parse=p.runtimes, auto_key="runtimes", aliases=("runtime",)),
+    _option("variants", "comma-separated variants or groups (quantized, pruned, distilled, all; a+b composes; none: "
+            "the baseline only); the baseline always runs", "auto", EVERY, parse=p.variants, auto_key="variants",
+            accepts_none=True, aliases=("variant",), command_defaults={"bench": "none", "profile": "none",
+                                                                       "tune": "none"}),
+    _option("image_size", "input height and width in pixels", "auto", EVERY, parse=p.positive_int,
+            auto_key="image_size"),
+    _option("dataset", "digits, synthetic, imagefolder:PATH or torchvision:NAME:ROOT (auto: digits when a variant or "
+            "accuracy needs labels, else synthetic)", "auto", EVERY, parse=p.dataset),
+    _option("epochs", "fine-tuning epochs of the baseline on a labelled dataset (0: use the weights as they are)",
+            "auto", EVERY, parse=p.non_negative_int, auto_key="epochs"),
+    _option("num_threads", "CPU threads (auto: torch's default)", "auto", PIPELINE, parse=p.positive_int),
+    _option("channels_last", "use the channels-last memory format", "false", PIPELINE, parse=p.boolean, kind="bool"),
+    _option("options", "runtime or variant options KEY=VALUE, comma-separated or repeated (see the option keys in "
+            "docs/architecture.md)", "none", PIPELINE, parse=p.key_values, accepts_none=True, aliases=("option",),
+            kind="list"),
+    _option("seed", "seed for data splits, training and inputs", "0", EVERY, parse=p.non_negative_int),
+    _option("max_time", "time cap per case in seconds", "auto", EVERY, parse=p.positive_number,
+            command_help={"tune": "time cap of each trial's timed window in seconds"}),
+    _option("target_ci", "stop when the median's 95% CI is this fraction of it (auto: 0.01 on cuda, 0.02 on cpu)",
+            "auto", PIPELINE, parse=p.fraction),
+    _option("repeats", "interleaved replicates of every case, merged into one result", "1", PIPELINE,
+            parse=p.positive_int),
+    _option("pin_cores", "CPU cores to pin the process to while measuring, e.g. 0,1 (none: leave affinity alone)",
+            "none", PIPELINE, parse=p.core_list, accepts_none=True),
+    _option("accuracy", "measure accuracy when the dataset has labels", "true", PIPELINE, parse=p.boolean,
+            kind="bool"),
+    _option("max_accuracy_drop", "largest top-1 drop against the baseline a case may lose and still be named best "
+            "(0.01 = 1 point; none: no limit)", "0.01", EVERY, parse=p.fraction_or_zero, accepts_none=True,
+            command_defaults={"tune": "none"}),
+    _option("memory_limit_mb", "peak memory limit in MiB: on cuda the process's device memory, on cpu its peak RSS",
+            "none", TUNE, parse=p.positive_number, accepts_none=True),
+    _option("p99_slo_ms", "p99 latency limit per batch in ms", "none", TUNE, parse=p.positive_number,
+            accepts_none=True),
+    _option("objective", "throughput, latency or multi (a Pareto front)", "throughput", TUNE, parse=p.objective),
+    _option("n_trials", "trials the study holds when it ends (shared by all workers)", "30", TUNE,
+            parse=p.positive_int),
+    _option("compile_modes", "torch.compile modes to search, e.g. default,max-autotune", "none", TUNE,
+            parse=p.names, accepts_none=True),
+    _option("threads", "CPU thread counts to search: a list, or auto (powers of two up to the cores)", "none", TUNE,
+            parse=p.positive_int_list, accepts_none=True),
+    _option("sampler", "auto (TPE), tpe, grid, random or nsga2", "auto", TUNE, parse=p.sampler),
+    _option("storage", "Optuna storage: auto (sqlite optuna.db here), none (in memory) or a database URL", "auto",
+            TUNE),
+    _option("study_name", "study to create or resume (auto: a new unique name)", "auto", TUNE),
+    _option("heartbeat_interval", "seconds between heartbeats of a running trial (database storages)", "10", TUNE,
+            parse=p.positive_int),
+    _option("grace_period", "a trial without a heartbeat for this many seconds is failed and retried", "30", TUNE,
+            parse=p.positive_int),
+    _option("profile", "also record a torch.profiler trace and flame graph per case", "false", frozenset({"run"}),
+            parse=p.boolean, kind="bool"),
+    _option("experiment_name", "MLflow experiment (auto: $MLFLOW_EXPERIMENT_NAME, else mlperf_track/<model>)",
+            "auto", TRACKED, aliases=("experiment",), in_mlproject=False),
+    _option("output_dir", "folder for per-case files (raw samples, result JSON, traces) and the log file",
+            "mlperf_track_output", EVERY, in_mlproject=False, command_defaults={"tune": "mlperf_track_output/tune"}),
+    _option("output", "also write every result as JSON to this file", "none", PIPELINE, parse=p.writable_file,
+            accepts_none=True, in_mlproject=False),
+)
+# fmt: on
 
 #: The table by name.
 BY_NAME: dict[str, CliOption] = {option.name: option for option in OPTIONS}
@@ -433,42 +273,3 @@ def read(args: argparse.Namespace, name: str, defaults: Mapping[str, Any] | None
     if raw is None or (option.accepts_none and p.is_none(raw)):
         return None
     return option.parse(option.flag, raw)
-
-
-def markdown_table() -> str:
-    """The option table of ``docs/architecture.md`` (a test keeps the two equal)."""
-    lines = [
-        "| flag (MLproject parameter) | default | commands | meaning |",
-        "|---|---|---|---|",
-    ]
-    for option in OPTIONS:
-        commands = [command for command in COMMANDS if command in option.commands]
-        defaults = {option.default_for(command) for command in commands}
-        if len(defaults) == 1:
-            default = f"`{defaults.pop()}`" if option.default is not None else "required"
-        else:
-            by_default: dict[str | None, list[str]] = {}
-            for command in commands:
-                by_default.setdefault(option.default_for(command), []).append(command)
-            default = "; ".join(f"`{value}` ({', '.join(users)})" for value, users in by_default.items())
-        flag = f"`{option.flag}`" + (f" (`{option.name}`)" if option.in_mlproject else "")
-        lines.append(f"| {flag} | {default} | {', '.join(commands)} | {option.help} |")
-    return "\n".join(lines)
-
-
-def option_keys_table() -> str:
-    """The ``--option`` keys every registered runtime and variant declares, for ``docs/architecture.md``."""
-    from mlperf_track.runtimes.registry import get_runtime, runtime_names
-    from mlperf_track.variants.registry import get_variant, variant_names
-
-    declared = [(name, get_runtime(name).accepted_options) for name in runtime_names()]
-    declared += [(name, get_variant(name).accepted_options) for name in variant_names() if "+" not in name]
-    rows: dict[str, tuple[Any, list[str]]] = {}
-    for member, specs in declared:
-        for spec in specs:
-            rows.setdefault(spec.key, (spec, []))[1].append(member)
-    lines = ["| key | taken by | allowed | default | meaning |", "|---|---|---|---|---|"]
-    for key in sorted(rows):
-        spec, members = rows[key]
-        lines.append(f"| `{key}` | {', '.join(members)} | {spec.allowed()} | {spec.default} | {spec.help} |")
-    return "\n".join(lines)

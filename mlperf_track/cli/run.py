@@ -46,8 +46,14 @@ def run_config_from_args(args: argparse.Namespace, *, profile: bool = False) -> 
 
 
 def record_bad_input(error: MlperfTrackError) -> None:
-    """Inside ``mlflow run``, mark its run FAILED with the error's tags (elsewhere no run exists yet)."""
-    if not os.environ.get("MLFLOW_RUN_ID"):
+    """Inside ``mlflow run``, mark its run FAILED with the error's tags (elsewhere no run exists yet).
+
+    Nothing is tried when the tracking store itself is the problem; a failure here is logged to the log file only,
+    so the console keeps its one line.
+    """
+    from mlperf_track.errors import StorageError
+
+    if not os.environ.get("MLFLOW_RUN_ID") or isinstance(error, StorageError):
         return
     try:
         from mlperf_track.tracking.logging import mark_run_failed
@@ -57,8 +63,8 @@ def record_bad_input(error: MlperfTrackError) -> None:
         configure_tracking(None)
         start_parent_run()
         mark_run_failed(error)
-    except Exception:  # the one-line error message matters more than the tags
-        logger.warning("could not mark the MLflow run as failed", exc_info=True)
+    except Exception as failure:  # the one-line error message matters more than the tags
+        logger.debug("could not mark the MLflow run as failed: %s", failure, exc_info=True)
 
 
 @contextlib.contextmanager
