@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlperf_track.cli.options import add_options, read
+from mlperf_track.pipeline.options import check_declared_options
 
 if TYPE_CHECKING:
-    from mlperf_track.options import OptionSpec
     from mlperf_track.pipeline.config import PipelineConfig
 
 
@@ -79,38 +79,6 @@ def pipeline_config_from_args(args: argparse.Namespace, *, profile: bool = False
     )
     check_declared_options(config)
     return config
-
-
-def declared_options(
-    config: PipelineConfig,
-) -> tuple[dict[str, tuple[OptionSpec, ...]], dict[str, tuple[OptionSpec, ...]]]:
-    """The options declared by the runtimes and variants ``config`` selects, and by every registered one."""
-    from mlperf_track.runtimes.registry import get_runtime, runtime_names
-    from mlperf_track.variants.registry import BASELINE, get_variant, group_members, group_names, variant_names
-
-    known = {name: get_runtime(name).accepted_options for name in runtime_names()}
-    known.update({name: get_variant(name).accepted_options for name in variant_names()})
-    selected = {name: get_runtime(name).accepted_options for name in config.runtimes}
-    for name in config.variants:
-        if name == BASELINE:
-            continue
-        for member in group_members(name) if name in group_names() else [name]:
-            selected[member] = get_variant(member).accepted_options
-    return selected, known
-
-
-def check_declared_options(config: PipelineConfig) -> None:
-    """Refuse an ``--option`` key no selected runtime or variant declares, or a value its declaration refuses.
-
-    Raises:
-        ConfigError: One line naming the key, the value and what is allowed.
-    """
-    from mlperf_track.options import check_options
-
-    if not config.options:
-        return
-    selected, known = declared_options(config)
-    check_options(config.options, selected, known)
 
 
 def output_file(args: argparse.Namespace) -> Path | None:
