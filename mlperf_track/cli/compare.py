@@ -33,6 +33,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--baseline", required=True, metavar="RUN", help="run id, runs:/ URI, samples.csv or JSON")
     parser.add_argument("--candidate", required=True, metavar="RUN", help="run id, runs:/ URI, samples.csv or JSON")
+    parser.add_argument("--experiment", default=None, help="RUN may also be a run name: looked up in this experiment")
     parser.add_argument(
         "--fail-on",
         default="p50:5%",
@@ -86,8 +87,9 @@ def run(args: argparse.Namespace) -> int:
     resamples = _integer("--resamples", args.resamples, 100)
     seed = _integer("--seed", args.seed, 0)
     tracking_uri = _tracking_uri(args.baseline, args.candidate)
-    baseline = load_samples(args.baseline, tracking_uri=tracking_uri)
-    candidate = load_samples(args.candidate, tracking_uri=tracking_uri)
+    where = {"tracking_uri": tracking_uri, "experiment": args.experiment}
+    baseline = load_samples(args.baseline, parameter="--baseline", **where)
+    candidate = load_samples(args.candidate, parameter="--candidate", **where)
     statistics = tuple(dict.fromkeys([*SHOWN_STATISTICS, *(t.statistic for t in thresholds)]))
     comparison = compare_samples(
         baseline.latency_ms,
