@@ -98,7 +98,7 @@ def report_limits(text: str) -> Limits | None:
 def run(args: argparse.Namespace) -> int:
     """Build the report, log it, and print where it went."""
     from mlperf_track.cli.console import make_console, print_report
-    from mlperf_track.report.build import report_experiment
+    from mlperf_track.report.build import experiment_report
     from mlperf_track.tracking.setup import configure_tracking
 
     limits = report_limits(args.max_accuracy_drop)
@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     experiment = _experiment_name(args, tracking_uri)
     output_dir = Path(args.output_dir) if args.output_dir else Path("mlperf_track_report") / _safe(experiment)
     run_id = args.run_id or os.environ.get("MLFLOW_RUN_ID")
-    report, files, logged_to = report_experiment(
+    report, files, logged_to = experiment_report(
         experiment,
         output_dir,
         tracking_uri=tracking_uri,

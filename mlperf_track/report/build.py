@@ -306,6 +306,29 @@ def report_experiment(
     log: bool = True,
     parent_run_id: str | None = None,
     limits: Limits | None = None,
+) -> tuple[dict[str, Path], str | None]:
+    """:func:`experiment_report` without the report object: the files written and the run they went to."""
+    _, files, logged_to = experiment_report(
+        experiment,
+        output_dir,
+        tracking_uri=tracking_uri,
+        run_id=run_id,
+        log=log,
+        parent_run_id=parent_run_id,
+        limits=limits,
+    )
+    return files, logged_to
+
+
+def experiment_report(
+    experiment: str,
+    output_dir: Path,
+    *,
+    tracking_uri: str | None = None,
+    run_id: str | None = None,
+    log: bool = True,
+    parent_run_id: str | None = None,
+    limits: Limits | None = None,
 ) -> tuple[Report, dict[str, Path], str | None]:
     """Load the runs of an experiment (or of every experiment under a prefix), write the report and log it.
 

@@ -50,6 +50,7 @@ CATEGORIES: Final = (
     "no accuracy",
     "memory limit",
     "latency limit",
+    "constraint",
 )
 #: Memory metrics checked against a memory limit, most complete first (as the tuner's constraint does).
 MEMORY_KEYS: Final = {
@@ -106,6 +107,8 @@ class Candidate:
         run_id: The MLflow run (empty when not tracked).
         hardware: The machine (GPU name on cuda, CPU name on cpu).
         question: What the case answers, e.g. ``("resnet50", "64 px", "digits")``: never ranked across.
+        broken: Reasons the source already knows (an Optuna constraint a trial violates, say), judged like
+            the rule's own under the category ``constraint``.
     """
 
     name: str
@@ -124,6 +127,7 @@ class Candidate:
     run_id: str = ""
     hardware: str = ""
     question: tuple[str, ...] = ()
+    broken: tuple[str, ...] = ()
 
     @property
     def accuracy_preserving(self) -> bool:
@@ -260,6 +264,7 @@ def judge(candidate: Candidate, limits: Limits, metric: str = m.THROUGHPUT) -> V
             reasons.append(("latency limit", "p99 latency was not measured; the latency limit needs it"))
         elif p99 > limits.p99_limit_ms:
             reasons.append(("latency limit", f"p99 {p99:.3g} ms above the {limits.p99_limit_ms:g} ms limit"))
+    reasons += [("constraint", sentence) for sentence in candidate.broken]
     return Verdict(tuple(reasons))
 
 

@@ -29,6 +29,8 @@ BATCH_FIGURES = {
     "memory_vs_batch_size": ("memory_mb", "peak memory (MB)"),
 }
 _STYLE = {"axes.grid": True, "grid.alpha": 0.35}
+#: Above this max/min ratio an axis is drawn on a log scale.
+_LOG_RANGE = 30.0
 #: Panels per row before a figure wraps.
 _WRAP = 3
 #: The baseline is drawn dark grey; other variants take the colour-blind palette in name order.
@@ -176,6 +178,9 @@ def _trade_off_panel(
         ax.step(ordered[x], ordered[m.ACCURACY_TOP1], where="post" if x == m.LATENCY_P50 else "pre", color="black",
                 linewidth=1.1, alpha=0.7, label="Pareto front")  # fmt: skip
         _label_points(ax, ordered, x)
+    positive = data[x][data[x] > 0]
+    if len(positive) > 1 and positive.max() / positive.min() > _LOG_RANGE:
+        ax.set_xscale("log")  # a 0.05 ms and a 300 ms case on one linear axis hide every difference
     chosen = data[data["recommended"]]
     if not chosen.empty:
         ax.scatter(chosen[x], chosen[m.ACCURACY_TOP1], marker="*", s=260, facecolors="none", edgecolors="#1f883d",

@@ -85,7 +85,7 @@ def versus_baseline(candidate: Candidate, pool: Sequence[Candidate]) -> str:
     if mine is None or not theirs:
         return f"no throughput to compare with the fp32 {reference.runtime} baseline at {batch}"
     ratio = mine / theirs
-    text = f"{ratio:.2f}x" if ratio < 1 else f"{ratio:.1f}x"
+    text = f"{ratio:.2f}x" if ratio < 1 else f"{ratio:.1f}x" if ratio < 10 else f"{ratio:,.0f}x"
     text += f" the fp32 {reference.runtime} baseline's throughput at {batch}"
     return text + (" (whose measurement is invalid)" if reference.valid is False else "")
 

@@ -56,7 +56,7 @@ def experiment_id(mlflow_client: MlflowClient, name: str) -> str:
         experiment = mlflow_client.get_experiment_by_name(name)
         if experiment is not None:
             return str(experiment.experiment_id)
-        names = [item.name for item in mlflow_client.search_experiments()]
+        names = [item.name for item in _all_experiments(mlflow_client)]
     except MlflowException as error:
         raise StorageError(f"cannot read experiments from the tracking store: {error.message}") from None
     raise _unknown_experiment(name, names)
@@ -68,11 +68,27 @@ def _unknown_experiment(name: str, names: list[str]) -> ConfigError:
     return ConfigError("experiment", name, "the name of an existing MLflow experiment, or a prefix of names", hint=hint)
 
 
-def resolve_experiments(mlflow_client: MlflowClient, name_or_prefix: str) -> dict[str, str]:
-    """The experiments ``name_or_prefix`` names, as ``{id: name}``.
+def _all_experiments(mlflow_client: MlflowClient) -> list[Any]:
+    """Every active experiment (all pages)."""
+    from mlflow.entities import ViewType
 
-    An exact name wins; otherwise every experiment under it as a prefix (``mlperf_track`` matches
-    ``mlperf_track/resnet18`` and ``mlperf_track/resnet50``, since runs go to ``mlperf_track/<model>``).
+    experiments: list[Any] = []
+    token: str | None = None
+    while True:
+        page = mlflow_client.search_experiments(view_type=ViewType.ACTIVE_ONLY, max_results=1000, page_token=token)
+        experiments.extend(page)
+        token = page.token
+        if not token:
+            return experiments
+
+
+def resolve_experiments(mlflow_client: MlflowClient, name_or_prefix: str) -> dict[str, str]:
+    """The experiments ``name_or_prefix`` means, as ``{id: name}`` sorted by name.
+
+    The experiment of that name and every one under ``name/`` (runs go to ``mlperf_track/<model>``, so
+    ``mlperf_track`` means all of them); ``mlperf_track/`` or ``mlperf_track/*`` only those under it. The same
+    rule as ``resolve_experiments`` of :mod:`mlperf_track.tracking.setup`, kept here so the report layer reads
+    the store without the tracking layer.
 
     Raises:
         ConfigError: Nothing matches; the message lists the closest names.
@@ -80,15 +96,14 @@ def resolve_experiments(mlflow_client: MlflowClient, name_or_prefix: str) -> dic
     """
     from mlflow.exceptions import MlflowException
 
+    wanted = name_or_prefix.strip().rstrip("*")
+    exact = None if wanted.endswith("/") else wanted
+    children = wanted if wanted.endswith("/") else f"{wanted}/"
     try:
-        exact = mlflow_client.get_experiment_by_name(name_or_prefix)
-        if exact is not None:
-            return {str(exact.experiment_id): exact.name}
-        experiments = mlflow_client.search_experiments()
+        experiments = _all_experiments(mlflow_client)
     except MlflowException as error:
         raise StorageError(f"cannot read experiments from the tracking store: {error.message}") from None
-    prefix = name_or_prefix.rstrip("/") + "/"
-    found = {str(item.experiment_id): item.name for item in experiments if item.name.startswith(prefix)}
+    found = {str(e.experiment_id): e.name for e in experiments if e.name == exact or e.name.startswith(children)}
     if not found:
         raise _unknown_experiment(name_or_prefix, [item.name for item in experiments])
     return dict(sorted(found.items(), key=lambda item: item[1]))
@@ -188,7 +203,7 @@ def resolve_run(mlflow_client: MlflowClient, ref: str, *, experiment: str | None
         if experiment is not None:
             names = resolve_experiments(mlflow_client, experiment)
         else:
-            names = {str(item.experiment_id): item.name for item in mlflow_client.search_experiments()}
+            names = {str(item.experiment_id): item.name for item in _all_experiments(mlflow_client)}
         quoted = f'"{ref}"' if "'" in ref else f"'{ref}'"
         found = mlflow_client.search_runs(
             list(names), filter_string=f"attributes.run_name = {quoted}", max_results=50, order_by=["start_time DESC"]

@@ -21,11 +21,15 @@ from mlperf_track.report.candidates import OUT_OF_MEMORY_ERROR, configuration_la
 from mlperf_track.report.eligibility import FAILED, FINISHED, RUNNING, Candidate, Limits, Ranking, judge, rank
 from mlperf_track.report.eligibility import pareto_front as eligible_front
 from mlperf_track.tuning.objective import (
+    ACCURACY_DROP,
     ATTR_DUPLICATE_OF,
     ATTR_ERROR_MESSAGE,
     ATTR_ERROR_TYPE,
     ATTR_MEMORY_METRIC,
     ATTR_METRICS,
+    MEMORY,
+    OUT_OF_MEMORY,
+    P99,
     Target,
     is_feasible,
 )
@@ -55,6 +59,9 @@ SETTING_COLUMNS = ("variant", "runtime", "precision", "batch_size", "num_threads
 ATTR_VALID = "valid"
 ATTR_INVALID_REASONS = "invalid_reasons"
 _STATES = {TrialState.COMPLETE: FINISHED, TrialState.PRUNED: FAILED, TrialState.FAIL: FAILED}
+#: Constraints the eligibility rule checks itself once it has the limits (validity, out of memory, limits).
+#: ("invalid_measurement" is the tuner's validity constraint; the rule reads the ``valid`` attribute.)
+_RULE_CONSTRAINTS = frozenset({MEMORY, P99, ACCURACY_DROP, OUT_OF_MEMORY, "invalid_measurement"})
 
 
 @dataclass
@@ -137,8 +144,23 @@ def _reasons(value: Any) -> tuple[str, ...]:
     return ()
 
 
-def trial_candidate(trial: FrozenTrial, device: str = "cpu") -> Candidate:
-    """A trial as the eligibility rule sees it (its case's settings, metrics, state and validity)."""
+def _broken_constraints(trial: FrozenTrial, limits: Limits | None) -> tuple[str, ...]:
+    """Violated Optuna constraints the rule does not judge itself: all of them without limits (a caller that
+    only has the study), else those of no limit the rule knows (its own checks win: an accuracy delta whose CI
+    contains 0 passes even where the point-estimate constraint is violated)."""
+    judged = set() if limits is None else _RULE_CONSTRAINTS
+    return tuple(
+        f"constraint {name} violated ({value:+.1%})"
+        for name, value in sorted(trial.constraints.items())
+        if value > 0 and name not in judged
+    )
+
+
+def trial_candidate(trial: FrozenTrial, device: str = "cpu", limits: Limits | None = None) -> Candidate:
+    """A trial as the eligibility rule sees it (its case's settings, metrics, state, validity, constraints).
+
+    ``limits``: the study's limits; ``None`` counts every violated Optuna constraint as a reason instead.
+    """
     attrs = trial.user_attrs
     valid = attrs.get(ATTR_VALID)
     error_type = attrs.get(ATTR_ERROR_TYPE)
@@ -161,6 +183,7 @@ def trial_candidate(trial: FrozenTrial, device: str = "cpu") -> Candidate:
         error=f"{error_type}: {attrs.get(ATTR_ERROR_MESSAGE, '')}" if error_type else "",
         out_of_memory=trial.state == TrialState.PRUNED or error_type == OUT_OF_MEMORY_ERROR,
         question=(),
+        broken=_broken_constraints(trial, limits) if trial.state == TrialState.COMPLETE else (),
     )
 
 
@@ -179,20 +202,20 @@ def summarize(
     Args:
         study: The study.
         targets: What was optimised.
-        limits: The study's limits; ``None`` judges validity and completion only.
+        limits: The study's limits; ``None`` reads them from the trials' Optuna constraints instead.
         device: ``cpu`` or ``cuda`` (which memory metric a limit reads); ``None``: guessed from the trials.
     """
-    limits = limits or Limits()
+    given, limits = limits, limits or Limits()
     trials = study.get_trials(deepcopy=False)
     device = _device_of(trials, device)
     counts: dict[str, int] = {}
     for trial in trials:
         counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
     metric, maximize = targets[0].metric, targets[0].direction == "maximize"
-    verdicts = {trial.number: judge(trial_candidate(trial, device), limits, metric) for trial in trials}
+    verdicts = {trial.number: judge(trial_candidate(trial, device, given), limits, metric) for trial in trials}
     finished = [trial for trial in trials if trial.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     measured = _original_first(finished)
-    by_candidate = {trial.number: trial_candidate(trial, device) for trial in measured}
+    by_candidate = {trial.number: trial_candidate(trial, device, given) for trial in measured}
     ranking = rank(list(by_candidate.values()), limits, metric=metric, maximize=maximize)
     summary = StudySummary(
         study_name=study.study_name,
@@ -239,7 +262,7 @@ def trial_row(trial: FrozenTrial, targets: tuple[Target, ...], limits: Limits | 
     error = attrs.get(ATTR_ERROR_TYPE)
     row["error"] = f"{error}: {attrs.get(ATTR_ERROR_MESSAGE, '')}" if error else None
     row["duration_s"] = trial.duration.total_seconds() if trial.duration is not None else None
-    verdict = judge(trial_candidate(trial, _device_of([trial], None)), limits or Limits(), targets[0].metric)
+    verdict = judge(trial_candidate(trial, _device_of([trial], None), limits), limits or Limits(), targets[0].metric)
     row["eligible"] = verdict.eligible
     row["why_not"] = verdict.text or None
     return row

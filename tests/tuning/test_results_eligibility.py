@@ -100,3 +100,23 @@ def test_the_tuner_logs_eligibility_in_the_trials_table(tracking: str) -> None:
     bf16 = outcome.frame[outcome.frame["precision"] == "bf16"]
     assert not bf16.empty and not bf16["eligible"].any()
     assert bf16["why_not"].str.contains("exceeds the 1 point accuracy limit").all()
+
+
+def test_without_limits_the_trials_constraints_decide_and_with_them_the_rule_does() -> None:
+    study = optuna.create_study(direction="maximize")
+    for config, throughput, delta, ci in (
+        ("baseline/eager/fp32", 100.0, 0.0, (0.0, 0.0)),
+        ("quantized/eager/int8", 400.0, -0.012, (-0.02, 0.001)),  # beyond 1 point, CI contains 0
+    ):
+        trial = study.ask(fixed_distributions=DISTRIBUTIONS)
+        template = _trial(config, throughput, delta, ci)
+        for key, value in template.user_attrs.items():  # type: ignore[attr-defined]
+            trial.set_user_attr(key, value)
+        trial.set_constraint("accuracy_drop", -delta - 0.01)  # the tuner's point-estimate constraint
+        study.tell(trial, throughput)
+    target = (TARGETS["throughput"],)
+    only_constraints = summarize(study, target)
+    assert [trial.number for trial in only_constraints.best] == [0]
+    assert "constraint accuracy_drop violated" in only_constraints.ranking.excluded[0][1].text  # type: ignore[union-attr]
+    with_limits = summarize(study, target, limits=Limits(max_accuracy_drop=0.01))
+    assert [trial.number for trial in with_limits.best] == [1]  # no measurable change: the rule lets it in
