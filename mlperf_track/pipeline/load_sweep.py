@@ -37,7 +37,8 @@ class LoadPlan:
         deployment: Queue, workers, batching.
         limits: Resources the deployment gets.
         rates: Server rates to run, in order (empty with ``search``: search instead).
-        search: Search for ``max_qps`` (Server only); its ``start_qps`` is calibrated when ``None``.
+        search: How to search for ``max_qps`` (Server without rates); a ``start_qps`` of ``None`` is calibrated
+            (half the Offline throughput).
         background: Contention to inject (then the sweep also runs unloaded, first).
         isolated_timeout_s: Time cap of one memory-limited point, model loading included.
     """
@@ -159,7 +160,9 @@ def _sweep(
             with contextlib.suppress(Exception):
                 run_point(replace(config, target_qps=rate))
         return points, None
-    search = plan.search or SearchConfig(start_qps=calibrate_start_qps(runner.run, plan))
+    search = plan.search or SearchConfig()
+    if search.start_qps is None:
+        search = replace(search, start_qps=calibrate_start_qps(runner.run, plan))
     outcome = find_max_qps(lambda rate: run_point(replace(config, target_qps=rate)), search)
     return points, outcome
 

@@ -2,7 +2,9 @@
 
 Parent (the run ``mlflow run`` made, or a new one tagged ``mlperf_track.role=load``):
   params   the target, the scenario, the deployment and the resource limits
-  metrics  ``best/max_qps`` (when a search found one), ``best/max_qps_background`` under injected load
+  metrics  ``best/max_qps`` (when a search found one: the rate the best passing probe's schedule offered, as
+           LoadGen reports it; its target rate is the tag ``load.search.target_qps``), and
+           ``best/max_qps_background`` under injected load
   tags     ``load.search.stop_reason``, ``load.search.bracket``, hardware and software facts
   figures  ``figures/latency_vs_load.png``, ``figures/latency_cdf.png``, ``figures/queue_vs_compute.png``
   table    ``load_points.json`` (one row per point, appended as points finish)
@@ -159,7 +161,9 @@ def log_sweep_summary(outcome: LoadSweepOutcome, parent_run_id: str) -> None:
         tags += [RunTag(f"{prefix}.stop_reason", search.stop_reason)]
         tags += [RunTag(f"{prefix}.probes", str(len(search.probes)))]
         if search.max_qps is not None:
-            metrics.append(Metric(key, search.max_qps, now_ms, 0))
+            scheduled = search.max_scheduled_qps
+            metrics.append(Metric(key, scheduled if scheduled is not None else search.max_qps, now_ms, 0))
+            tags.append(RunTag(f"{prefix}.target_qps", f"{search.max_qps:.6g}"))
             failing = f"{search.lowest_failing:.4g}" if search.lowest_failing else ""
             tags.append(RunTag(f"{prefix}.bracket", f"{search.max_qps:.4g}..{failing}"))
         else:

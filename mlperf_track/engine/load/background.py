@@ -87,6 +87,11 @@ class BackgroundLoad:
         return bool(self.cpu_workers or self.memory_mb)
 
     @property
+    def pids(self) -> list[int]:
+        """Process ids of the running helpers."""
+        return [process.pid for process in self._processes if process.poll() is None]
+
+    @property
     def spec(self) -> str:
         """The load as ``cpu:N,memory:MB`` (``none`` without load)."""
         parts = [f"cpu:{self.cpu_workers}"] * bool(self.cpu_workers) + [f"memory:{self.memory_mb}"] * bool(

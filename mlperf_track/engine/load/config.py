@@ -63,14 +63,17 @@ class LoadConfig:
         samples_per_query: Samples in one multi_stream query (LoadGen's default is 8).
         concurrency: Closed-loop clients of the ``concurrency`` scenario.
         min_duration_s: The run lasts at least this long (LoadGen: 600 s; short here for interactive use).
-        min_query_count: At least this many queries (offline: samples); ``None``: the fewest with which a run
-            with no slow query can pass early stopping (459 at p99, 64 at p90 with 99% confidence).
+        min_query_count: At least this many queries (offline: samples, 1024 by default). Latency scenarios
+            never issue fewer than early stopping needs to pass without a slow query (459 at p99 open loop,
+            64 at p90 and 662 at p99 closed loop, with 99% confidence), whatever this says.
         max_queries: Never more queries than this (a bound on every request loop).
         max_duration_s: Never issue queries after this many seconds.
         drain_timeout_s: After the last query is issued, wait at most this long for the outstanding ones
             (those still pending are counted as dropped).
         percentile: The latency percentile the scenario is judged on; ``None``: :data:`DEFAULT_PERCENTILE`.
         confidence: Confidence of the early-stopping bound (LoadGen: 0.99).
+        early_stopping: Apply LoadGen's early-stopping rule and its query floor (LoadGen's
+            ``use_early_stopping``); off, validity rests on the minimums and the plain percentile alone.
         seed: Seed of the Poisson arrivals.
     """
 
@@ -86,6 +89,7 @@ class LoadConfig:
     drain_timeout_s: float = 60.0
     percentile: float | None = None
     confidence: float = EARLY_STOPPING_CONFIDENCE
+    early_stopping: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -114,6 +118,8 @@ class LoadConfig:
         if self.percentile is not None:
             _check_fraction("percentile", self.percentile)
         _check_fraction("confidence", self.confidence)
+        if not isinstance(self.early_stopping, bool):
+            raise ConfigError("early_stopping", self.early_stopping, "true or false")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError("seed", self.seed, "an integer >= 0")
 
@@ -138,15 +144,21 @@ class LoadConfig:
         return self.samples_per_query if self.scenario == MULTI_STREAM else 1
 
     def resolved_min_queries(self) -> int:
-        """``min_query_count``, or the fewest queries with which early stopping can pass."""
-        if self.min_query_count is not None:
-            return self.min_query_count
+        """The queries a run issues at least: ``min_query_count``, and never fewer than early stopping needs.
+
+        Offline: ``min_query_count`` samples (1024 by default). The latency scenarios: the larger of
+        ``min_query_count`` and the fewest queries with which a run without slow queries can pass early stopping
+        (a shorter run could never be VALID, so a ``max_qps`` search would learn nothing from it).
+        """
+        if self.scenario == OFFLINE:
+            return self.min_query_count or 1024
+        if not self.early_stopping:
+            return self.min_query_count or 1
         from mlperf_track.engine.load.validity import min_queries_for_early_stopping
 
-        if self.scenario == OFFLINE:
-            return 1024
         slow_allowed = 0 if self.scenario == SERVER else 1
-        return min_queries_for_early_stopping(self.target_percentile, self.confidence, slow_allowed)
+        floor = min_queries_for_early_stopping(self.target_percentile, self.confidence, slow_allowed)
+        return max(self.min_query_count or 0, floor)
 
     def params(self) -> dict[str, str]:
         """The settings as MLflow params (``load.`` prefix), all strings; unset values are left out."""

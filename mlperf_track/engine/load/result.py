@@ -76,6 +76,22 @@ class LoadResult:
         index = QUERY_COLUMNS.index(name)
         return [row[index] for row in self.queries]
 
+    def tail_split(self, percentile: float = 0.99) -> tuple[float, float, float] | None:
+        """The ``percentile`` latency, and the mean queueing and compute (ms) of the queries at or above it.
+
+        What the slowest queries spent their time on; ``None`` when no query completed.
+        """
+        import numpy as np
+
+        rows = [row for row in self.queries if row[7] == "ok"]
+        if not rows:
+            return None
+        arrival, start, end = (np.asarray([row[i] for row in rows], dtype=np.float64) for i in (3, 5, 6))
+        latency = end - arrival
+        cutoff = np.sort(latency)[min(len(rows) - 1, math.floor(len(rows) * percentile))]
+        tail = latency >= cutoff
+        return float(cutoff), float(np.mean(start[tail] - arrival[tail])), float(np.mean(end[tail] - start[tail]))
+
     def with_metrics(self, metrics: dict[str, float]) -> LoadResult:
         """A copy with ``metrics`` merged in."""
         from dataclasses import replace

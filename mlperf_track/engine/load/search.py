@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from mlperf_track import metrics as m
 from mlperf_track.engine.load.result import LoadResult
 from mlperf_track.spec import check_positive_float, check_positive_int
 
@@ -29,21 +30,22 @@ class SearchConfig:
     """How to search for ``max_qps``.
 
     Attributes:
-        start_qps: The first rate probed (a capacity estimate: the caller's calibration).
+        start_qps: The first rate probed (a capacity estimate); ``None``: the caller calibrates one.
         tolerance: Stop when ``(fail - pass) / pass`` is at most this (0.05: within 5%).
         min_qps: Give up when no rate down to this one passes.
         max_qps: Never probe above this rate.
         max_probes: At most this many Server runs.
     """
 
-    start_qps: float
+    start_qps: float | None = None
     tolerance: float = 0.05
     min_qps: float = 0.1
     max_qps: float = 1e6
     max_probes: int = 12
 
     def __post_init__(self) -> None:
-        check_positive_float("start_qps", self.start_qps)
+        if self.start_qps is not None:
+            check_positive_float("start_qps", self.start_qps)
         check_positive_float("tolerance", self.tolerance)
         check_positive_float("min_qps", self.min_qps)
         check_positive_float("max_qps", self.max_qps)
@@ -69,7 +71,7 @@ class SearchOutcome:
     """What the search found.
 
     Attributes:
-        max_qps: The highest passing rate, or ``None`` when none passed.
+        max_qps: The highest passing target rate, or ``None`` when none passed.
         lowest_failing: The lowest failing rate above it, if one was probed.
         stop_reason: ``converged``, ``max_probes``, ``none_passed`` or ``ceiling``.
         probes: Every probe in the order run.
@@ -84,6 +86,16 @@ class SearchOutcome:
     def best(self) -> Probe | None:
         """The probe at :attr:`max_qps`."""
         return next((probe for probe in self.probes if probe.passed and probe.rate == self.max_qps), None)
+
+    @property
+    def max_scheduled_qps(self) -> float | None:
+        """The rate the best probe's Poisson schedule actually offered (LoadGen's "scheduled samples per
+        second", the number it reports): a seeded sample of arrivals deviates from the target rate by a few %.
+        """
+        best = self.best
+        if best is None or best.result is None:
+            return None
+        return best.result.metrics.get(m.LOAD_OFFERED_QPS)
 
 
 def _next_rate(passing: float | None, failing: float | None, rate: float) -> float:
@@ -102,6 +114,8 @@ def find_max_qps(probe_rate: Callable[[float], LoadResult], search: SearchConfig
             the probe (so a case killed by a memory limit does not end the search).
         search: Start, tolerance and bounds.
     """
+    if search.start_qps is None:
+        raise ValueError("find_max_qps needs search.start_qps (calibrate one first)")
     passing: float | None = None
     failing: float | None = None
     probes: list[Probe] = []

@@ -41,6 +41,7 @@ class _Simulation:
         self.counter = itertools.count()
         self.wakes: set[int] = set()
         self.deadline_ns = round((config.max_duration_s + config.drain_timeout_s) * 1e9)
+        self.drain_ns = round(config.drain_timeout_s * 1e9)
 
     def push(self, time_ns: int, kind: int, payload: object = None) -> None:
         heapq.heappush(self.events, _Event(time_ns, next(self.counter), kind, payload))
@@ -67,26 +68,34 @@ class _Simulation:
             duration, failure = self.service(sum(item.samples for item in items))
             self.push(now_ns + duration, _COMPLETE, (items, failure))
 
+    def handle(self, event: _Event) -> None:
+        """Apply one event to the queue (dispatching waits until every event of the instant is applied)."""
+        now = event.time_ns
+        if event.kind == _ARRIVAL:
+            assert isinstance(event.payload, Query)
+            self.ledger.enqueue(event.payload, now)
+        elif event.kind == _COMPLETE:
+            batch, failure = cast(tuple[list[QueueItem], tuple[str, str] | None], event.payload)
+            self.idle += 1
+            for follow_up in self.ledger.complete(batch, now, failure):
+                self.push(follow_up.arrival_ns, _ARRIVAL, follow_up)
+        else:
+            self.wakes.discard(now)
+
     def run(self) -> LoadRun:
-        for query in self.ledger.process.initial():
+        first = self.ledger.process.initial()
+        for query in first:
             self.push(query.arrival_ns, _ARRIVAL, query)
+        if first and not self.ledger.process.closed_loop:  # as the threads do: the drain counts from the last issue
+            self.deadline_ns = min(self.deadline_ns, max(q.arrival_ns for q in first) + self.drain_ns)
         deadline_hit = False
         while self.events:
-            event = heapq.heappop(self.events)
-            if event.time_ns > self.deadline_ns:
+            now = self.events[0].time_ns
+            if now > self.deadline_ns:
                 deadline_hit = self.ledger.outstanding > 0
                 break
-            now = event.time_ns
-            if event.kind == _ARRIVAL:
-                assert isinstance(event.payload, Query)
-                self.ledger.enqueue(event.payload, now)
-            elif event.kind == _COMPLETE:
-                batch, failure = cast(tuple[list[QueueItem], tuple[str, str] | None], event.payload)
-                self.idle += 1
-                for follow_up in self.ledger.complete(batch, now, failure):
-                    self.push(follow_up.arrival_ns, _ARRIVAL, follow_up)
-            else:
-                self.wakes.discard(now)
+            while self.events and self.events[0].time_ns == now:  # everything at this instant, then dispatch
+                self.handle(heapq.heappop(self.events))
             self.dispatch(now)
         notes = {"clock": clock_name(self.clock)}
         if deadline_hit:

@@ -174,6 +174,7 @@ def summarize(run: LoadRun, config: LoadConfig, deployment: DeploymentConfig) ->
         "load.clock": run.notes.get("clock", ""),
         "load.verdict": "VALID" if verdict.valid else "INVALID",
         "load.percentile": f"{config.target_percentile:g}",
+        "load.early_stopping": "on" if config.early_stopping else "off",
         **_first_errors(run.queries),
     }
     notes.pop("clock", None)

@@ -12,6 +12,9 @@ have probability ``P(Binomial(n, 1 - p) <= t)``; the run passes when that is bel
   A run with too few queries for ``t = 1`` has no estimate. With a latency bound, the estimate must be under it.
 - Offline: no latency percentile.
 
+With ``early_stopping`` off (LoadGen's ``use_early_stopping=false``), a latency bound applies to the plain
+nearest-rank percentile instead.
+
 The binomial CDF is scipy's (LoadGen evaluates the same regularized incomplete beta by hand).
 """
 
@@ -136,13 +139,13 @@ def judge(
         observed = nearest_rank(ordered, percentile)
         if observed > bound:
             reasons.append(f"{label} latency {observed:.4g} ms is over the bound {bound:g} ms (lower the rate)")
-        if overlatency_odds(ordered.size - over, over, percentile) >= 1.0 - config.confidence:
+        if config.early_stopping and overlatency_odds(ordered.size - over, over, percentile) >= 1.0 - config.confidence:
             more = min_passing_queries(over, percentile, config.confidence) + over - ordered.size
             reasons.append(
                 f"early stopping not met: {over} of {ordered.size} queries over {bound:g} ms; at least {more} more "
                 f"queries, all under the bound, are needed for {config.confidence:.0%} confidence in the {label}"
             )
-    elif config.scenario in CLOSED_LOOP:
+    elif config.scenario in CLOSED_LOOP and config.early_stopping:
         estimate = early_stopping_estimate(ordered, percentile, config.confidence)
         if estimate is None:
             needed = min_queries_for_early_stopping(percentile, config.confidence, 1)
@@ -151,4 +154,8 @@ def judge(
             reasons.append(
                 f"the {label}'s {config.confidence:.0%} upper bound {estimate:.4g} ms is over the bound {bound:g} ms"
             )
+    elif config.scenario in CLOSED_LOOP and bound is not None:
+        observed = nearest_rank(ordered, percentile)
+        if observed > bound:
+            reasons.append(f"{label} latency {observed:.4g} ms is over the bound {bound:g} ms")
     return Verdict(tuple(reasons), estimate, over)
