@@ -62,6 +62,9 @@ def register(subparsers: Any) -> None:
     scenario.add_argument("--min-queries", default="auto", help="auto: the fewest early stopping can pass with")
     scenario.add_argument("--max-duration", default="600", help="never issue after this many seconds")
     scenario.add_argument("--max-queries", default="1000000")
+    scenario.add_argument(
+        "--no-early-stopping", action="store_true", help="judge the plain percentile (LoadGen use_early_stopping=false)"
+    )
     scenario.add_argument("--tolerance", default="0.05", help="max_qps search: stop when the bracket is this tight")
     scenario.add_argument("--seed", default="0")
     deploy = parser.add_argument_group("deployment")
@@ -93,11 +96,10 @@ def run(args: argparse.Namespace) -> int:
         from mlperf_track.tracking.serve import ModelServer, input_rows
 
         port, health_timeout, workers = serve_options(args)
-        rows, columns = load_payload(args.payload) if args.payload else input_rows(args.serve)
         server = ModelServer(args.serve, port=port, workers=workers, health_timeout_s=health_timeout)
+        rows, columns = load_payload(args.payload) if args.payload else input_rows(args.serve)
+        plan = build_plan(args, HttpTarget(server.url, **http_rows(args, rows, columns)))  # all checked: now start
         with server:
-            target = HttpTarget(server.url, **http_rows(args, rows, columns))
-            plan = build_plan(args, target)
             return _execute(args, plan, output, {"load.served_model": args.serve, "load.server": "mlflow models serve"})
     if args.url:
         if not args.payload:

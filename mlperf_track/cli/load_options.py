@@ -83,6 +83,7 @@ def load_config(args: argparse.Namespace, first_rate: float | None) -> LoadConfi
         max_queries=positive_int("--max-queries")(args.max_queries),
         max_duration_s=_number("--max-duration", args.max_duration),
         percentile=percentile,
+        early_stopping=not args.no_early_stopping,
         seed=_seed(args.seed),
     )
 
