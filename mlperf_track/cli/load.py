@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
 def _execute(args: argparse.Namespace, plan: LoadPlan, output: Path | None, tags: dict[str, str]) -> int:
     from mlperf_track.pipeline.load_sweep import run_load_plan
 
-    printer = _Printer()
+    printer = _Printer(output)
     if args.no_track:
         outcome = run_load_plan(plan, printer)
     else:
@@ -122,21 +122,25 @@ def _execute(args: argparse.Namespace, plan: LoadPlan, output: Path | None, tags
         outcome = run_tracked_load_plan(plan, experiment=args.experiment, extra_tags=tags, extra_listener=printer)
     printer.summary(outcome)
     if output is not None:
-        document = {"results": [point.result.to_dict() for point in outcome.points if point.result is not None]}
-        output.write_text(json.dumps(document, indent=2), encoding="utf-8")
-        logger.info("wrote %d load points to %s", len(document["results"]), output)
+        logger.info("wrote %d load points to %s", len(outcome.results), output)
     return 1 if any(point.error is not None for point in outcome.points) else 0
 
 
 class _Printer(LoadListener):
-    """Prints each point as it finishes, then a table and ``max_qps``."""
+    """Prints each point as it finishes (and rewrites ``--output``, so an interrupt loses nothing measured),
+    then a table and ``max_qps``."""
 
-    def __init__(self) -> None:
+    def __init__(self, output: Path | None) -> None:
         from rich.console import Console
 
         self.console = Console() if sys.stdout.isatty() else Console(width=200)
+        self.output = output
+        self.results: list[dict[str, Any]] = []
 
     def point_finished(self, point: LoadPoint) -> None:
+        if point.result is not None and self.output is not None:
+            self.results.append(point.result.to_dict())
+            self.output.write_text(json.dumps({"results": self.results}, indent=2), encoding="utf-8")
         if point.result is None:
             self.console.print(f"[red]{point.label}: FAILED[/red] {type(point.error).__name__}: {point.error}")
             return

@@ -38,7 +38,7 @@ class LoadPlan:
         limits: Resources the deployment gets.
         rates: Server rates to run, in order (empty with ``search``: search instead).
         search: How to search for ``max_qps`` (Server without rates); a ``start_qps`` of ``None`` is calibrated
-            (half the Offline throughput).
+            (half the Offline throughput), and the search then gives up below 1/32 of it.
         background: Contention to inject (then the sweep also runs unloaded, first).
         isolated_timeout_s: Time cap of one memory-limited point, model loading included.
     """
@@ -65,8 +65,7 @@ class LoadPoint:
     @property
     def label(self) -> str:
         """``server@20qps`` (``+load`` under background load)."""
-        base = LoadResult(self.config, DeploymentConfig()).label
-        return f"{base}+load" if self.loaded else base
+        return f"{self.config.label}+load" if self.loaded else self.config.label
 
 
 class LoadListener:
@@ -74,6 +73,10 @@ class LoadListener:
 
     def point_finished(self, point: LoadPoint) -> None:
         """A point finished (with a result or an error)."""
+
+
+class _Deferred(LoadListener):
+    """Holds loaded points back until their slowdown is known."""
 
 
 @dataclass
@@ -162,7 +165,10 @@ def _sweep(
         return points, None
     search = plan.search or SearchConfig()
     if search.start_qps is None:
-        search = replace(search, start_qps=calibrate_start_qps(runner.run, plan))
+        start = calibrate_start_qps(runner.run, plan)
+        # Below 1/32 of the calibrated start a Server run lasts 32x longer and cannot pass anyway: the bound is
+        # then under what a lone query takes. Stop there rather than halving for hours.
+        search = replace(search, start_qps=start, min_qps=max(search.min_qps, start / 32))
     outcome = find_max_qps(lambda rate: run_point(replace(config, target_qps=rate)), search)
     return points, outcome
 
@@ -214,7 +220,3 @@ def run_load_plan(plan: LoadPlan, listener: LoadListener | None = None) -> LoadS
                 listener.point_finished(point)
             outcome.points.extend(loaded_points)
     return outcome
-
-
-class _Deferred(LoadListener):
-    """Holds loaded points back until their slowdown is known."""

@@ -129,6 +129,17 @@ class LoadConfig:
         return self.percentile if self.percentile is not None else DEFAULT_PERCENTILE[self.scenario]
 
     @property
+    def label(self) -> str:
+        """A short name for the point (``server@20qps``, ``concurrency-c4``, ``multi_stream-n8``)."""
+        if self.scenario == SERVER and self.target_qps is not None:
+            return f"server@{self.target_qps:.4g}qps"
+        if self.scenario == CONCURRENCY:
+            return f"concurrency-c{self.concurrency}"
+        if self.scenario == MULTI_STREAM:
+            return f"multi_stream-n{self.samples_per_query}"
+        return self.scenario
+
+    @property
     def closed_loop(self) -> bool:
         """Whether each client issues its next query only when the previous one completes."""
         return self.scenario in CLOSED_LOOP

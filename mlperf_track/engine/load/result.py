@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlperf_track.engine.load.config import SERVER, DeploymentConfig, LoadConfig
+from mlperf_track.engine.load.config import DeploymentConfig, LoadConfig
 
 SCHEMA_VERSION = 1
 #: Columns of the per-query table (times in ms from the start of the run; -1 when never reached).
@@ -61,15 +61,8 @@ class LoadResult:
 
     @property
     def label(self) -> str:
-        """A short name for the point (``server@20qps``, ``concurrency-c4``), used as the child run name."""
-        config = self.config
-        if config.scenario == SERVER and config.target_qps is not None:
-            return f"server@{config.target_qps:.4g}qps"
-        if config.scenario == "concurrency":
-            return f"concurrency-c{config.concurrency}"
-        if config.scenario == "multi_stream":
-            return f"multi_stream-n{config.samples_per_query}"
-        return config.scenario
+        """The point's short name (:attr:`LoadConfig.label`), used as the child run name."""
+        return self.config.label
 
     def column(self, name: str) -> list[Any]:
         """One column of :attr:`queries` by its name in :data:`QUERY_COLUMNS`."""
