@@ -50,6 +50,9 @@ def check_port_free(port: int, host: str = LOCAL_HOST, parameter: str = "--port"
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         raise ConfigError(parameter, port, "a TCP port in 1-65535")
     with socket.socket() as sock:
+        # As the server will: SO_REUSEADDR lets a port with closed connections in TIME_WAIT be reused, while a
+        # socket listening on it still makes the bind fail.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as error:
@@ -209,6 +212,7 @@ def input_rows(model_uri: str, count: int = 16) -> tuple[tuple[Any, ...], tuple[
 
     from mlperf_track.errors import ModelLoadError
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # the download bar is noise here
     try:
         example = mlflow.models.Model.load(model_uri).load_input_example()
     except Exception as error:  # MLflow raises several types for a missing/unreadable model
