@@ -35,6 +35,7 @@ _OTHER_KINDS = {
     tables.TRIAL: "tuning trial(s) (ranked by their tune run, not here)",
     tables.EVALUATOR: "evaluator run(s) (mlflow.models.evaluate: no variant or runtime to rank)",
     tables.REPORT: "report run(s)",
+    tables.LOAD: "load test run(s) (latency under load: see their sweep's figures)",
     tables.OTHER: "other run(s)",
 }
 

@@ -4,7 +4,8 @@ Every function takes the frame of :func:`mlperf_track.report.runs.runs_frame` (o
 metric keys as columns) and returns pandas objects; nothing here touches MLflow or draws.
 
 An experiment holds more than pipeline cases: the pipeline's parent runs, report runs, ``tune`` runs and
-their trials, evaluator runs (``mlflow.models.evaluate``), failed and killed runs, and runs of other models.
+their trials, evaluator runs (``mlflow.models.evaluate``), load sweeps, failed and killed runs, and runs of
+other models.
 :func:`run_kinds` tells them apart, so only the cases of a pipeline are ranked, and each only against cases
 of the same question (:data:`QUESTION_PARAMS`: model, image size and dataset).
 """
@@ -41,13 +42,14 @@ QUESTION_PARAMS: Final = ("model", "image_size", "dataset")
 #: Params every pipeline case run has.
 CASE_PARAMS: Final = ("variant", "runtime", "precision", "batch_size")
 #: Kinds of run in an experiment (see :func:`run_kinds`).
-CASE, PIPELINE, TUNE, TRIAL, EVALUATOR, REPORT, OTHER = (
+CASE, PIPELINE, TUNE, TRIAL, EVALUATOR, REPORT, LOAD, OTHER = (
     "case",
     "pipeline",
     "tune",
     "tuning trial",
     "evaluator",
     "report",
+    "load test",
     "other",
 )
 #: A GPU name tag that means "no GPU".
@@ -68,7 +70,8 @@ def _tag(frame: pd.DataFrame, key: str) -> pd.Series:
 
 
 def run_kinds(frame: pd.DataFrame) -> pd.Series:
-    """What each run is: :data:`CASE`, :data:`PIPELINE`, :data:`TUNE`, :data:`TRIAL`, :data:`EVALUATOR`, ..."""
+    """What each run is: :data:`CASE`, :data:`PIPELINE`, :data:`TUNE`, :data:`TRIAL`, :data:`EVALUATOR`,
+    :data:`REPORT`, :data:`LOAD` (a load sweep and its points) or :data:`OTHER`."""
     import pandas as pd
 
     kinds = pd.Series(OTHER, index=frame.index, dtype=object)
@@ -87,6 +90,8 @@ def run_kinds(frame: pd.DataFrame) -> pd.Series:
     kinds[evaluator] = EVALUATOR
     kinds[role == "pipeline"] = PIPELINE
     kinds[role == "report"] = REPORT
+    load_params = [column for column in frame.columns if str(column).startswith(("load.", "deploy."))]
+    kinds[(role == "load") | (frame[load_params].notna().any(axis=1) if load_params else False)] = LOAD
     kinds[(command == "tune") | (frame["study.objective"].notna() if "study.objective" in frame else False)] = TUNE
     kinds[_tag(frame, "trial.number").notna()] = TRIAL
     return kinds

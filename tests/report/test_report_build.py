@@ -159,3 +159,30 @@ def test_cli_report_makes_a_report_run_when_none_is_given(
 def test_cli_report_unknown_experiment_exits_2(cli_tracking: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", "--experiment", "no-such-experiment", "--no-log"]) == 2
     assert "no-such-experiment" in capsys.readouterr().err
+
+
+def test_run_kinds_tell_cases_from_everything_else_an_experiment_holds() -> None:
+    from mlperf_track.report.tables import run_kinds
+
+    case = {"variant": "baseline", "runtime": "eager", "precision": "fp32", "batch_size": 1, m.LATENCY_P50: 1.0}
+    frame = pd.DataFrame(
+        [
+            {"run_id": "case", **case},
+            {"run_id": "trial", **case, "trial.number": "3"},
+            {"run_id": "evaluator", m.LATENCY_P50: 1.0, f"{m.LATENCY_P50}_bs8": 2.0},
+            {"run_id": "parent", "model": "m", "mlperf_track.role": "pipeline"},
+            {"run_id": "tune", "model": "m", "study.objective": "throughput"},
+            {"run_id": "load", "load.scenario": "server", "deploy.workers": "1"},
+            {"run_id": "mystery"},
+        ]
+    )
+    kinds = dict(zip(frame["run_id"], run_kinds(frame), strict=True))
+    assert kinds == {
+        "case": "case",
+        "trial": "tuning trial",
+        "evaluator": "evaluator",
+        "parent": "pipeline",
+        "tune": "tune",
+        "load": "load test",
+        "mystery": "other",
+    }
