@@ -20,6 +20,8 @@ from mlperf_track.report.runs import load_runs
 from mlperf_track.report.sections import limits_from_parents, question_result
 from mlperf_track.report.tables import CASE, EVALUATOR, PIPELINE, TRIAL, TUNE, pipeline_cases, run_kinds
 
+#: The experiment is logged by the real listener, tuner and evaluator: about 35 s on a quiet 2-core machine.
+pytestmark = pytest.mark.slow
 QUESTIONS = ["resnet18 · 32 px · digits", "resnet18 · 64 px · digits", "tinycnn · 32 px · digits"]
 
 
