@@ -21,6 +21,10 @@ LATENCY_CV: Final = "latency/cv"
 LATENCY_P50_CI_LOW: Final = "latency/p50_ci_low_ms"
 LATENCY_P50_CI_HIGH: Final = "latency/p50_ci_high_ms"
 LATENCY_COUNT: Final = "latency/count"
+#: Between-replicate spread of a merged result (``--repeats N``): coefficient of variation of the replicates'
+#: medians, and how many replicates were merged.
+LATENCY_P50_REPLICATE_CV: Final = "latency/p50_replicate_cv"
+LATENCY_REPLICATE_COUNT: Final = "latency/replicate_count"
 
 THROUGHPUT: Final = "throughput/samples_per_s"
 
@@ -78,6 +82,7 @@ LATENCY_KEYS: Final = (
 LOWER_IS_BETTER: Final = frozenset(
     {
         *LATENCY_KEYS,
+        LATENCY_P50_REPLICATE_CV,
         GPU_PEAK_ALLOCATED,
         GPU_PEAK_RESERVED,
         GPU_PROCESS_PEAK,
