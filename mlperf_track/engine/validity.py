@@ -12,7 +12,8 @@ recomputes it over the merged samples. The rules, with thresholds from :class:`~
 * not too spread: coefficient of variation at most ``max_cv``;
 * stable: the samples, split by call order into ``stability_windows`` consecutive windows, have window
   medians whose max/min ratio is within ``1 + stability_tolerance``: perf_analyzer's rule for its last three
-  measurement windows (``--stability-percentage``, default 10%). After a merge of
+  measurement windows (``--stability-percentage``, default 10%). Its windows hold thousands of requests; ours
+  may hold a few calls, so a difference must also be significant (Kruskal-Wallis, p < 0.01) to count. After a merge of
   interleaved replicates the windows span replicates, so the rule then also says whether replicates agree.
 
 Each reason is one short sentence with the numbers, so a user reading ``valid.reasons`` knows what to change.
@@ -29,7 +30,9 @@ from mlperf_track.engine.stats import LatencyStats
 from mlperf_track.spec import TimingConfig
 
 #: Fewest samples per stability window for the rule to be applied (a median of fewer says nothing).
-MIN_SAMPLES_PER_WINDOW = 2
+MIN_SAMPLES_PER_WINDOW = 3
+#: Significance level at which windows whose medians differ beyond the tolerance count as really different.
+STABILITY_ALPHA = 0.01
 
 
 def ci_reason(stats: LatencyStats, timing: TimingConfig, stop_reason: str | None = None) -> str | None:
@@ -48,25 +51,42 @@ def ci_reason(stats: LatencyStats, timing: TimingConfig, stop_reason: str | None
     )
 
 
-def window_medians(samples_ms: Sequence[float], windows: int) -> list[float] | None:
-    """Medians of ``windows`` consecutive, near-equal parts of ``samples_ms`` (``None`` when too few samples)."""
+def _windows(samples_ms: Sequence[float], windows: int) -> list[np.ndarray] | None:
     if len(samples_ms) < windows * MIN_SAMPLES_PER_WINDOW:
         return None
-    return [float(np.median(part)) for part in np.array_split(np.asarray(samples_ms, dtype=np.float64), windows)]
+    return list(np.array_split(np.asarray(samples_ms, dtype=np.float64), windows))
+
+
+def window_medians(samples_ms: Sequence[float], windows: int) -> list[float] | None:
+    """Medians of ``windows`` consecutive, near-equal parts of ``samples_ms`` (``None`` when too few samples)."""
+    parts = _windows(samples_ms, windows)
+    return None if parts is None else [float(np.median(part)) for part in parts]
 
 
 def stability_reason(samples_ms: Sequence[float], timing: TimingConfig) -> str | None:
-    """Why the samples are not stable, or ``None`` (also when there are too few to judge)."""
-    medians = window_medians(samples_ms, timing.stability_windows)
-    if medians is None:
+    """Why the samples are not stable, or ``None`` (also when there are too few to judge).
+
+    The windows' medians must differ by more than the tolerance (max/min - 1) and the difference must be
+    beyond their own sampling noise (Kruskal-Wallis across the windows, p < :data:`STABILITY_ALPHA`): with a
+    handful of samples per window, medians of a steady process differ by 10% by chance alone.
+    """
+    from scipy.stats import kruskal
+
+    parts = _windows(samples_ms, timing.stability_windows)
+    if parts is None:
         return None
+    medians = [float(np.median(part)) for part in parts]
     low, high = min(medians), max(medians)
     if low <= 0 or high / low - 1.0 <= timing.stability_tolerance:
+        return None
+    p_value = float(kruskal(*parts).pvalue)
+    if not p_value < STABILITY_ALPHA:
         return None
     listed = ", ".join(f"{value:.4g}" for value in medians)
     return (
         f"not stable: the medians of {len(medians)} consecutive windows ({listed} ms) differ by "
-        f"{high / low - 1.0:.1%} (max/min; tolerance {timing.stability_tolerance:.0%})"
+        f"{high / low - 1.0:.1%} (max/min; tolerance {timing.stability_tolerance:.0%}; Kruskal-Wallis "
+        f"p={p_value:.2g})"
     )
 
 

@@ -52,7 +52,7 @@ def test_drift_breaks_the_stability_rule() -> None:
     samples = _steady(150, 10.0) + _steady(150, 12.0, seed=1)  # the machine slowed by 20% half way
     reasons = invalid_reasons(samples, LOOSE.__class__(**{**LOOSE.to_dict(), "target_rel_ci": 0.5}))
     assert len(reasons) == 1 and reasons[0].startswith("not stable: the medians of 3 consecutive windows")
-    assert "(max/min; tolerance 10%)" in reasons[0]
+    assert "(max/min; tolerance 10%; Kruskal-Wallis p=" in reasons[0]
 
 
 def test_stability_tolerance_is_the_threshold() -> None:
@@ -63,8 +63,17 @@ def test_stability_tolerance_is_the_threshold() -> None:
 
 
 def test_window_medians_split_by_call_order() -> None:
-    assert window_medians([1.0, 1.0, 2.0, 2.0, 3.0, 3.0], 3) == [1.0, 2.0, 3.0]
-    assert window_medians([1.0, 2.0, 3.0, 4.0, 5.0], 3) is None  # fewer than 2 per window: not judged
+    assert window_medians([1.0] * 3 + [2.0] * 3 + [3.0] * 3, 3) == [1.0, 2.0, 3.0]
+    assert window_medians([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0], 3) is None  # fewer than 3 per window
+
+
+def test_small_windows_of_a_steady_process_are_not_called_unstable() -> None:
+    # A steady process with a 15% CV: medians of 4-sample windows differ by more than 10% by chance.
+    rng = np.random.default_rng(5)
+    false_alarms = sum(
+        stability_reason(rng.lognormal(np.log(10.0), 0.15, 12).tolist(), LOOSE) is not None for _ in range(200)
+    )
+    assert false_alarms <= 4  # about 1% at alpha 0.01
 
 
 def test_minimum_measured_duration() -> None:
