@@ -192,11 +192,9 @@ def _run_guarded(phase: str, device: str, batch_size: int, body: Callable[[], _T
 def _warnings(stats: LatencyStats, timing: TimingConfig) -> list[str]:
     """Advice that does not invalidate the measurement (the validity rules cover the rest)."""
     found = []
-    if stats.count > 1 and timing.cv_warning < stats.cv <= timing.max_cv:
-        found.append(
-            f"high latency spread: coefficient of variation {stats.cv:.1%} > {timing.cv_warning:.0%} "
-            f"(p50 {stats.p50:.4g} ms, p99 {stats.p99:.4g} ms); the machine may be busy or throttling"
-        )
+    spread = stats.spread_warning(timing.cv_warning) if stats.cv <= timing.max_cv else None  # above: invalid
+    if spread:
+        found.append(spread)
     if timing.max_time_s <= timing.min_time_s:
         found.append(
             f"max_time_s={timing.max_time_s:g} is not above the minimum measured duration min_time_s="
