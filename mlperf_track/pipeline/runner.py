@@ -110,14 +110,18 @@ class _Rounds:
         if self.session.config.pin_cores is not None and outcome.result is not None:
             cores = ",".join(map(str, self.session.config.pin_cores))
             outcome.result = outcome.result.with_tags({"engine.pinned_cores": cores})
+            if "result.json" in outcome.artifacts:  # keep the file the same as the result
+                outcome.result.write_json(outcome.artifacts["result.json"])
         if self.repeats > 1:
             state = "failed" if outcome.result is None else "done"
             logger.info("replicate %d/%d of %s %s", replicate, self.repeats, case.name, state)
         return outcome
 
     def _report(self, case: CaseSpec) -> None:
+        if case in self.reported:
+            return
         merged = merge_outcomes(self.done.get(case, []), self.session.config)
-        if merged is None or case in self.reported:
+        if merged is None:
             return
         self.reported.add(case)
         self.outcome.outcomes.append(merged)

@@ -157,6 +157,8 @@ def test_pin_cores_pins_every_thread_then_restores(tmp_path: Path, monkeypatch: 
     after = affinity_of_all_threads()
     assert all(after[tid] == cores for tid, cores in before.items() if tid in after)
     assert all(result.tags["engine.pinned_cores"] == str(core) for result in outcome.results)
+    saved = json.loads(outcome.outcomes[0].artifacts["result.json"].read_text())
+    assert saved["tags"]["engine.pinned_cores"] == str(core)
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="Linux only")
