@@ -79,7 +79,7 @@ def _x86_ops_per_cycle(flags: frozenset[str], precision: str) -> tuple[float, st
     if precision == "bf16":
         if "amx_bf16" in flags:
             return 1024.0, "amx_bf16 tiles (1024 FLOPs/cycle)"
-        if "avx512_bf16" in flags or "avx_vnni_bf16" in flags or "avx_ne_convert" in flags:
+        if "avx512_bf16" in flags:
             return 2.0 * fp32, f"bf16 dot products ({X86_FMA_PIPES} pipes x {bits // 16} lanes x 2 FLOPs)"
     if precision == "fp16":
         if "amx_fp16" in flags:
