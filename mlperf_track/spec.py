@@ -106,7 +106,8 @@ class TimingConfig:
     is wider than ``target_rel_ci``; when its measured time is under the minimum; when the coefficient of
     variation exceeds ``max_cv``; or when it is not stable: the medians of ``stability_windows`` consecutive
     windows of the timed samples (the timed window split by call order) differ by more than
-    ``stability_tolerance`` (max/min - 1), perf_analyzer's rule for its last 3 measurement windows.
+    ``stability_tolerance`` (max/min - 1), perf_analyzer's rule for its last 3 measurement windows, and
+    significantly (Kruskal-Wallis p < 0.01, so a few calls per window do not make noise look like drift).
 
     Throughput is timed separately from the latency percentiles when the method is ``block``: after the
     per-call loop, blocks of back-to-back calls run between two clock reads (one device sync per block, as
@@ -122,7 +123,8 @@ class TimingConfig:
         max_iters: Maximum timed calls (a hard cap, also before ``min_time_s``: the result is then invalid).
         min_time_s: Minimum measured time of the per-call window (the sum of the timed calls). Between-run
             reproducibility needs a window of about a second on CPUs (``benchmarks/min_duration.py``), and the
-            GPU energy counter needs about a second too. 0 disables the minimum.
+            GPU energy counter needs about a second too. 0 (this class's default) disables the minimum; the
+            per-device defaults users get (``pipeline/defaults.py``) set it.
         max_time_s: Time cap for the per-call window.
         target_rel_ci: Target width of the median's 95% CI relative to the median (0.01 = 1%).
         confidence: Confidence level of that interval.
