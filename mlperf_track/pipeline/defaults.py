@@ -19,7 +19,7 @@ AUTO = "auto"
 #: (0.1-0.4 s) spread over 5% between runs (issue 10), while 1-thread runs of ~6 s repeated within 0.75%
 #: (benchmarks/RESULTS.md, fidelity). benchmarks/min_duration.py measures the between-run CV of p50 against
 #: the window (0.25-4 s, resnet18 64 px bs1, 6 fresh processes x 2 interleaved rounds): on the shared 2-core
-#: machine, loaded by other jobs, the spread was ~18% at every window length (external load, not the window,
+#: machine, loaded by other jobs, the spread was 16-28% at every window length (external load, not the window,
 #: dominated; RESULTS.md), so the knee has to be read on a quiet machine. 1 s keeps the quick start's ~20 CPU
 #: cases at ~+20 s and matches the GPU default that the energy counter needs.
 CPU_MIN_TIME_S = 1.0
