@@ -65,8 +65,24 @@ class BenchmarkSession:
         self._runner = CaseRunner(self)
 
     def _check_precisions(self) -> None:
-        """A precision that no requested runtime runs on this device is bad input, not a failed case."""
+        """A precision that no requested runtime runs on this device is bad input, not a failed case.
+
+        So is ``int8``/``fp8`` without a requested variant that produces a model in it for this device: runtimes
+        run those from a quantized artifact (TensorRT from a Q/DQ ONNX graph), they never make one up.
+        """
+        from mlperf_track.runtimes._common import ARTIFACT_PRECISIONS
+
         for precision in self.config.precisions:
+            if precision in ARTIFACT_PRECISIONS and not any(
+                variant.pinned_precision == precision for variant in self.variants.values()
+            ):
+                raise UnsupportedError(
+                    "precision",
+                    precision,
+                    hint=f"{precision} runs a model a quantized variant produced, and none of the requested variants "
+                    f"({', '.join(self.variants) or 'none'}) produces one on {self.device}; add such a variant "
+                    f"that runs on {self.device}, or drop {precision}",
+                )
             if not any(runtime.capabilities().supports(self.device, precision) for runtime in self.runtimes.values()):
                 allowed = sorted(
                     set().union(*(runtime.capabilities().precisions(self.device) for runtime in self.runtimes.values()))
@@ -189,9 +205,13 @@ class BenchmarkSession:
         if variant in self._build_errors:
             config = self.config
             return [self.make_case(variant, config.runtimes[0], config.precisions[0], config.batch_sizes[0])]
+        from mlperf_track.runtimes._common import ARTIFACT_PRECISIONS
+
         artifact = self.variant(variant)
         runtimes = [artifact.runtime] if artifact.runtime else list(self.config.runtimes)
-        precisions = [artifact.precision] if artifact.precision else list(self.config.precisions)
+        # int8/fp8 run only a model quantized in them: not the baseline, not a float variant
+        floats = [precision for precision in self.config.precisions if precision not in ARTIFACT_PRECISIONS]
+        precisions = [artifact.precision] if artifact.precision else floats
         if artifact.precision and not artifact.runtime:
             fitting = [name for name in runtimes if self._supports(name, artifact.precision)]
             runtimes = fitting or runtimes[:1]
@@ -207,8 +227,8 @@ class BenchmarkSession:
         return [case for variant in self.variant_names() for case in self.cases_for(variant)]
 
     def make_case(self, variant: str, runtime: str, precision: str, batch_size: int) -> CaseSpec:
-        """A case of this session's model, device and dataset."""
-        return CaseSpec(
+        """A case of this session's model, device and dataset (``channels_last`` only where the runtime honours it)."""
+        case = CaseSpec(
             model=self.config.model,
             variant=variant,
             runtime=runtime,
@@ -221,6 +241,7 @@ class BenchmarkSession:
             channels_last=self.config.channels_last,
             options=self.config.options,
         )
+        return self._runner.effective_case(case)
 
     def runtime(self, name: str) -> Runtime:
         """The runtime ``name``: the session's own instance, or one from the registry (a tuner may ask for more)."""

@@ -66,12 +66,23 @@ def int_option(options: Mapping[str, str], key: str, default: int) -> int:
     return value
 
 
-def check_artifact(runtime: str, artifact: ModelArtifact, precision: str) -> None:
+def keeps_own_form(artifact: ModelArtifact) -> bool:
+    """Whether a runtime must run ``artifact`` as it is: pinned to a device, or quantized (int8/fp8 kernels keep
+    their own dtypes and layout). Everything else is moved to the case's device, dtype and memory format."""
+    return artifact.device is not None or artifact.precision in ARTIFACT_PRECISIONS
+
+
+def check_artifact(runtime: str, artifact: ModelArtifact, precision: str, device: str | None = None) -> None:
     """Raise :class:`UnsupportedError` when the artifact's pins forbid running it as asked.
 
     An artifact fixed to a precision (a quantized model) runs only in that precision; one that needs a
-    runtime runs only there; ``int8``/``fp8`` need an artifact that is already quantized.
+    runtime runs only there, one that needs a device only there; ``int8``/``fp8`` need an artifact that is
+    already quantized.
     """
+    if device is not None and artifact.device is not None and artifact.device != device:
+        raise UnsupportedError(
+            "device", device, [artifact.device], hint=f"the artifact {artifact.name!r} must stay on {artifact.device}"
+        )
     if artifact.runtime is not None and artifact.runtime != runtime:
         raise UnsupportedError(
             "runtime", runtime, [artifact.runtime], hint=f"the artifact {artifact.name!r} needs that runtime"

@@ -151,5 +151,5 @@ def test_default_monitors_by_device() -> None:
     cpu = {monitor.name for monitor in default_monitors("cpu")}
     cuda = {monitor.name for monitor in default_monitors("cuda")}
     assert cpu == {"cpu_utilization", "cpu_rss", "cpu_energy"}
-    assert cuda - cpu == {"cuda_allocator", "gpu_process_memory", "gpu_utilization", "gpu_energy"}
+    assert cuda - cpu == {"cuda_allocator", "gpu_process_memory", "gpu_device_memory", "gpu_utilization", "gpu_energy"}
     assert nvml_error_types()
