@@ -281,6 +281,11 @@ class CaseRunner:
             writer.writerows(enumerate(result.samples_ms))
         return {"samples.csv": samples, "result.json": result.write_json(folder / "result.json")}
 
+    def prepared_model(self, case: CaseSpec) -> PreparedModel | None:
+        """The prepared model that served ``case`` (still open), for checks that time it by hand; else ``None``."""
+        entry = self._prepared.get(replace(self.effective_case(case), batch_size=1))
+        return entry.model if entry is not None else None
+
     def release(self, keep: PreparedKey | None = None) -> None:
         """Close every prepared model except ``keep``."""
         for key in [key for key in self._prepared if key != keep]:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from mlperf_track.engine.accuracy import AccuracyReport
     from mlperf_track.models.artifact import ModelArtifact
     from mlperf_track.models.base import LoadedModel
-    from mlperf_track.runtimes.base import Runtime
+    from mlperf_track.runtimes.base import PreparedModel, Runtime
     from mlperf_track.variants.base import Variant
 
 logger = logging.getLogger(__name__)
@@ -270,6 +270,10 @@ class BenchmarkSession:
     def run_case(self, case: CaseSpec, *, profile: bool = False) -> CaseOutcome:
         """Measure one case. A failure of the case itself is returned in the outcome, never raised."""
         return self._runner.run(case, profile=profile or self.config.profile)
+
+    def prepared_model(self, case: CaseSpec) -> PreparedModel | None:
+        """The prepared model that served ``case``, while the session keeps it (benchmarks time it by hand)."""
+        return self._runner.prepared_model(case)
 
     def release(self, keep: PreparedKey | None = None) -> None:
         """Close prepared models (all but ``keep``) and give memory back."""
