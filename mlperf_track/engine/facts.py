@@ -79,12 +79,11 @@ def state_dict_bytes(module: nn.Module, dtype: torch.dtype | None = None) -> int
     The cast gives the size of the model as a runtime holds it at a precision (fp16 weights take half the
     bytes of fp32 ones); integer and quantized tensors keep their type.
     """
-    state = module.state_dict()
+    state = module.state_dict()  # a new dict on every call: replacing its entries leaves the module alone
     if dtype is not None:
-        state = {
-            key: value.to(dtype) if isinstance(value, torch.Tensor) and value.is_floating_point() else value
-            for key, value in state.items()
-        }
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor) and value.is_floating_point():
+                state[key] = value.to(dtype)
     buffer = io.BytesIO()
     torch.save(state, buffer)
     return buffer.tell()

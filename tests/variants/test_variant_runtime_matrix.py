@@ -109,7 +109,8 @@ def _reference(artifact: ModelArtifact, images: torch.Tensor, onnx_predict: Call
 def _state(module: torch.nn.Module | None) -> list[tuple[str, torch.device, torch.dtype]]:
     if module is None:
         return []
-    return [(name, tensor.device, tensor.dtype) for name, tensor in module.state_dict().items()]
+    # quantized modules keep non-tensor entries (packed-params dtypes) in their state
+    return [(name, value.device, value.dtype) for name, value in module.state_dict().items() if torch.is_tensor(value)]
 
 
 @pytest.mark.parametrize("case", _cases())
