@@ -250,7 +250,7 @@ class CaseRunner:
         from mlperf_track.engine.facts import model_facts, state_dict_bytes
         from mlperf_track.engine.monitors.base import BYTES_PER_MB
         from mlperf_track.engine.precision import dtype_for
-        from mlperf_track.runtimes._common import keeps_own_form
+        from mlperf_track.runtimes.base import keeps_own_form
 
         if case.variant not in self._facts:
             # A half-precision variant's weights need an input of their dtype to be run for FLOP counting.

@@ -21,6 +21,7 @@ from mlperf_track.errors import ConfigError, UnsupportedError
 from mlperf_track.pipeline.case_runner import CaseRunner, PreparedKey
 from mlperf_track.pipeline.config import PipelineConfig
 from mlperf_track.pipeline.events import CaseOutcome
+from mlperf_track.runtimes.base import ARTIFACT_PRECISIONS
 from mlperf_track.spec import CaseSpec
 
 if TYPE_CHECKING:
@@ -70,8 +71,6 @@ class BenchmarkSession:
         So is ``int8``/``fp8`` without a requested variant that produces a model in it for this device: runtimes
         run those from a quantized artifact (TensorRT from a Q/DQ ONNX graph), they never make one up.
         """
-        from mlperf_track.runtimes._common import ARTIFACT_PRECISIONS
-
         for precision in self.config.precisions:
             if precision in ARTIFACT_PRECISIONS and not any(
                 variant.pinned_precision == precision for variant in self.variants.values()
@@ -205,8 +204,6 @@ class BenchmarkSession:
         if variant in self._build_errors:
             config = self.config
             return [self.make_case(variant, config.runtimes[0], config.precisions[0], config.batch_sizes[0])]
-        from mlperf_track.runtimes._common import ARTIFACT_PRECISIONS
-
         artifact = self.variant(variant)
         runtimes = [artifact.runtime] if artifact.runtime else list(self.config.runtimes)
         # int8/fp8 run only a model quantized in them: not the baseline, not a float variant
@@ -262,8 +259,10 @@ class BenchmarkSession:
             return str(error)
         if variant != BASELINE and variant not in self.variants:
             return f"variant {variant!r} is not part of this session"
-        reason = self.variants[variant].unavailable_reason(self.device) if variant in self.variants else None
-        return reason
+        recipe = self.variants.get(variant)
+        if precision in ARTIFACT_PRECISIONS and (recipe is None or recipe.pinned_precision != precision):
+            return f"{precision} runs only a model a variant quantized in {precision}; {variant} is not one"
+        return recipe.unavailable_reason(self.device) if recipe is not None else None
 
     # -- running -------------------------------------------------------------------------------------------
 

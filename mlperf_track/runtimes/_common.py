@@ -16,7 +16,10 @@ from typing import TYPE_CHECKING
 import torch
 
 from mlperf_track.errors import ConfigError, MissingDependencyError, UnsupportedError
+from mlperf_track.runtimes.base import ARTIFACT_PRECISIONS, keeps_own_form
 from mlperf_track.spec import check_choice
+
+__all__ = ["ARTIFACT_PRECISIONS", "keeps_own_form"]  # re-exported for the members
 
 if TYPE_CHECKING:
     from mlperf_track.models.artifact import ModelArtifact
@@ -24,9 +27,6 @@ if TYPE_CHECKING:
 
 #: Precisions computed in a float dtype (:func:`mlperf_track.engine.precision.dtype_for` gives it).
 FLOAT_PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
-
-#: Precisions that an artifact must already carry (a quantized model); a runtime cannot make them up.
-ARTIFACT_PRECISIONS = frozenset({"int8", "fp8"})
 
 
 def import_optional(module: str, extra: str, purpose: str) -> ModuleType:
@@ -64,12 +64,6 @@ def int_option(options: Mapping[str, str], key: str, default: int) -> int:
     if value <= 0:
         raise ConfigError(f"option {key}", raw, "a positive integer")
     return value
-
-
-def keeps_own_form(artifact: ModelArtifact) -> bool:
-    """Whether a runtime must run ``artifact`` as it is: pinned to a device, or quantized (int8/fp8 kernels keep
-    their own dtypes and layout). Everything else is moved to the case's device, dtype and memory format."""
-    return artifact.device is not None or artifact.precision in ARTIFACT_PRECISIONS
 
 
 def check_artifact(runtime: str, artifact: ModelArtifact, precision: str, device: str | None = None) -> None:

@@ -23,9 +23,17 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: Precisions that an artifact must already carry (a quantized model); a runtime cannot make them up.
+ARTIFACT_PRECISIONS = frozenset({"int8", "fp8"})
 #: Tag set on every prepared model of a path that has not yet been proven on its hardware.
 EXPERIMENTAL_TAG = "runtime.experimental"
 _WARNED: set[tuple[str, str]] = set()
+
+
+def keeps_own_form(artifact: ModelArtifact) -> bool:
+    """Whether a runtime must run ``artifact`` as it is: pinned to a device, or quantized (int8/fp8 kernels keep
+    their own dtypes and layout). Everything else is moved to the case's device, dtype and memory format."""
+    return artifact.device is not None or artifact.precision in ARTIFACT_PRECISIONS
 
 
 @dataclass(frozen=True)
@@ -153,8 +161,6 @@ class Runtime(ABC):
     def honours_channels_last(self, artifact: ModelArtifact) -> bool:
         """Whether ``channels_last`` changes how this runtime runs ``artifact`` (a quantized artifact keeps its own
         layout, and a runtime without the capability ignores the flag)."""
-        from mlperf_track.runtimes._common import keeps_own_form
-
         return self.capabilities().channels_last and not keeps_own_form(artifact)
 
     def experimental_tags(self, device: str) -> dict[str, str]:

@@ -53,6 +53,16 @@ def test_with_a_variant_producing_int8_only_that_variant_runs_int8(tmp_path: Pat
     assert ("baseline", "int8") not in plan  # the baseline cannot run int8: never planned to fail
 
 
+def test_the_tuner_is_never_offered_int8_for_a_model_not_quantized_in_it(tmp_path: Path) -> None:
+    session = BenchmarkSession(
+        config(tmp_path, precisions=("fp32", "int8"), variants=("quantized_int8_dynamic",), epochs=0)
+    )
+    with session:
+        assert "not one" in str(session.unsupported_reason("baseline", "eager", "int8"))
+        assert session.unsupported_reason("quantized_int8_dynamic", "eager", "int8") is None
+        assert session.unsupported_reason("baseline", "eager", "fp32") is None
+
+
 def test_channels_last_is_planned_only_where_the_runtime_honours_it(tmp_path: Path) -> None:
     session = BenchmarkSession(
         config(tmp_path, channels_last=True, runtimes=("eager", "onnxruntime"), variants=("quantized_int8_dynamic",))

@@ -184,3 +184,17 @@ def test_can_evaluate_outside_mlflows_default_selection_says_yes() -> None:
     """Called from MLflow's evaluation loop (the evaluator was named), every model type is claimed."""
     for model_type in (None, "classifier", "regressor", "text"):
         assert MlperfTrackEvaluator.can_evaluate(model_type=model_type, evaluator_config={})
+
+
+def test_loading_the_evaluator_imports_no_torch() -> None:
+    """MLflow imports the evaluator for every ``mlflow.models.evaluate``: the heavy imports wait for ``evaluate``."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = "import sys\nimport mlperf_track.tracking.evaluator\nassert 'torch' not in sys.modules\n"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    command = [sys.executable, "-c", code]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]

@@ -22,8 +22,8 @@ import torch
 
 from mlperf_track.models.artifact import ModelArtifact
 from mlperf_track.runtimes import PrepareRequest, get_runtime, runtime_names
-from mlperf_track.runtimes._common import ARTIFACT_PRECISIONS
 from mlperf_track.runtimes._torch import placement
+from mlperf_track.runtimes.base import ARTIFACT_PRECISIONS
 from mlperf_track.variants.registry import get_variant, variant_names
 
 BATCH_SIZES = (1, 3)
