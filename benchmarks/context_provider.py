@@ -85,7 +85,9 @@ CHILD = textwrap.dedent(
 
 def _environment(enabled: bool) -> dict[str, str]:
     path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env = {**os.environ, "PYTHONPATH": path}
+    # an unrelated script: no experiment or tracking settings of the calling shell
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
+    env["PYTHONPATH"] = path
     env.pop(ENV_VAR, None)
     if not enabled:
         env[ENV_VAR] = "0"

@@ -41,13 +41,10 @@ Config keys: ``batch_sizes`` (list or ``"1,32"``), ``timing`` (dict of :class:`T
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import tempfile
 import time
-from collections.abc import Mapping
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -59,9 +56,12 @@ from mlperf_track.tracking.context import hardware_software_tags
 from mlperf_track.tracking.evaluator_data import (
     EvaluatorSettings,
     accuracy_metrics,
+    carries_settings,
+    device_baseline,
     make_batch,
     native_caller,
     native_module,
+    offered_by_default,
     predict_all,
     signature_shape,
     to_tensor,
@@ -73,38 +73,6 @@ logger = logging.getLogger(__name__)
 #: Metric prefixes that depend on the batch size (suffixed with ``_bs<N>``).
 PER_BATCH_PREFIXES = ("latency/", "throughput/", "memory/", "power/", "energy/", "cpu/", "gpu/")
 ARTIFACT_DIR = "mlperf_track"
-#: MLflow's function that offers an ``evaluators=None`` evaluation to every registered evaluator.
-_DEFAULT_SELECTION = ("mlflow.models.evaluation.base", "resolve_evaluators_and_configs")
-#: Stack frames searched for it (its call of ``can_evaluate`` is direct).
-_SELECTION_DEPTH = 6
-
-
-def _offered_by_default() -> bool:
-    """Whether MLflow is asking because ``evaluate(evaluators=None)`` offers the evaluation to everyone.
-
-    ``can_evaluate`` does not see the ``evaluators`` argument. In the MLflow versions we support (3.x),
-    ``resolve_evaluators_and_configs`` calls ``can_evaluate`` itself only in that case; when the user names the
-    evaluator the question comes later, from the evaluation loop. The stack tells the two apart;
-    ``tests/tracking/test_tracking_evaluator.py`` runs the real ``mlflow.models.evaluate`` both ways, so a
-    change in MLflow shows there.
-    """
-    frame = inspect.currentframe()
-    try:
-        for _ in range(_SELECTION_DEPTH):
-            frame = frame.f_back if frame is not None else None
-            if frame is None:
-                return False
-            if (frame.f_globals.get("__name__"), frame.f_code.co_name) == _DEFAULT_SELECTION:
-                return True
-        return False
-    finally:
-        del frame
-
-
-def _carries_settings(config: Any) -> bool:
-    """A non-empty config made only of this evaluator's settings (so it was meant for it)."""
-    allowed = {item.name for item in fields(EvaluatorSettings)}
-    return isinstance(config, Mapping) and bool(config) and set(config) <= allowed
 
 
 class MlperfTrackEvaluator(ModelEvaluator):
@@ -119,9 +87,9 @@ class MlperfTrackEvaluator(ModelEvaluator):
         Named in ``evaluators``: yes, for any model type. Offered by ``evaluators=None``: only when
         ``evaluator_config`` carries this evaluator's settings (``{"mlperf_track": {"batch_sizes": [1]}}``).
         """
-        if not _offered_by_default():
+        if not offered_by_default():
             return True
-        return _carries_settings(evaluator_config)
+        return carries_settings(evaluator_config)
 
     def evaluate(
         self,
@@ -159,6 +127,7 @@ class MlperfTrackEvaluator(ModelEvaluator):
         self, model: Any, model_type: str | None, dataset: Any, settings: EvaluatorSettings
     ) -> tuple[dict[str, float], dict[str, str], dict[str, str], list[dict[str, Any]]]:
         from mlperf_track.engine.measure import measure_callable
+        from mlperf_track.engine.monitors import default_monitors
 
         features = dataset.features_data
         module = native_module(model) if settings.call == "native" else None
@@ -167,6 +136,7 @@ class MlperfTrackEvaluator(ModelEvaluator):
         metrics: dict[str, float] = {}
         notes: dict[str, str] = {}
         details: list[dict[str, Any]] = []
+        baseline = device_baseline(device)  # before the module moves to the GPU: the delta then counts it
         caller_for = native_caller(module, model, device, settings) if module is not None else None
         single = len(settings.batch_sizes) == 1
         tags["mlperf_track.batch_sizes"] = ",".join(str(size) for size in settings.batch_sizes)
@@ -174,7 +144,12 @@ class MlperfTrackEvaluator(ModelEvaluator):
             batch = make_batch(features, batch_size)
             call = caller_for(batch) if caller_for is not None else _pyfunc_call(model, batch)
             measurement = measure_callable(
-                call, device=device, batch_size=batch_size, timing=settings.timing, monitors=settings.monitors
+                call,
+                device=device,
+                batch_size=batch_size,
+                timing=settings.timing,
+                monitors=settings.monitors,
+                monitor_list=default_monitors(device, gpu_baseline_bytes=baseline),
             )
             details.append(
                 {

@@ -34,7 +34,8 @@ def _installed() -> bool:
 def _run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
     import os
 
-    environment = {**os.environ, "PYTHONPATH": str(REPO), **env}
+    inherited = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
+    environment = {**inherited, "PYTHONPATH": str(REPO), **env}
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
         capture_output=True,
