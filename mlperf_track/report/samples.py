@@ -104,6 +104,24 @@ def samples_from_run(run_id: str, *, tracking_uri: str | None = None) -> Samples
     raise DataError(f"{name} has neither a {SAMPLES_ARTIFACT} nor a {RESULT_ARTIFACT} artifact")
 
 
+def resolve_ref(
+    ref: str, *, tracking_uri: str | None = None, experiment: str | None = None, parameter: str = "run"
+) -> str:
+    """``ref`` as a file path or a run id: a run name (within ``experiment`` when given) becomes its run's id.
+
+    Raises:
+        DataError: ``ref`` looks like a file (``.csv``/``.json``) that does not exist.
+        ConfigError: No run has that id or name, or several runs share the name (their ids are listed).
+    """
+    path = Path(ref).expanduser()
+    if path.is_file():
+        return ref
+    if path.suffix.lower() in (".csv", ".json"):
+        raise DataError(f"no such file: {ref}")
+    run = ref.removeprefix("runs:/").strip("/").split("/")[0] if ref.startswith("runs:/") else ref
+    return resolve_run(client(tracking_uri), run, experiment=experiment, parameter=parameter)
+
+
 def load_samples(
     ref: str, *, tracking_uri: str | None = None, experiment: str | None = None, parameter: str = "run"
 ) -> Samples:
@@ -115,11 +133,7 @@ def load_samples(
         experiment: Where a run name is looked up (a name or a prefix); ``None``: every experiment.
         parameter: The flag ``ref`` came from, for error messages (``--baseline``).
     """
-    path = Path(ref).expanduser()
-    if path.is_file():
-        return samples_from_file(path)
-    if path.suffix.lower() in (".csv", ".json"):
-        raise DataError(f"no such file: {ref}")
-    run = ref.removeprefix("runs:/").strip("/").split("/")[0] if ref.startswith("runs:/") else ref
-    run_id = resolve_run(client(tracking_uri), run, experiment=experiment, parameter=parameter)
-    return samples_from_run(run_id, tracking_uri=tracking_uri)
+    resolved = resolve_ref(ref, tracking_uri=tracking_uri, experiment=experiment, parameter=parameter)
+    if Path(resolved).expanduser().is_file():
+        return samples_from_file(Path(resolved).expanduser())
+    return samples_from_run(resolved, tracking_uri=tracking_uri)

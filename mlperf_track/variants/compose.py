@@ -50,5 +50,9 @@ def compose(steps: Sequence[Variant]) -> ComposedVariant:
     """A variant named ``a+b+...`` that applies ``steps`` in order."""
     name = SEPARATOR.join(step.name for step in steps)
     extras = sorted({step.extra for step in steps if step.extra})
-    members = {"name": name, "extra": ",".join(extras) or None, "steps": tuple(steps)}
+    pinned = {
+        "pinned_precision": next((step.pinned_precision for step in reversed(steps) if step.pinned_precision), None),
+        "pinned_runtime": next((step.pinned_runtime for step in reversed(steps) if step.pinned_runtime), None),
+    }
+    members = {"name": name, "extra": ",".join(extras) or None, "steps": tuple(steps), **pinned}
     return type("ComposedVariant", (ComposedVariant,), members)()

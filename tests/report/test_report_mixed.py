@@ -156,5 +156,5 @@ def test_compare_by_run_name_or_says_which_ids_to_use(cli_store: str, capsys: py
     assert "runs are named so" in err and "pass one of their ids" in err and "--experiment" in err
     assert main(["compare", "--baseline", "no-such-run", "--candidate", name]) == 2
     assert "mlflow runs list" in capsys.readouterr().err
-    assert main(["compare", "--baseline", "evaluate-mlp", "--candidate", name]) == 2
+    assert main(["compare", "--baseline", "evaluate-mlp", "--candidate", "evaluate-mlp"]) == 2
     assert "evaluator run with one file per batch size" in capsys.readouterr().err
