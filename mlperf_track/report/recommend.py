@@ -122,7 +122,7 @@ def _excluded_line(ranking: Ranking) -> str | None:
 
 
 def _nothing_qualifies(ranking: Ranking, pool: Sequence[Candidate]) -> list[str]:
-    lines = [f"No configuration qualifies under the limits: {ranking.limits.describe()}."]
+    lines = [f"No configuration qualifies (limits: {ranking.limits.describe()}); the reasons are below."]
     measured = [
         (candidate, verdict)
         for candidate, verdict in ranking.excluded

@@ -63,7 +63,8 @@ def test_when_nothing_qualifies_the_answer_says_so_and_shows_the_fastest_exclude
     answer = recommend(pool, ONE_POINT)
     assert answer.best is None
     assert answer.lines[0] == (
-        "No configuration qualifies under the limits: top-1 drop <= 1 point (a change too small to measure passes)."
+        "No configuration qualifies (limits: top-1 drop <= 1 point (a change too small to measure passes)); "
+        "the reasons are below."
     )
     assert answer.lines[1].startswith("Fastest excluded: pruned/eager/fp32 at batch 8: 500.0 samples/s")
     assert "exceeds the 1 point accuracy limit" in answer.lines[1]

@@ -80,7 +80,7 @@ def test_no_eligible_case_is_said_and_no_best_is_tagged(tracking: str) -> None:
     assert "best.case" not in tags and not any(key.startswith(BEST_PREFIX) for key in parent.data.metrics)
     assert tags["best.status"] == "none_eligible"
     description = tags["mlflow.note.content"]
-    assert description.startswith("tinycnn, 8 px, synthetic on cpu: no configuration qualifies under the limits")
+    assert description.startswith("tinycnn, 8 px, synthetic on cpu: no configuration qualifies (limits: ")
     assert (
         "Fastest excluded: baseline/eager/bf16 at batch 4" in description
         and "invalid measurement: noisy" in description
