@@ -25,7 +25,7 @@ from mlperf_track.errors import MlperfTrackError
 logger = logging.getLogger("mlperf_track")
 
 #: Subcommand modules under ``mlperf_track.cli``, in help order. A missing module is skipped.
-COMMANDS = ("bench", "run", "tune", "profile", "report", "compare", "export")
+COMMANDS = ("bench", "run", "tune", "profile", "report", "compare", "export", "load")
 #: Global flags, accepted before and after the subcommand: (flag, help).
 GLOBAL_FLAGS = (
     ("--quiet", "show only warnings and errors of mlperf-track"),

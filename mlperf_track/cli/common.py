@@ -8,10 +8,12 @@ value and what is allowed), the dataset reference (an imagefolder with files tha
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlperf_track.cli import parsers as p
 from mlperf_track.cli.options import add_options, read
 from mlperf_track.pipeline.options import check_declared_options
 
@@ -85,3 +87,19 @@ def output_file(args: argparse.Namespace) -> Path | None:
     """``--output``, checked writable now (creates nothing)."""
     value = read(args, "output")
     return Path(value) if value is not None else None
+
+
+# Converters in the shapes other subcommands (cli/load.py) use; they share the parsers of the option table.
+def positive_int(parameter: str) -> Callable[[str], int]:
+    """A converter for a positive integer option named ``parameter``."""
+    return lambda text: p.positive_int(parameter, text)
+
+
+def parse_options(pairs: list[str]) -> tuple[tuple[str, str], ...]:
+    """``["a=1", "b=2,c=3"]`` -> ``(("a", "1"), ("b", "2"), ("c", "3"))`` (empty items refused)."""
+    return p.key_values("--option", pairs) if pairs else ()
+
+
+def writable_file(parameter: str, path: Path) -> Path:
+    """Check that ``path`` can be created or overwritten, before any long work starts (creates nothing)."""
+    return p.writable_file(parameter, str(path))

@@ -98,7 +98,7 @@ def execute(args: argparse.Namespace, *, profile: bool = False, footer: str | No
     """
     import mlflow
 
-    from mlperf_track.cli.bench import print_outcome
+    from mlperf_track.cli.console import print_outcome
     from mlperf_track.cli.logs import progress_console
     from mlperf_track.engine.result import results_to_json
     from mlperf_track.pipeline.progress import ProgressListener

@@ -128,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         raise MissingDependencyError("optuna", "tune", "mlperf-track tune") from None
 
+    from mlperf_track.cli.console import print_tune_answer
     from mlperf_track.tracking.setup import check_tracking_store, experiment_for, resolve_tracking_uri
     from mlperf_track.tuning.runner import run_tune
 
@@ -141,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
     _log_the_log(outcome, getattr(args, "log_file", None))
     console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(render_answer(outcome))
+    print_tune_answer(outcome, console)
     summary = outcome.summary
     if not summary.found:
         console.print(

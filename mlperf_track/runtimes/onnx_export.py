@@ -213,7 +213,7 @@ def export_onnx(
     if path.exists():
         logger.debug("reusing ONNX export %s", path)
         return path
-    work = module if dtype == torch.float32 else _cast_copy(module, dtype)
+    work = module if _float_dtypes(module) <= {dtype} else _cast_copy(module, dtype)
     example = torch.zeros((2, *input_shape), dtype=dtype)
     partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.onnx")
     import_optional("onnx", "onnx", "exporting to ONNX")
@@ -233,6 +233,12 @@ def export_onnx(
     os.replace(partial, path)  # atomic: a concurrent reader sees no half-written file
     logger.info("exported %s to %s", name, path)
     return path
+
+
+def _float_dtypes(module: torch.nn.Module) -> set[torch.dtype]:
+    """The dtypes of the module's floating-point parameters and buffers (a half-precision variant's are fp16)."""
+    tensors = [*module.parameters(), *module.buffers()]
+    return {tensor.dtype for tensor in tensors if tensor.is_floating_point()}
 
 
 def _cast_copy(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:

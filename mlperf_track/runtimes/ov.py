@@ -125,7 +125,7 @@ class OpenVinoRuntime(Runtime):
         """Read or convert the model, fix its sample shape, compile it with pinned properties, read them back."""
         ov = import_optional("openvino", "openvino", _PURPOSE)
         self.check(request.device, request.precision)
-        check_artifact(self.name, artifact, request.precision)
+        check_artifact(self.name, artifact, request.precision, request.device)
         check_batch_sizes(request.batch_sizes)
         hint = option(request, "performance_hint", tuple(PERFORMANCE_HINTS), "latency")
         work = WorkDir(request.cache_dir, self.name)

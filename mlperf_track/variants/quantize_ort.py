@@ -137,6 +137,8 @@ class OrtInt8Variant(Variant):
         ),
     )
     extra = "onnx"
+    pinned_precision = "int8"
+    pinned_runtime = "onnxruntime"
 
     def unavailable_reason(self, device: str) -> str | None:
         """CPU only (the CUDA provider has no int8 QDQ kernels; TensorRT is the GPU path); needs onnxruntime."""
@@ -167,4 +169,6 @@ class OrtInt8Variant(Variant):
             "quant.calibration_data": source,
             "onnx.opset": str(OPSET),
         }
-        return derive(baseline, self.name, None, tags, onnx_path=output, precision="int8", runtime="onnxruntime")
+        return derive(
+            baseline, self.name, None, tags, onnx_path=output, precision="int8", runtime="onnxruntime", device="cpu"
+        )

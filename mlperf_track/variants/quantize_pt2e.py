@@ -116,6 +116,8 @@ class PT2EInt8Variant(Variant):
         ),
     )
     extra = "quantize"
+    pinned_precision = "int8"
+    pinned_runtime = "compile"
 
     def unavailable_reason(self, device: str) -> str | None:
         """CPU-only (x86) and needs torchao."""
@@ -145,4 +147,4 @@ class PT2EInt8Variant(Variant):
             "compile.freezing": "true",
             "quant.int8_weights": str(int8_weight_count(quantized)),
         }
-        return derive(baseline, self.name, quantized, tags, precision="int8", runtime="compile")
+        return derive(baseline, self.name, quantized, tags, precision="int8", runtime="compile", device="cpu")
