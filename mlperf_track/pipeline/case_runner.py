@@ -275,9 +275,8 @@ class CaseRunner:
         return metrics, notes
 
     def _case_dir(self, case: CaseSpec) -> Path:
-        path = self.session.config.output_dir / case.name
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        """The case's folder in this process's own work folder (never shared with another process)."""
+        return self.session.files.case_dir(case.name)
 
     def _write_files(self, result: BenchmarkResult) -> dict[str, Path]:
         """Raw samples (one ``latency_ms`` row per timed call) and the result JSON."""

@@ -50,12 +50,18 @@ class PipelineConfig:
         profile: Also record a torch.profiler trace and flame graph per case.
         measure_accuracy: Measure accuracy when the dataset has labels.
         cache_dir: Cache for prepared baselines, exports and engines.
-        output_dir: Where per-case files (raw samples, result JSON, traces) are written.
+        output_dir: The output folder. Each process writes its per-case files (raw samples, result JSON, traces)
+            in a private folder under it (:mod:`~mlperf_track.pipeline.workdir`); kept case folders are published
+            to ``<output_dir>/<case>/``.
         max_accuracy_drop: Largest top-1 drop (a fraction: 0.01 = 1 point) below the baseline that a case may
             lose and still be named best; ``None`` puts no limit on accuracy.
         repeats: Interleaved replicates of every case, merged into one result with their between-replicate
             spread (1: measure each case once).
         pin_cores: CPU cores the process is pinned to while measuring, or ``None`` to leave affinity alone.
+        keep_files: Keep each case's files in ``<output_dir>/<case>/`` once the case is reported; ``False``
+            deletes them (they were logged to MLflow); ``None`` (the default): keep them when nothing logs them
+            (:func:`~mlperf_track.pipeline.run_pipeline`), delete them once logged
+            (:func:`~mlperf_track.tracking.pipeline_run.run_tracked_pipeline`).
     """
 
     model: str
@@ -80,6 +86,7 @@ class PipelineConfig:
     max_accuracy_drop: float | None = 0.01
     repeats: int = 1
     pin_cores: tuple[int, ...] | None = None
+    keep_files: bool | None = None
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -113,6 +120,8 @@ class PipelineConfig:
             for core in self.pin_cores:
                 if isinstance(core, bool) or not isinstance(core, int) or core < 0:
                     raise ConfigError("pin_cores", core, "CPU core numbers >= 0")
+        if self.keep_files is not None and not isinstance(self.keep_files, bool):
+            raise ConfigError("keep_files", self.keep_files, "true, false or none (keep unless logged)")
         object.__setattr__(self, "options", tuple(sorted((str(k), str(v)) for k, v in self.options)))
 
     @property

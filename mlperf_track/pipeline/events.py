@@ -10,11 +10,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+#: What tells two cases of one configuration apart: variant, runtime, precision, batch size.
+CaseKey = tuple[str, str, str, int]
+
 if TYPE_CHECKING:
     from mlperf_track.engine.result import BenchmarkResult
     from mlperf_track.models.artifact import ModelArtifact
     from mlperf_track.pipeline.config import PipelineConfig
     from mlperf_track.spec import CaseSpec
+
+
+def case_key(case: CaseSpec) -> CaseKey:
+    """The case's key within its configuration (model, device, input size, threads, options are the same for all).
+
+    ``channels_last`` is left out: it follows from the configuration and the runtime.
+    """
+    return (case.variant, case.runtime, case.precision, case.batch_size)
 
 
 @dataclass
@@ -62,6 +73,7 @@ class PipelineListener:
     """Receives pipeline events. Every method is a no-op here; adapters override what they need.
 
     Order: ``on_baseline_ready``, ``on_pipeline_start`` (once every variant is built), then
+    ``on_case_resumed`` for each case an earlier run already measured (a resumed pipeline), then
     ``on_case_start``/``on_case_end`` per case, then ``on_pipeline_end``. A variant that failed to build
     appears as one case whose outcome carries the build error.
     """
@@ -71,6 +83,9 @@ class PipelineListener:
 
     def on_pipeline_start(self, config: PipelineConfig, cases: list[CaseSpec]) -> None:
         """The plan is known: ``cases`` will run in this order."""
+
+    def on_case_resumed(self, outcome: CaseOutcome) -> None:
+        """A case an earlier run measured is taken over as it is (not measured again)."""
 
     def on_case_start(self, case: CaseSpec) -> None:
         """A case begins."""
@@ -95,6 +110,10 @@ class ListenerGroup(PipelineListener):
     def on_pipeline_start(self, config: PipelineConfig, cases: list[CaseSpec]) -> None:
         for listener in self.listeners:
             listener.on_pipeline_start(config, cases)
+
+    def on_case_resumed(self, outcome: CaseOutcome) -> None:
+        for listener in self.listeners:
+            listener.on_case_resumed(outcome)
 
     def on_case_start(self, case: CaseSpec) -> None:
         for listener in self.listeners:

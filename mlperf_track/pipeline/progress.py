@@ -39,6 +39,9 @@ class ProgressListener(PipelineListener):
         if self._progress is not None and self._task is not None:
             self._progress.update(self._task, description=case.name)
 
+    def on_case_resumed(self, outcome: CaseOutcome) -> None:
+        self.on_case_end(outcome)
+
     def on_case_end(self, outcome: CaseOutcome) -> None:
         if self._progress is not None and self._task is not None:
             self._progress.advance(self._task)

@@ -14,6 +14,14 @@ column). On Ctrl-C, cases with at least one finished replicate are still reporte
 
 With ``pin_cores`` the whole process (every thread) is pinned to those CPUs while cases are measured, and its
 affinity restored afterwards; results carry the tag ``engine.pinned_cores``.
+
+Files: a case's files are written in this process's work folder (:mod:`~mlperf_track.pipeline.workdir`); once
+the listener has had the case, the folder is published to ``<output_dir>/<case>/`` or deleted
+(``PipelineConfig.keep_files``), and ``outcome.artifacts`` says where the files are (empty when deleted).
+
+Resume: ``resumed`` holds the outcomes an earlier run measured, by :func:`~mlperf_track.pipeline.events.case_key`.
+Those cases are reported with ``on_case_resumed`` and not measured; variants whose every case is resumed are
+not built (the baseline comes from its disk cache, exports from the runtimes' caches).
 """
 
 from __future__ import annotations
@@ -26,16 +34,23 @@ from typing import TYPE_CHECKING
 
 from mlperf_track.pipeline.affinity import check_cores, pinned
 from mlperf_track.pipeline.config import PipelineConfig
-from mlperf_track.pipeline.events import CaseOutcome, PipelineListener, PipelineOutcome
+from mlperf_track.pipeline.events import CaseKey, CaseOutcome, PipelineListener, PipelineOutcome, case_key
 from mlperf_track.pipeline.session import BenchmarkSession
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from mlperf_track.spec import CaseSpec
 
 logger = logging.getLogger(__name__)
 
 
-def run_pipeline(config: PipelineConfig, listener: PipelineListener | None = None) -> PipelineOutcome:
+def run_pipeline(
+    config: PipelineConfig,
+    listener: PipelineListener | None = None,
+    *,
+    resumed: Mapping[CaseKey, CaseOutcome] | None = None,
+) -> PipelineOutcome:
     """Measure every case of ``config``.
 
     Bad input (unknown model, runtime, variant or dataset; a precision no runtime runs on the device; a core
@@ -46,9 +61,10 @@ def run_pipeline(config: PipelineConfig, listener: PipelineListener | None = Non
     Args:
         config: What to measure.
         listener: Receives events as they happen (MLflow logging, progress); ``None`` for none.
+        resumed: Outcomes of an earlier run by case key: those cases are taken over, not measured.
 
     Returns:
-        Every case's outcome (merged over replicates), in plan order.
+        Every case's outcome (merged over replicates): the resumed ones first, then the measured ones in plan order.
     """
     listener = listener or PipelineListener()
     outcome = PipelineOutcome(config=config)
@@ -59,12 +75,12 @@ def run_pipeline(config: PipelineConfig, listener: PipelineListener | None = Non
         try:
             baseline = session.baseline()
             listener.on_baseline_ready(baseline, session.baseline_facts)
-            session.build_variants()
-            cases = session.plan()
+            cases = _plan(session, resumed or {})
             logger.info("%d cases on %s: %s", len(cases), session.device, ", ".join(c.name for c in cases))
             listener.on_pipeline_start(config, cases)
+            todo = rounds.take_over(cases, resumed or {})
             with pinned(config.pin_cores):
-                rounds.run(cases)
+                rounds.run(todo)
         except KeyboardInterrupt:
             outcome.interrupted = True
             with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C stops the flushing, not the end
@@ -74,6 +90,20 @@ def run_pipeline(config: PipelineConfig, listener: PipelineListener | None = Non
             raise
     listener.on_pipeline_end(outcome)
     return outcome
+
+
+def _plan(session: BenchmarkSession, resumed: Mapping[CaseKey, CaseOutcome]) -> list[CaseSpec]:
+    """Build the variants that have cases to measure, then plan every case."""
+    if not resumed:
+        session.build_variants()
+        return session.plan()
+    declared = session.plan(build=False)
+    wanted = {case.variant for case in declared if case_key(case) not in resumed}
+    skipped = sorted(set(session.variants) - wanted)
+    if skipped:
+        logger.info("not building %s: every case of it was measured by the resumed run", ", ".join(skipped))
+    session.build_variants(wanted)
+    return session.plan(build=False)
 
 
 class _Rounds:
@@ -87,6 +117,20 @@ class _Rounds:
         self.done: dict[CaseSpec, list[CaseOutcome]] = {}
         self.started: set[CaseSpec] = set()
         self.reported: set[CaseSpec] = set()
+
+    def take_over(self, cases: list[CaseSpec], resumed: Mapping[CaseKey, CaseOutcome]) -> list[CaseSpec]:
+        """Report the cases an earlier run measured (``on_case_resumed``); return the cases left to measure."""
+        todo = []
+        for case in cases:
+            earlier = resumed.get(case_key(case))
+            if earlier is None:
+                todo.append(case)
+                continue
+            self.outcome.outcomes.append(earlier)
+            self.listener.on_case_resumed(earlier)
+        if len(todo) < len(cases):
+            logger.info("resumed %d of %d cases; %d left to measure", len(cases) - len(todo), len(cases), len(todo))
+        return todo
 
     def run(self, cases: list[CaseSpec]) -> None:
         for replicate in range(1, self.repeats + 1):
@@ -120,12 +164,28 @@ class _Rounds:
     def _report(self, case: CaseSpec) -> None:
         if case in self.reported:
             return
-        merged = merge_outcomes(self.done.get(case, []), self.session.config)
+        outcomes = self.done.get(case, [])
+        folder = self.session.files.case_dir(outcomes[-1].case.name) if len(outcomes) > 1 else None
+        merged = merge_outcomes(outcomes, self.session.config, folder)
         if merged is None:
             return
         self.reported.add(case)
         self.outcome.outcomes.append(merged)
-        self.listener.on_case_end(merged)
+        try:
+            self.listener.on_case_end(merged)
+        except BaseException:
+            self._settle_files(merged, keep=True)  # the listener may not have logged them: keep the only copy
+            raise
+        self._settle_files(merged, keep=self.session.keeps_files)
+
+    def _settle_files(self, outcome: CaseOutcome, *, keep: bool) -> None:
+        """Publish the reported case's folder to ``<output_dir>/<case>/``, or delete it (its files were logged)."""
+        files, name = self.session.files, outcome.case.name
+        if keep:
+            outcome.artifacts = files.publish(name, outcome.artifacts)
+        else:
+            files.discard(name)
+            outcome.artifacts = {}
 
     def flush(self) -> None:
         """After an interruption: report every case that has a finished replicate and was not reported."""
@@ -135,10 +195,13 @@ class _Rounds:
                 self._report(case)
 
 
-def merge_outcomes(outcomes: list[CaseOutcome], config: PipelineConfig) -> CaseOutcome | None:
+def merge_outcomes(
+    outcomes: list[CaseOutcome], config: PipelineConfig, folder: Path | None = None
+) -> CaseOutcome | None:
     """One outcome from a case's replicates: merged results, or the first failure when none succeeded.
 
-    A replicate that failed after others succeeded leaves a warning on the merged result.
+    A replicate that failed after others succeeded leaves a warning on the merged result. The merged files are
+    written next to the replicates' files, else in ``folder`` (else ``<output_dir>/<case>/``).
     """
     if not outcomes:
         return None
@@ -159,15 +222,15 @@ def merge_outcomes(outcomes: list[CaseOutcome], config: PipelineConfig) -> CaseO
             f"merged the other {len(good)}"
         )
     artifacts = {**good[0].artifacts, **good[-1].artifacts}
-    folder = _case_folder(artifacts, config, merged.case)
+    folder = _case_folder(artifacts, folder or config.output_dir / merged.case.name)
     artifacts["samples.csv"] = write_replicate_samples(merged.replicates, folder / "samples.csv")
     artifacts["result.json"] = merged.write_json(folder / "result.json")
     return CaseOutcome(case=merged.case, result=merged, artifacts=artifacts)
 
 
-def _case_folder(artifacts: dict[str, Path], config: PipelineConfig, case: CaseSpec) -> Path:
+def _case_folder(artifacts: dict[str, Path], fallback: Path) -> Path:
     existing = artifacts.get("result.json") or artifacts.get("samples.csv")
-    folder = Path(existing).parent if existing is not None else config.output_dir / case.name
+    folder = Path(existing).parent if existing is not None else fallback
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +21,7 @@ from mlperf_track.errors import ConfigError, UnsupportedError
 from mlperf_track.pipeline.case_runner import CaseRunner, PreparedKey
 from mlperf_track.pipeline.config import PipelineConfig
 from mlperf_track.pipeline.events import CaseOutcome
+from mlperf_track.pipeline.workdir import WorkDir
 from mlperf_track.runtimes.base import ARTIFACT_PRECISIONS
 from mlperf_track.spec import CaseSpec
 
@@ -63,6 +64,8 @@ class BenchmarkSession:
         self._build_errors: dict[str, Exception] = {}
         self._baseline_facts: dict[str, str] = {}
         self._reference: AccuracyReport | None = None
+        #: This process's private folder for per-case and variant files.
+        self.files = WorkDir(config.output_dir)
         self._runner = CaseRunner(self)
 
     def _check_precisions(self) -> None:
@@ -155,7 +158,7 @@ class BenchmarkSession:
                 seed=self.config.seed,
                 epochs=self.config.epochs,
                 options=self.config.option_dict,
-                work_dir=self.config.output_dir / "variants" / name,
+                work_dir=self.files.variant_dir(name),
             )
             logger.info("building variant %s", name)
             try:
@@ -165,9 +168,12 @@ class BenchmarkSession:
                 raise
         return self._artifacts[name]
 
-    def build_variants(self) -> dict[str, Exception]:
-        """Build every variant now; returns the build errors by variant (those variants' cases will fail)."""
+    def build_variants(self, names: Collection[str] | None = None) -> dict[str, Exception]:
+        """Build every variant now (only those in ``names`` when given); returns the build errors by variant
+        (those variants' cases will fail)."""
         for name in self.variants:
+            if names is not None and name not in names:
+                continue
             try:
                 self.variant(name)
             except Exception as error:
@@ -196,35 +202,52 @@ class BenchmarkSession:
         """The baseline followed by every resolved variant."""
         return [BASELINE, *self.variants]
 
-    def cases_for(self, variant: str) -> list[CaseSpec]:
+    def cases_for(self, variant: str, *, build: bool = True) -> list[CaseSpec]:
         """The cases of one variant; a variant pinned to a runtime or precision uses that one.
 
-        A variant that failed to build gets one case, whose run reports the build error.
+        A variant that failed to build gets one case, whose run reports the build error. With ``build=False`` a
+        variant not built yet is planned from its recipe's declarations (``pinned_runtime``, ``pinned_precision``;
+        the conformance suite checks that artifacts agree with them) and is not built: a resumed pipeline builds
+        only the variants that still have cases to measure.
         """
         if variant in self._build_errors:
             config = self.config
             return [self.make_case(variant, config.runtimes[0], config.precisions[0], config.batch_sizes[0])]
+        if not build and variant != BASELINE and variant not in self._artifacts:
+            recipe = self.variants[variant]
+            return self._cases(variant, recipe.pinned_runtime, recipe.pinned_precision, effective=False)
         artifact = self.variant(variant)
-        runtimes = [artifact.runtime] if artifact.runtime else list(self.config.runtimes)
+        return self._cases(variant, artifact.runtime, artifact.precision)
+
+    def _cases(
+        self, variant: str, runtime: str | None, precision: str | None, *, effective: bool = True
+    ) -> list[CaseSpec]:
+        runtimes = [runtime] if runtime else list(self.config.runtimes)
         # int8/fp8 run only a model quantized in them: not the baseline, not a float variant
-        floats = [precision for precision in self.config.precisions if precision not in ARTIFACT_PRECISIONS]
-        precisions = [artifact.precision] if artifact.precision else floats
-        if artifact.precision and not artifact.runtime:
-            fitting = [name for name in runtimes if self._supports(name, artifact.precision)]
+        floats = [item for item in self.config.precisions if item not in ARTIFACT_PRECISIONS]
+        precisions = [precision] if precision else floats
+        if precision and not runtime:
+            fitting = [name for name in runtimes if self._supports(name, precision)]
             runtimes = fitting or runtimes[:1]
         return [
-            self.make_case(variant, runtime, precision, batch_size)
-            for runtime in runtimes
-            for precision in precisions
+            self.make_case(variant, name, item, batch_size, effective=effective)
+            for name in runtimes
+            for item in precisions
             for batch_size in self.config.batch_sizes
         ]
 
-    def plan(self) -> list[CaseSpec]:
-        """Every case of the configuration, grouped so that prepared models are reused across batch sizes."""
-        return [case for variant in self.variant_names() for case in self.cases_for(variant)]
+    def plan(self, *, build: bool = True) -> list[CaseSpec]:
+        """Every case of the configuration, grouped so that prepared models are reused across batch sizes.
 
-    def make_case(self, variant: str, runtime: str, precision: str, batch_size: int) -> CaseSpec:
-        """A case of this session's model, device and dataset (``channels_last`` only where the runtime honours it)."""
+        ``build=False``: variants not built yet are planned from their declarations (see :meth:`cases_for`).
+        """
+        return [case for variant in self.variant_names() for case in self.cases_for(variant, build=build)]
+
+    def make_case(
+        self, variant: str, runtime: str, precision: str, batch_size: int, *, effective: bool = True
+    ) -> CaseSpec:
+        """A case of this session's model, device and dataset (``channels_last`` only where the runtime honours it;
+        ``effective=False`` leaves it as configured, without building the variant to ask)."""
         case = CaseSpec(
             model=self.config.model,
             variant=variant,
@@ -238,7 +261,7 @@ class BenchmarkSession:
             channels_last=self.config.channels_last,
             options=self.config.options,
         )
-        return self._runner.effective_case(case)
+        return self._runner.effective_case(case) if effective else case
 
     def runtime(self, name: str) -> Runtime:
         """The runtime ``name``: the session's own instance, or one from the registry (a tuner may ask for more)."""
@@ -280,8 +303,14 @@ class BenchmarkSession:
         release_memory(self.device)
 
     def close(self) -> None:
-        """Release every prepared model."""
+        """Release every prepared model and delete the work folder (published case folders have left it)."""
         self.release()
+        self.files.close()
+
+    @property
+    def keeps_files(self) -> bool:
+        """Whether reported cases' files are published to ``<output_dir>/<case>/`` (else deleted)."""
+        return self.config.keep_files is not False
 
     def __enter__(self) -> BenchmarkSession:
         return self
@@ -291,7 +320,7 @@ class BenchmarkSession:
 
     @property
     def output_dir(self) -> Path:
-        """Where per-case files are written."""
+        """The output folder (per-case files are written in :attr:`files`, this process's folder under it)."""
         return self.config.output_dir
 
 
