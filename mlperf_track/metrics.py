@@ -175,3 +175,30 @@ LOAD_LOWER_IS_BETTER: Final = frozenset(
         LOAD_P99_SLOWDOWN,
     }
 )
+
+# -- Run bookkeeping: resume, liveness, stale runs, the outbox (tracking/resume.py, stale.py, outbox.py) --------
+#: Parent metric: cases taken over from the run this one resumes (their child runs moved under this parent).
+CASES_RESUMED: Final = "cases/resumed"
+#: Parent metric: cases whose logging waited in the local outbox for the tracking server.
+CASES_LOGGED_LATE: Final = "cases/logged_late"
+#: Parent tag: hash of the resolved configuration (``config.*`` params); ``resume=last`` looks for it.
+CONFIG_FINGERPRINT_TAG: Final = "mlperf_track.config_fingerprint"
+#: Parent tag: the run this one resumes. Old parent tag: the run that resumed it.
+RESUMED_FROM_TAG: Final = "mlperf_track.resumed_from"
+RESUMED_BY_TAG: Final = "mlperf_track.resumed_by"
+#: Parent tag: the resumed cases' names (comma-separated, clipped); child tag: the parent it was measured under.
+RESUMED_CASES_TAG: Final = "mlperf_track.resumed_cases"
+CHILD_RESUMED_FROM_TAG: Final = "mlperf_track.measured_under"
+#: Tags naming the process that owns a run (host, kernel boot id, pid and its start time in clock ticks).
+HOST_TAG: Final = "mlperf_track.host"
+BOOT_ID_TAG: Final = "mlperf_track.boot_id"
+PID_TAG: Final = "mlperf_track.pid"
+PID_START_TAG: Final = "mlperf_track.pid_start"
+#: Tag refreshed while the run's process works (Unix seconds) and its interval in seconds.
+HEARTBEAT_TAG: Final = "mlperf_track.heartbeat"
+HEARTBEAT_INTERVAL_TAG: Final = "mlperf_track.heartbeat_interval_s"
+#: Tags on a run closed because its process was gone: why, and who closed it (host:pid).
+KILLED_REASON_TAG: Final = "mlperf_track.killed_reason"
+CLOSED_BY_TAG: Final = "mlperf_track.closed_by"
+#: Tag: the status this process ended the run with (``mlflow run`` may overwrite the status afterwards).
+END_STATUS_TAG: Final = "mlperf_track.end_status"

@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from mlperf_track import __version__
+from mlperf_track.cli.signals import interrupt_once
 from mlperf_track.errors import MlperfTrackError
 
 logger = logging.getLogger("mlperf_track")
 
 #: Subcommand modules under ``mlperf_track.cli``, in help order. A missing module is skipped.
-COMMANDS = ("bench", "run", "tune", "profile", "report", "compare", "export", "load")
+COMMANDS = ("bench", "run", "tune", "profile", "report", "compare", "export", "load", "runs", "sync")
 #: Global flags, accepted before and after the subcommand: (flag, help).
 GLOBAL_FLAGS = (
     ("--quiet", "show only warnings and errors of mlperf-track"),
@@ -127,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.log_file = log_file
         logs.configure_logging(debug=args.debug, quiet=args.quiet, verbose=verbose, log_file=log_file)
         redirect = logs.native_output_to(log_file) if log_file and not verbose else contextlib.nullcontext()
-        with redirect:
+        with redirect, interrupt_once():  # Ctrl-C/SIGTERM once: the runs are closed before exit (cli/signals.py)
             code = int(args.func(args) or 0)
         if log_file is not None:
             logger.info("full log, third-party output included: %s", log_file)

@@ -181,6 +181,14 @@ OPTIONS: tuple[CliOption, ...] = (
             "mlperf_track_output", EVERY, in_mlproject=False, command_defaults={"tune": "mlperf_track_output/tune"}),
     _option("output", "also write every result as JSON to this file", "none", PIPELINE, parse=p.writable_file,
             accepts_none=True, in_mlproject=False),
+    _option("keep_files", "keep each case's files (raw samples, result JSON, traces) in <output-dir>/<case>/; false "
+            "deletes them once logged to MLflow", "false", PIPELINE, parse=p.boolean, kind="bool",
+            command_defaults={"bench": "true"}, in_mlproject=False,
+            command_help={"bench": "keep each case's files (raw samples, result JSON, traces) in <output-dir>/<case>/ "
+                          "(bench logs nothing; false deletes them at the end)"}),
+    _option("resume", "continue an interrupted run: last (the newest unfinished run of this configuration here) or "
+            "its parent run id; its finished cases are taken over, the rest measured (none: a new run)", "none",
+            frozenset({"run", "profile"}), parse=p.resume, accepts_none=True),
 )
 # fmt: on
 

@@ -241,3 +241,10 @@ def writable_file(flag: str, value: str) -> Path:
     if not writable:
         raise ConfigError(flag, str(path), "a writable file path", hint="permission denied")
     return path
+
+
+def resume(flag: str, value: str) -> str:
+    """``last`` or a parent run id (32 hex characters)."""
+    from mlperf_track.tracking.resume import parse_resume
+
+    return parse_resume(flag, value)

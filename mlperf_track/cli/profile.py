@@ -4,7 +4,8 @@ Takes the options of ``mlperf-track run`` with the same defaults, except ``--var
 model as it is), exactly as the MLproject's ``profile`` entry point. Each case's child run also gets, under
 ``profile/``, a Chrome/Perfetto trace (``trace.json``, open it at https://ui.perfetto.dev), an interactive flame
 graph (``flamegraph.svg``), the top operators (``top_ops.md``) and the Python-side overhead (cProfile,
-pyinstrument); the same files are in ``<output-dir>/<case>/``. Narrow the cases (``--runtimes eager
+pyinstrument); with ``--keep-files`` the same files stay in ``<output-dir>/<case>/`` (by default the local copies
+are deleted once logged: profiler output is large). Narrow the cases (``--runtimes eager
 --batch-sizes 8``) for a focused profile: every case is profiled.
 """
 
@@ -36,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the tracked pipeline with ``profile=True``; say once where each case's profiler files are."""
     from mlperf_track.cli.run import execute
 
-    footer = (
-        f"profiler files ({', '.join(SHOWN_FILES)}, ...) of each case: {read(args, 'output_dir')}/<case>/, "
-        "and under profile/ in each case's child run"
-    )
+    where = "under profile/ in each case's child run"
+    if read(args, "keep_files"):
+        where += f", and in {read(args, 'output_dir')}/<case>/"
+    footer = f"profiler files ({', '.join(SHOWN_FILES)}, ...) of each case: {where}"
     return execute(args, profile=True, footer=footer)

@@ -6,19 +6,17 @@ Also the command of the MLproject's ``main`` and ``benchmark`` entry points. Opt
 measures the baseline only. Runs go to the experiment ``--experiment-name`` names, else ``$MLFLOW_EXPERIMENT_NAME``,
 else ``mlperf_track/<model>`` (see :func:`mlperf_track.tracking.setup.experiment_for`). Exit codes: 0 when the
 pipeline completed (failed cases are FAILED child runs), 1 when every case failed, 2 for bad input (the parent run,
-when ``mlflow run`` made one, is FAILED with ``error.type``/``error.message`` tags), 130 on Ctrl-C or SIGTERM
-(open runs end KILLED).
+when ``mlflow run`` made one, is FAILED with ``error.type``/``error.message`` tags), 3 when the tracking server
+stayed unreachable and cases wait in the outbox (``mlperf-track sync`` logs them), 130 on Ctrl-C or SIGTERM
+(open runs end KILLED; see :mod:`mlperf_track.cli.signals`). ``--resume last`` (``-P resume=last``) continues an
+interrupted run of the same configuration (:mod:`mlperf_track.tracking.resume`).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
-import signal
-import threading
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from mlperf_track.cli.common import add_pipeline_arguments, output_file, pipeline_config_from_args
@@ -67,23 +65,6 @@ def record_bad_input(error: MlperfTrackError) -> None:
         logger.debug("could not mark the MLflow run as failed: %s", failure, exc_info=True)
 
 
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM (``mlflow run`` cancelling, ``kill``) into KeyboardInterrupt, so runs end KILLED."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run(args: argparse.Namespace) -> int:
     """Run the tracked pipeline and print the table of cases."""
     return execute(args)
@@ -96,40 +77,50 @@ def execute(args: argparse.Namespace, *, profile: bool = False, footer: str | No
         0 when the pipeline completed with at least one measured case, 1 when every case failed, 130 when
         interrupted.
     """
-    import mlflow
-
     from mlperf_track.cli.console import print_outcome
     from mlperf_track.cli.logs import progress_console
     from mlperf_track.engine.result import results_to_json
     from mlperf_track.pipeline.progress import ProgressListener
-    from mlperf_track.tracking.pipeline_run import run_tracked_pipeline
+    from mlperf_track.tracking.pipeline_run import TrackingOutageError, run_tracked_pipeline
     from mlperf_track.tracking.setup import check_tracking_store, resolve_tracking_uri
 
     try:
         config = run_config_from_args(args, profile=profile)
         output = output_file(args)
+        resume = read(args, "resume") if hasattr(args, "resume") else None
         check_tracking_store(resolve_tracking_uri())
     except MlperfTrackError as error:
         record_bad_input(error)
         raise
-    with sigterm_as_interrupt():
-        outcome = run_tracked_pipeline(
-            config,
-            experiment=read(args, "experiment_name"),
-            extra_listener=ProgressListener(progress_console()),
-            log_file=getattr(args, "log_file", None),
-        )
+    outcome = run_tracked_pipeline(
+        config,
+        experiment=read(args, "experiment_name"),
+        extra_listener=ProgressListener(progress_console()),
+        log_file=getattr(args, "log_file", None),
+        resume=resume,
+    )
     console = print_outcome(outcome)
     if footer:
         console.print(footer)
-    last = mlflow.last_active_run()
-    if last is not None:
-        experiment = mlflow.get_experiment(last.info.experiment_id)
-        console.print(
-            f"logged to {mlflow.get_tracking_uri()}: experiment {experiment.name}, parent run {last.info.run_id}"
-        )
+    console.print(f"logged to {_where(outcome.experiment_id)}, parent run {outcome.parent_run_id}")
     if output is not None:
         output.write_text(results_to_json(outcome.results), encoding="utf-8")
+    if outcome.outbox is not None:
+        raise TrackingOutageError(
+            f"the tracking store stayed unreachable: cases wait in {outcome.outbox}; "
+            f"log them with: mlperf-track sync {outcome.outbox.parent}"
+        )
     if outcome.interrupted:
         return 130
     return 1 if outcome.outcomes and not outcome.results else 0
+
+
+def _where(experiment_id: str) -> str:
+    """``<tracking URI>: experiment <name>`` (the id when the name cannot be read)."""
+    import mlflow
+
+    try:
+        name = mlflow.MlflowClient().get_experiment(experiment_id).name
+    except Exception:  # the store may be unreachable: the id still says where
+        name = experiment_id
+    return f"{mlflow.get_tracking_uri()}: experiment {name}"

@@ -5,8 +5,11 @@ Run tree::
     parent (the pipeline; the run ``mlflow run`` created, or a new one)
       params   config.* (resolved configuration; ``mlflow run`` already logged the raw -P values)
       metrics  cases/planned, cases/completed, cases/failed, best/<metric> (the best eligible case: finished,
-               valid, within the accuracy limit, highest throughput; see mlperf_track.report.eligibility)
+               valid, within the accuracy limit, highest throughput; see mlperf_track.report.eligibility),
+               cases/resumed (taken over from the run this one resumes), cases/logged_late (via the outbox)
       tags     hw.*, sw.*, best.case, best.run_id, best.status (found | none_eligible), baseline.*,
+               mlperf_track.{host,boot_id,pid,pid_start,heartbeat,heartbeat_interval_s} (the owning process),
+               mlperf_track.config_fingerprint, mlperf_track.resumed_from / resumed_cases / resumed_by,
                mlflow.note.content (the recommendation, shown as the run's description in the MLflow UI),
                note.figures/<stem>.png (a figure left out, and why)
       artifacts summary.json (mlflow.log_table, one row appended per case), summary.csv,
@@ -14,9 +17,14 @@ Run tree::
                accuracy against latency with its Pareto front), report/report.{md,html,json},
                baseline/ (the baseline as an MLflow PyTorch model)
       └── child per case, named case.name: params, metrics, tags, samples.csv, result.json [, profile/...]
-          (FAILED with error.type / error.message when the case failed)
+          (FAILED with error.type / error.message when the case failed; a case taken over from a resumed
+          run keeps its run, moved under this parent, with mlperf_track.measured_under = its first parent)
 
-Everything about a case is written in :meth:`on_case_end`, so an interruption loses no finished case. The
+Child runs are created and ended through ``MlflowClient`` by run id (never the fluent stack), so a failure to
+reach the tracking store can be handled at every step: when the store is unreachable, the case goes to the
+outbox (:mod:`mlperf_track.tracking.outbox`), later cases follow it there in order, and the waiting cases are
+logged as soon as the store answers again (retried with backoff while cases run, and for a bounded time at the
+end). Everything about a case is written in :meth:`on_case_end`, so an interruption loses no finished case. The
 figures and reports are built by :func:`mlperf_track.report.build.report_parent_run` from the parent's child
 runs in :meth:`on_pipeline_end`, which the pipeline also calls after an interruption: the parent's report
 is the same report ``mlperf-track report`` makes, restricted to this pipeline.
@@ -25,110 +33,93 @@ is the same report ``mlperf-track report`` makes, restricted to this pipeline.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import time
-from collections.abc import Callable
-from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from mlperf_track.pipeline.events import CaseOutcome, PipelineListener, PipelineOutcome
-from mlperf_track.report.candidates import from_outcome
-from mlperf_track.report.eligibility import Candidate, rank
+from mlperf_track import metrics as m
+from mlperf_track.pipeline.events import CaseKey, CaseOutcome, PipelineListener, PipelineOutcome, case_key
 from mlperf_track.tracking import logging as tracking_logging
-from mlperf_track.tracking import summary
 from mlperf_track.tracking.model_logging import log_baseline_model
+from mlperf_track.tracking.outbox import Entry, Outbox, is_unreachable, log_entry
+from mlperf_track.tracking.parent_report import (  # re-exported: the names other modules know
+    DESCRIPTION_TAG,
+    FIGURE_DIR,
+    REPORT_CONFIG,
+    REPORT_DIR,
+    SUMMARY_CSV,
+    SUMMARY_TABLE,
+    ParentSummary,
+    config_params,
+    run_tags,
+)
+from mlperf_track.tracking.stale import identity_tags
 
 if TYPE_CHECKING:
-    from mlflow import MlflowClient
+    from collections.abc import Callable, Mapping
 
-    from mlperf_track.engine.result import BenchmarkResult
     from mlperf_track.models.artifact import ModelArtifact
     from mlperf_track.pipeline.config import PipelineConfig
-    from mlperf_track.report.recommend import Recommendation
     from mlperf_track.spec import CaseSpec
 
 logger = logging.getLogger(__name__)
-_T = TypeVar("_T")
 
-SUMMARY_TABLE = "summary.json"
-SUMMARY_CSV = "summary.csv"
-#: MLflow shows this tag as the run's description: the parent carries the recommendation there.
-DESCRIPTION_TAG = "mlflow.note.content"
-#: Artifact folders of the figures (``mlflow.log_figure``) and of report.md, report.html and report.json.
-FIGURE_DIR = "figures"
-REPORT_DIR = "report"
-#: Configuration shown in the report, as (config param, label).
-REPORT_CONFIG = (
-    ("model", "model"),
-    ("device", "device"),
-    ("variants", "variants"),
-    ("runtimes", "runtimes"),
-    ("precisions", "precisions"),
-    ("batch_sizes", "batch sizes"),
-    ("image_size", "image size"),
-    ("dataset", "dataset"),
-    ("max_accuracy_drop", "max accuracy drop"),
-)
+__all__ = [
+    "DESCRIPTION_TAG",
+    "FIGURE_DIR",
+    "REPORT_CONFIG",
+    "REPORT_DIR",
+    "SUMMARY_CSV",
+    "SUMMARY_TABLE",
+    "MlflowPipelineListener",
+    "config_params",
+]
+
+#: Seconds the end of a pipeline waits for the tracking store to log what waits in the outbox.
+FINAL_WAIT_S = 60.0
+FINAL_WAIT_ENV = "MLPERF_TRACK_OUTBOX_WAIT_S"
 
 
-def config_params(config: PipelineConfig, device: str | None = None) -> dict[str, str]:
-    """The resolved configuration as ``config.*`` params (strings)."""
-    params = {
-        "model": config.model,
-        "weights": config.weights or "default",
-        "device": device or config.device,
-        "variants": ",".join(config.variants) or "none",
-        "runtimes": ",".join(config.runtimes),
-        "precisions": ",".join(config.precisions),
-        "batch_sizes": ",".join(str(size) for size in config.batch_sizes),
-        "image_size": str(config.image_size),
-        "dataset": config.dataset,
-        "epochs": str(config.epochs),
-        "num_threads": "default" if config.num_threads is None else str(config.num_threads),
-        "channels_last": str(config.channels_last).lower(),
-        "seed": str(config.seed),
-        "profile": str(config.profile).lower(),
-        "max_accuracy_drop": "none" if config.max_accuracy_drop is None else f"{config.max_accuracy_drop:g}",
-        "repeats": str(config.repeats),
-    }
-    params.update({f"option.{key}": value for key, value in config.options})
-    params.update({f"timing.{key}": str(value) for key, value in config.timing.to_dict().items()})
-    return {f"config.{key}": value for key, value in params.items()}
+def final_wait_s() -> float:
+    """``$MLPERF_TRACK_OUTBOX_WAIT_S`` when it is a number >= 0, else :data:`FINAL_WAIT_S`."""
+    try:
+        value = float(os.environ.get(FINAL_WAIT_ENV, ""))
+    except ValueError:
+        return FINAL_WAIT_S
+    return value if value >= 0 else FINAL_WAIT_S
 
 
-class MlflowPipelineListener(PipelineListener):
+class MlflowPipelineListener(ParentSummary, PipelineListener):
     """Logs a pipeline into MLflow as it runs.
 
-    The parent run must be the active fluent run when the pipeline starts (``run_tracked_pipeline`` does
-    that); child runs are started with ``mlflow.start_run(nested=True)`` and everything on the parent is
-    logged by run id, so it lands on the parent even while a child is active.
+    Everything is logged by run id: the parent (the active fluent run, or any run), and each case's child run,
+    created through the client with ``mlflow.parentRunId`` and the run context tags ``mlflow.start_run`` would add.
 
     Args:
         parent_run_id: The parent run.
         log_model: Log the baseline as an MLflow PyTorch model named ``baseline`` on the parent.
+        outbox: Where cases wait when the tracking store is unreachable; ``None``: errors propagate.
+        adopted: Child runs taken over from a resumed run, by case key (:meth:`on_case_resumed` rows).
     """
 
-    def __init__(self, parent_run_id: str, *, log_model: bool = True) -> None:
-        self.parent_run_id = parent_run_id
+    def __init__(
+        self,
+        parent_run_id: str,
+        *,
+        log_model: bool = True,
+        outbox: Outbox | None = None,
+        adopted: Mapping[CaseKey, str] | None = None,
+    ) -> None:
+        super().__init__(parent_run_id)
         self.log_model = log_model
-        self.rows: list[dict[str, Any]] = []
+        self.outbox = outbox
+        self.adopted = dict(adopted or {})
         self.child_runs: dict[str, str] = {}
-        self.best: BenchmarkResult | None = None
-        #: Every case so far, as the eligibility rule sees it.
-        self.candidates: list[Candidate] = []
-        self.notes: dict[str, str] = {}
         self._open_case: CaseSpec | None = None
+        self._open_run: str | None = None
         self._pending_baseline: ModelArtifact | None = None
-        self._config: PipelineConfig | None = None
-        self._device: str | None = None
-        #: Whether the figures and reports reflect every row so far.
-        self.summary_logged = False
-
-    @property
-    def client(self) -> MlflowClient:
-        """A client for the current tracking URI."""
-        import mlflow
-
-        return mlflow.MlflowClient()
+        self._experiment_id: str | None = outbox.experiment_id if outbox is not None else None
 
     # -- events ---------------------------------------------------------------------------------------------
 
@@ -139,53 +130,90 @@ class MlflowPipelineListener(PipelineListener):
         self._config = config
         self._device = cases[0].device if cases else None
         params = config_params(config, self._device)
-        self.client.log_batch(
-            self.parent_run_id,
-            metrics=[Metric("cases/planned", float(len(cases)), int(time.time() * 1000), 0)],
-            params=[Param(key, value) for key, value in params.items()],
+        self._parent_step(
+            "the configuration",
+            lambda: self.client.log_batch(
+                self.parent_run_id,
+                metrics=[Metric("cases/planned", float(len(cases)), int(time.time() * 1000), 0)],
+                params=[Param(key, value) for key, value in params.items()],
+            ),
         )
 
     def on_baseline_ready(self, artifact: ModelArtifact, facts: dict[str, str]) -> None:
         """Tag the baseline facts on the parent and log the baseline model (after the open case, if any)."""
         if facts:
-            self.client.log_batch(self.parent_run_id, tags=_run_tags({f"baseline.{k}": v for k, v in facts.items()}))
+            tags = run_tags({f"baseline.{k}": v for k, v in facts.items()})
+            self._parent_step("the baseline facts", lambda: self.client.log_batch(self.parent_run_id, tags=tags))
         if self.log_model:
             self._pending_baseline = artifact
             if self._open_case is None:
                 self._log_pending_baseline()
 
-    def on_case_start(self, case: CaseSpec) -> None:
-        """Start the case's child run (so the UI shows it running) with its params."""
-        import mlflow
+    def on_case_resumed(self, outcome: CaseOutcome) -> None:
+        """A case the resumed run measured: its (moved) child run gets a row on this parent."""
+        run_id = self.adopted.get(case_key(outcome.case))
+        if run_id is not None:
+            self.child_runs[outcome.case.name] = run_id
+        index = self.remember(outcome, run_id)
+        self._parent_step(f"the row of {outcome.case.name}", lambda: self.publish_row(index, outcome.result))
 
+    def on_case_start(self, case: CaseSpec) -> None:
+        """Start the case's child run (so the UI shows it running) with its params.
+
+        While cases wait in the outbox the run is created when the case is logged, in order.
+        """
         if self._open_case is not None:
             self._end_child("FAILED", RuntimeError(f"case {self._open_case.name} ended without an outcome"))
-        run = mlflow.start_run(run_name=case.name, nested=True, parent_run_id=self.parent_run_id)
-        mlflow.log_params(case.params())
-        self.child_runs[case.name] = run.info.run_id
-        self._open_case = case
+        self._open_case, self._open_run = case, None
+        if self._waiting():
+            return
+        try:
+            self._open_run = self._create_child(case)
+        except Exception as error:
+            self._offline_or_raise(error)
 
     def on_case_end(self, outcome: CaseOutcome) -> None:
-        """Log the case into its child run, end it, and update the parent's table, counters and best case."""
+        """Log the case into its child run, end it, and update the parent's table, counters and best case.
+
+        When the tracking store is unreachable (or cases already wait), the case goes to the outbox instead.
+        """
         if self._open_case is None or self._open_case != outcome.case:
             self.on_case_start(outcome.case)
-        if outcome.result is not None:
-            tracking_logging.log_case_result(outcome.result, outcome.artifacts)
-            self._end_child("FINISHED")
-        else:
-            self._log_partial_files(outcome)
-            self._end_child("FAILED", outcome.error or RuntimeError("the case produced no result"))
-        self._update_parent(outcome)
+        run_id, self._open_case, self._open_run = self._open_run, None, None
+        index = self.remember(outcome, run_id)
+        self.retry_outbox()
+        if self._waiting():
+            self._spool(outcome, run_id, index, child_logged=False)
+            return
+        try:
+            run_id = self._log_child(outcome, run_id)
+        except Exception as error:
+            self._offline_or_raise(error)
+            self._spool(outcome, run_id, index, child_logged=False)
+            return
+        self.set_run_id(index, run_id)
+        try:
+            self.publish_row(index, outcome.result)
+        except Exception as error:
+            self._offline_or_raise(error)
+            self._spool(outcome, run_id, index, child_logged=True)
+            return
         if self._pending_baseline is not None:
             self._log_pending_baseline()
 
     def on_pipeline_end(self, outcome: PipelineOutcome) -> None:
-        """Close a case left open, then log the figures, the CSV summary and the reports on the parent."""
+        """Close a case left open, log what waits in the outbox (waiting a bounded time for the store), then the
+        figures, the CSV summary and the reports on the parent (skipped while cases still wait)."""
         if self._open_case is not None:
             self.abort("KILLED" if outcome.interrupted else "FAILED")
+        if self.outbox is not None and self.outbox.pending:
+            self.wait_for_outbox(0.0 if outcome.interrupted else final_wait_s())  # Ctrl-C: one try, no waiting
+        if self.outbox is not None and self.outbox.pending:
+            logger.warning("the tracking store is still unreachable: the report is made when the outbox is synced")
+            return
         self.log_summary_artifacts()
 
-    # -- helpers --------------------------------------------------------------------------------------------
+    # -- child runs -----------------------------------------------------------------------------------------
 
     def abort(self, status: str = "KILLED") -> None:
         """End a child run left open (Ctrl-C, a crash) with ``status``; what it logged is kept."""
@@ -194,136 +222,136 @@ class MlflowPipelineListener(PipelineListener):
             self._end_child(status, error)
 
     def _end_child(self, status: str, error: BaseException | None = None) -> None:
-        import mlflow
-
-        case, self._open_case = self._open_case, None
-        active = mlflow.active_run()
-        if case is None or active is None or active.info.run_id != self.child_runs.get(case.name):
+        run_id, self._open_case, self._open_run = self._open_run, None, None
+        if run_id is None:
             return
-        if error is not None:
-            mlflow.set_tags(tracking_logging.error_tags(error))
-        mlflow.end_run(status=status)
+        try:
+            if error is not None:
+                self.client.log_batch(run_id, tags=run_tags(tracking_logging.error_tags(error)))
+            self.client.set_terminated(run_id, status)
+        except Exception as failure:  # the stale-run cleanup closes it later; the pipeline's own end matters more
+            logger.warning("could not end the child run %s as %s: %s", run_id, status, failure)
 
-    def _log_partial_files(self, outcome: CaseOutcome) -> None:
-        """Files a failed case still produced (a trace of the failing call) go under ``profile/``."""
-        import mlflow
+    def _experiment(self) -> str:
+        if self._experiment_id is None:
+            self._experiment_id = self.client.get_run(self.parent_run_id).info.experiment_id
+        return self._experiment_id
 
-        for path in outcome.artifacts.values():
-            if path.is_file():
-                mlflow.log_artifact(str(path), artifact_path=tracking_logging.PROFILE_DIR)
+    def _create_child(self, case: CaseSpec) -> str:
+        """A RUNNING child run of the parent for ``case``, with its params and the run context tags."""
+        from mlflow.entities import Param
+        from mlflow.tracking.context.registry import resolve_tags
 
-    def _update_parent(self, outcome: CaseOutcome) -> None:
-        import pandas as pd
-        from mlflow.entities import Metric
+        tags = resolve_tags({"mlflow.parentRunId": self.parent_run_id, **identity_tags()})
+        run = self.client.create_run(self._experiment(), run_name=case.name, tags=tags)
+        run_id: str = run.info.run_id
+        self.child_runs[case.name] = run_id
+        self.client.log_batch(run_id, params=[Param(key, value) for key, value in case.params().items()])
+        return run_id
 
-        run_id = self.child_runs.get(outcome.case.name)
-        limits = summary.pipeline_limits(self._config)
-        row = summary.summary_row(outcome, run_id, limits)
-        candidate = from_outcome(outcome, run_id or "")
-        self.candidates.append(candidate)
-        self.rows.append(row)
-        self.summary_logged = False
-        client = self.client
-        client.log_table(self.parent_run_id, pd.DataFrame([row]), SUMMARY_TABLE)
-        now_ms, step = int(time.time() * 1000), len(self.rows)
-        failed = sum(1 for item in self.rows if item["status"] != "ok")
-        metrics = [
-            Metric("cases/completed", float(len(self.rows) - failed), now_ms, step),
-            Metric("cases/failed", float(failed), now_ms, step),
-        ]
-        result = outcome.result
-        if result is not None and rank(self.candidates, limits).best is candidate:
-            self.best = result
-            metrics += [Metric(key, value, now_ms, step) for key, value in summary.best_metrics(result).items()]
-            best_tags = {"best.case": result.case.name, "best.run_id": row["run_id"]}
-            client.log_batch(self.parent_run_id, tags=_run_tags(best_tags))
-        client.log_batch(self.parent_run_id, metrics=metrics)
+    def _log_child(self, outcome: CaseOutcome, run_id: str | None) -> str:
+        """Log ``outcome`` into its child run (created now when needed) and end it; returns the run id."""
+        run_id = run_id or self._create_child(outcome.case)
+        if outcome.result is not None:
+            tracking_logging.log_case_result(outcome.result, outcome.artifacts, run_id=run_id, client=self.client)
+            status = "FINISHED"
+        else:
+            error = outcome.error or RuntimeError("the case produced no result")
+            tracking_logging.log_failed_case(outcome.case, error, outcome.artifacts, run_id=run_id, client=self.client)
+            status = "FAILED"
+        self.client.set_terminated(run_id, status)
+        return run_id
+
+    # -- the outbox -----------------------------------------------------------------------------------------
+
+    def _waiting(self) -> bool:
+        """Whether cases wait in the outbox (later cases follow them there, in order)."""
+        return self.outbox is not None and self.outbox.pending
+
+    def _offline_or_raise(self, error: BaseException) -> None:
+        """Note that the store is unreachable (and when to try again); re-raise any other error."""
+        if self.outbox is None or not is_unreachable(error):
+            raise error
+        wait = self.outbox.backoff.failed()
+        logger.warning("the tracking store is unreachable (%s); next try in %.0f s", _first_line(error), wait)
+
+    def _spool(self, outcome: CaseOutcome, run_id: str | None, index: int, *, child_logged: bool) -> None:
+        assert self.outbox is not None
+        limits = {"max_accuracy_drop": None if self._config is None else self._config.max_accuracy_drop}
+        entry = self.outbox.put(outcome, run_id, limits)
+        entry.data.update(row_index=index, child_logged=child_logged)
+        entry.save()
+
+    def retry_outbox(self, *, force: bool = False) -> bool:
+        """Log the waiting cases, oldest first, when a retry is due (or ``force``); returns whether none is left."""
+        outbox = self.outbox
+        if outbox is None or not outbox.pending:
+            return True
+        if not force and not outbox.backoff.due():
+            return False
+        logged = 0
+        for entry in outbox.entries():
+            try:
+                self._log_entry(entry)
+            except Exception as error:
+                self._offline_or_raise(error)
+                return False
+            logged += 1
+        outbox.backoff.succeeded()
+        logger.info("the tracking store is back: logged %d waiting case(s)", logged)
+        self._parent_step("the late-case count", self._log_late_count)
+        return True
+
+    def _log_entry(self, entry: Entry) -> None:
+        """Log one waiting case (its child run, then its row on the parent) and delete it from the outbox."""
+        run_id = entry.data["run_id"] if entry.data.get("child_logged") else log_entry(entry, self.client)
+        index = entry.data.get("row_index")
+        if isinstance(index, int) and 0 <= index < len(self.rows):
+            self.set_run_id(index, run_id)
+            self.publish_row(index, entry.result())
+        shutil.rmtree(entry.folder, ignore_errors=True)
+
+    def _log_late_count(self) -> None:
+        assert self.outbox is not None
+        self.client.log_metric(self.parent_run_id, m.CASES_LOGGED_LATE, float(self.outbox.spooled))
+
+    def wait_for_outbox(self, budget_s: float) -> bool:
+        """Retry the outbox until it is empty or ``budget_s`` seconds have passed; returns whether it is empty."""
+        deadline = time.monotonic() + budget_s
+        while self.outbox is not None and self.outbox.pending:
+            if self.outbox.backoff.due() and self.retry_outbox():
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(left, max(0.1, self.outbox.backoff.wait_s())))
+        return True
+
+    # -- the parent -----------------------------------------------------------------------------------------
+
+    def _parent_step(self, what: str, step: Callable[[], Any]) -> None:
+        """Run ``step`` (a write to the parent); an unreachable store only costs a warning."""
+        try:
+            step()
+        except Exception as error:
+            if not is_unreachable(error):
+                raise
+            logger.warning("could not log %s on the parent run (tracking store unreachable)", what)
+            if self.outbox is not None:
+                self.outbox.backoff.failed()
 
     def _log_pending_baseline(self) -> None:
         artifact, self._pending_baseline = self._pending_baseline, None
-        if artifact is None:
+        if artifact is None or self._waiting():
             return
         note = log_baseline_model(artifact, self.parent_run_id)
         if note:
             self.notes["baseline model"] = note
-            self.client.set_tag(self.parent_run_id, "note.baseline_model", note)
-
-    def log_summary_artifacts(self) -> None:
-        """``summary.csv``, the figures and the reports on the parent, from what is logged so far.
-
-        The report is :mod:`mlperf_track.report`'s, built from the parent's child runs. Never raises: a step
-        that fails is logged as a warning, and the measured cases (child runs, ``summary.json``) stay.
-        """
-        from mlperf_track.report.build import render_report, report_parent_run
-
-        self.summary_logged = True
-        client, run_id = self.client, self.parent_run_id
-        if self.rows:
-            csv = summary.summary_frame(self.rows).to_csv(index=False)
-            _attempt(SUMMARY_CSV, lambda: client.log_text(run_id, csv, SUMMARY_CSV))
-        answer = self.recommendation()
-        status = summary.BEST_FOUND if answer.best is not None else summary.BEST_NONE
-        tags = {summary.BEST_STATUS_TAG: status, DESCRIPTION_TAG: answer.text}
-        _attempt("the recommendation", lambda: client.log_batch(run_id, tags=_run_tags(tags)))
-        limits = summary.pipeline_limits(self._config)
-        report = _attempt(
-            "the report",
-            lambda: report_parent_run(run_id, title=self._title(), facts=self._facts(), limits=limits),
-        )
-        if report is None:
-            return
-        for name, text in render_report(report, figure_dir=f"../{FIGURE_DIR}").items():
-            _attempt(f"{REPORT_DIR}/{name}", partial(client.log_text, run_id, text, f"{REPORT_DIR}/{name}"))
-        # bbox_inches="tight" keeps the legend, which sits outside the axes, in the image.
-        save = {"bbox_inches": "tight"}
-        for stem, figure in report.figures.items():
-            artifact_file = f"{FIGURE_DIR}/{stem}.png"
-            _attempt(artifact_file, partial(client.log_figure, run_id, figure, artifact_file, save_kwargs=save))
-        if report.missing_figures:
-            notes = {f"note.{FIGURE_DIR}/{stem}.png": why for stem, why in report.missing_figures.items()}
-            _attempt("the figure notes", lambda: client.log_batch(run_id, tags=_run_tags(notes)))
-
-    def recommendation(self) -> Recommendation:
-        """The answer over every case so far: what to ship under the run's limits, and the runner-up."""
-        from mlperf_track.report.recommend import recommend
-
-        return recommend(self.candidates, summary.pipeline_limits(self._config), heading=self._question())
-
-    def _question(self) -> str:
-        if self._config is None:
-            return ""
-        from mlperf_track.report.recommend import question_heading
-
-        config = self._config
-        return question_heading(config.model, config.image_size, config.dataset, self._device or config.device)
-
-    def _facts(self) -> list[str]:
-        """Lines under the report's heading: the configuration and the notes of the run."""
-        facts = []
-        if self._config is not None:
-            params = config_params(self._config, self._device)
-            facts.append(
-                "configuration: " + ", ".join(f"{label} {params[f'config.{key}']}" for key, label in REPORT_CONFIG)
+            self._parent_step(
+                "the baseline note", lambda: self.client.set_tag(self.parent_run_id, "note.baseline_model", note)
             )
-        facts += [f"{key}: {value}" for key, value in self.notes.items()]
-        return facts
-
-    def _title(self) -> str:
-        if self._config is None:
-            return "mlperf_track benchmark"
-        return f"mlperf_track: {self._config.model} on {self._device or self._config.device}"
 
 
-def _attempt(what: str, step: Callable[[], _T]) -> _T | None:
-    """``step()``, or ``None`` with a warning when it fails: figures and reports must not hide the cases."""
-    try:
-        return step()
-    except Exception as error:
-        logger.warning("could not log %s on the parent run: %s", what, error, exc_info=True)
-        return None
-
-
-def _run_tags(tags: dict[str, str]) -> list[Any]:
-    from mlflow.entities import RunTag
-
-    return [RunTag(key, tracking_logging.clip(str(value))) for key, value in tags.items()]
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:200]}" if text else type(error).__name__

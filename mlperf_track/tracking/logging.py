@@ -20,9 +20,11 @@ from mlperf_track import metrics as m
 from mlperf_track.tracking.context import hardware_software_tags
 
 if TYPE_CHECKING:
+    from mlflow import MlflowClient
     from mlflow.entities import Run
 
     from mlperf_track.engine.result import BenchmarkResult
+    from mlperf_track.spec import CaseSpec
 
 logger = logging.getLogger(__name__)
 
@@ -77,23 +79,32 @@ def write_samples_csv(samples_ms: tuple[float, ...] | list[float], path: Path) -
     return path
 
 
-def log_case_result(result: BenchmarkResult, artifacts: Mapping[str, Path] | None = None) -> None:
-    """Log ``result`` into the active run: params, metrics and tags in one batch, then the files.
+def log_case_result(
+    result: BenchmarkResult,
+    artifacts: Mapping[str, Path] | None = None,
+    *,
+    run_id: str | None = None,
+    client: MlflowClient | None = None,
+) -> None:
+    """Log ``result`` into a run: params, metrics and tags in one batch, then the files.
 
     Args:
         result: The measured case.
         artifacts: Files by name as in :attr:`CaseOutcome.artifacts`. ``samples.csv`` and ``result.json`` are
             written from ``result`` when missing; other files (profiler output) go under ``profile/``.
+        run_id: The run (default: the active run).
+        client: The client to log with (default: one for the current tracking URI).
 
     Raises:
-        RuntimeError: No run is active.
+        RuntimeError: No ``run_id`` and no active run.
     """
     import mlflow
     from mlflow.entities import Metric, Param, RunTag
 
-    run_id = active_run_or_raise().info.run_id
+    run_id = run_id or active_run_or_raise().info.run_id
+    client = client or mlflow.MlflowClient()
     now_ms = int(time.time() * 1000)
-    mlflow.MlflowClient().log_batch(
+    client.log_batch(
         run_id,
         metrics=[Metric(key, float(value), now_ms, 0) for key, value in result.metrics.items()],
         params=[Param(key, value) for key, value in result.case.params().items()],
@@ -110,7 +121,29 @@ def log_case_result(result: BenchmarkResult, artifacts: Mapping[str, Path] | Non
                 logger.warning("artifact %s of %s is missing at %s; not logged", name, result.case.name, path)
                 continue
             folder = None if name in (SAMPLES_FILE, RESULT_FILE) else PROFILE_DIR
-            mlflow.log_artifact(str(path), artifact_path=folder)
+            client.log_artifact(run_id, str(path), artifact_path=folder)
+
+
+def log_failed_case(
+    case: CaseSpec,
+    error: BaseException,
+    artifacts: Mapping[str, Path] | None,
+    *,
+    run_id: str,
+    client: MlflowClient,
+) -> None:
+    """Log a case that failed: its params, ``error.type``/``error.message``, and any file it still produced
+    (a trace of the failing call) under ``profile/``."""
+    from mlflow.entities import Param, RunTag
+
+    client.log_batch(
+        run_id,
+        params=[Param(key, value) for key, value in case.params().items()],
+        tags=[RunTag(key, value) for key, value in error_tags(error).items()],
+    )
+    for path in (artifacts or {}).values():
+        if Path(path).is_file():
+            client.log_artifact(run_id, str(path), artifact_path=PROFILE_DIR)
 
 
 def error_tags(error: BaseException) -> dict[str, str]:

@@ -4,7 +4,10 @@ MLflow 3 refuses the old ``./mlruns`` file store, so the default here is the SQL
 working directory. ``MLFLOW_TRACKING_URI`` (set by the user, or by ``mlflow run`` for its subprocess) wins.
 SQLite is fine for one writer; several processes writing at once (parallel tuning workers) want a tracking
 server or PostgreSQL. :func:`check_tracking_store` refuses, before any work, a store that cannot be reached,
-created or written.
+created or written; :func:`configure_tracking` creates a new SQLite store once, under a file lock
+(:mod:`mlperf_track.tracking.sqlite_store`), so processes started together never race through its migrations,
+and shortens MLflow's HTTP retries (:func:`configure_http_retries`) so that an unreachable server is noticed in
+seconds, not minutes (the results then wait in the outbox, :mod:`mlperf_track.tracking.outbox`).
 
 Experiments (:func:`experiment_for`): runs go to the experiment the user names (``--experiment-name``, or
 ``MLFLOW_EXPERIMENT_NAME``/``MLFLOW_EXPERIMENT_ID`` as MLflow users expect), else to one named after the question,
@@ -31,6 +34,7 @@ from typing import TYPE_CHECKING
 
 from mlperf_track.errors import ConfigError, StorageError
 from mlperf_track.spec import closest_matches
+from mlperf_track.tracking.sqlite_store import prepare_sqlite_store, sqlite_file
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -51,6 +55,15 @@ LAUNCHER_TAG = "mlperf_track.launched_by"
 #: Tags of ``mlflow run``'s run copied to the run that holds the results (where the code came from).
 _PROVENANCE_PREFIXES = ("mlflow.source.", "mlflow.project.", "mlflow.gitRepoURL", "mlflow.user")
 _SQLITE_HEADER = b"SQLite format 3\x00"
+#: MLflow's HTTP retry settings for our process (MLflow's defaults retry for about four minutes: 7 retries with
+#: backoff factor 2, 120 s timeout). An explicit environment variable wins.
+HTTP_RETRY_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+#: ``mlflow run``'s own run (key ``run_id``), when its results went to another experiment (:func:`_take_over_launch`).
+_LAUNCHER: dict[str, str] = {}
 
 
 def default_tracking_uri(directory: Path | None = None) -> str:
@@ -88,14 +101,19 @@ def check_reachable(uri: str, timeout_s: float = REACHABILITY_TIMEOUT_S) -> None
         ) from None
 
 
-def _sqlite_path(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URI (``None`` for other stores and in-memory SQLite)."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    location = uri[len("sqlite:///") :].split("?", 1)[0]
-    if not location or location == ":memory:":
-        return None
-    return Path(location)
+def configure_http_retries() -> None:
+    """Bound MLflow's HTTP retries for this process (:data:`HTTP_RETRY_DEFAULTS`; set variables are kept).
+
+    With these, a refused connection fails after about 3 retries and 7 s of backoff, a server that hangs after
+    30 s per attempt; MLflow reads the variables at every request.
+    """
+    for name, value in HTTP_RETRY_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+
+
+def launcher_run_id() -> str | None:
+    """``mlflow run``'s own run when this process moved the results to another experiment, else ``None``."""
+    return _LAUNCHER.get("run_id")
 
 
 def check_tracking_store(uri: str) -> None:
@@ -108,7 +126,7 @@ def check_tracking_store(uri: str) -> None:
         StorageError: One line naming the URI, what is wrong and how to fix it.
     """
     check_reachable(uri)
-    path = _sqlite_path(uri)
+    path = sqlite_file(uri)
     if path is None:
         return
     fix = "set MLFLOW_TRACKING_URI to a sqlite:/// file in a writable folder (or unset it for ./mlflow.db)"
@@ -219,6 +237,11 @@ def configure_tracking(experiment: str | None = None) -> str:
 
     uri = resolve_tracking_uri()
     check_tracking_store(uri)
+    configure_http_retries()
+    try:
+        prepare_sqlite_store(uri)
+    except (TimeoutError, MlflowException) as error:
+        raise StorageError(f"the tracking store {uri} cannot be opened: {error}") from None
     # Appending a row to a logged table downloads it first; MLflow's progress bar for that is noise here.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(uri)
@@ -237,6 +260,8 @@ def configure_tracking(experiment: str | None = None) -> str:
 def _take_over_launch(run_id: str, experiment: str) -> None:
     """Inside ``mlflow run``: use ``experiment`` when ``mlflow run`` put its run in ``Default`` (else warn)."""
     import mlflow
+
+    from mlperf_track.tracking.stale import identity_tags
 
     client = mlflow.MlflowClient()
     found = _launcher(run_id, client)
@@ -258,6 +283,9 @@ def _take_over_launch(run_id: str, experiment: str) -> None:
     client.set_tag(run_id, POINTER_RUN_TAG, run.info.run_id)
     client.set_tag(run_id, POINTER_EXPERIMENT_TAG, experiment)
     client.set_tag(run_id, "mlperf_track.role", "pointer")  # reports skip it (pipeline_run.ROLE_TAG)
+    for key, value in identity_tags().items():  # so that a stale-run cleanup can close it if we are killed
+        client.set_tag(run_id, key, value)
+    _LAUNCHER["run_id"] = run_id
     client.set_tag(
         run_id,
         "mlflow.note.content",

@@ -77,6 +77,7 @@ class MlflowTuneTracker:
         self.template = template
         self.run_id: str | None = None
         self.logged_trials: list[int] = []
+        self._heartbeat: Any = None
 
     def start(self, *, run_name: str, params: dict[str, Any], tags: dict[str, str], space: dict[str, Any]) -> str:
         """Start (or, inside ``mlflow run``, continue) the parent run and log the study's settings."""
@@ -85,9 +86,14 @@ class MlflowTuneTracker:
         import mlflow
 
         from mlperf_track.tracking.context import hardware_software_tags
+        from mlperf_track.tracking.stale import Heartbeat, close_stale_runs_quietly, liveness_tags
 
         run = mlflow.start_run(run_name=None if os.environ.get("MLFLOW_RUN_ID") else run_name)
         self.run_id = run.info.run_id
+        # Owner and heartbeat, so a killed study's parent is closed as KILLED later (tracking/stale.py).
+        mlflow.set_tags(liveness_tags())
+        close_stale_runs_quietly(run.info.experiment_id)
+        self._heartbeat = Heartbeat(self.run_id, mlflow.get_tracking_uri()).start()
         # Inside ``mlflow run`` the MLproject parameters are already params of this run (``auto``, ``8000``):
         # MLflow refuses to change a param, so only new keys are logged.
         existing = mlflow.get_run(self.run_id).data.params
@@ -197,7 +203,13 @@ class MlflowTuneTracker:
         for name, figure in figures.items():
             mlflow.log_figure(figure, f"figures/{name}")
             plt.close(figure)
+        self._stop_heartbeat()
         mlflow.end_run(status="FINISHED")
+
+    def _stop_heartbeat(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
 
     @staticmethod
     def _log_best(trial: FrozenTrial, case: CaseSpec | None) -> None:
@@ -216,6 +228,7 @@ class MlflowTuneTracker:
 
         from mlperf_track.tracking.logging import mark_run_failed
 
+        self._stop_heartbeat()
         while (run := mlflow.active_run()) is not None and run.info.run_id != self.run_id:
             mlflow.end_run(status=status)  # a trial run interrupted while it was being logged
         if mlflow.active_run() is None:
