@@ -120,6 +120,8 @@ class MlflowPipelineListener(ParentSummary, PipelineListener):
         self._open_run: str | None = None
         self._pending_baseline: ModelArtifact | None = None
         self._experiment_id: str | None = outbox.experiment_id if outbox is not None else None
+        #: Cases that waited in the outbox and have been logged since (metric ``cases/logged_late``).
+        self.logged_late = 0
 
     # -- events ---------------------------------------------------------------------------------------------
 
@@ -310,10 +312,10 @@ class MlflowPipelineListener(ParentSummary, PipelineListener):
             self.set_run_id(index, run_id)
             self.publish_row(index, entry.result())
         shutil.rmtree(entry.folder, ignore_errors=True)
+        self.logged_late += 1
 
     def _log_late_count(self) -> None:
-        assert self.outbox is not None
-        self.client.log_metric(self.parent_run_id, m.CASES_LOGGED_LATE, float(self.outbox.spooled))
+        self.client.log_metric(self.parent_run_id, m.CASES_LOGGED_LATE, float(self.logged_late))
 
     def wait_for_outbox(self, budget_s: float) -> bool:
         """Retry the outbox until it is empty or ``budget_s`` seconds have passed; returns whether it is empty."""

@@ -191,6 +191,11 @@ class Outbox:
         """Whether any case is waiting."""
         return any(self.folder.glob(f"*/{ENTRY_FILE}"))
 
+    @property
+    def waiting(self) -> bool:
+        """Whether anything waits for ``mlperf-track sync``: a case, or how the parent run should end."""
+        return self.pending or (self.folder / PARENT_FILE).is_file()
+
     def put(self, outcome: CaseOutcome, run_id: str | None, limits: dict[str, Any]) -> Entry:
         """Keep ``outcome`` (and a link or copy of its files) until it can be logged."""
         numbers = [int(path.name[:4]) for path in self.folder.glob("*/") if path.name[:4].isdigit()]

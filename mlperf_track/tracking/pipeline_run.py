@@ -128,21 +128,24 @@ def record_configuration(run_id: str, config: PipelineConfig) -> None:
     )
 
 
-def end_open_runs(status: str) -> None:
-    """End every run on the fluent stack (children first) with ``status``.
+def end_open_runs(status: str) -> bool:
+    """End every run on the fluent stack (children first) with ``status``; returns whether every end was written.
 
     MLflow pops a run off the stack before it writes the status, so an unreachable store leaves the stack empty
     (and the run for the stale-run cleanup or ``mlperf-track sync``): that error is logged, not raised.
     """
     import mlflow
 
+    written = True
     while mlflow.active_run() is not None:
         try:
             mlflow.end_run(status=status)
         except Exception as error:
             if not is_unreachable(error):
                 raise
+            written = False
             logger.warning("could not end a run as %s: the tracking store is unreachable", status)
+    return written
 
 
 def fail_parent(error: BaseException) -> None:
@@ -249,7 +252,7 @@ def run_tracked_pipeline(
         if log_file is not None:
             log_log_file(parent_id, log_file)
     tracked = TrackedOutcome(**vars(outcome), parent_run_id=parent_id, experiment_id=experiment_id)
-    if outbox.pending:
+    if outbox.waiting:
         tracked.outbox = outbox.folder
     return tracked
 
@@ -284,7 +287,10 @@ def _end_parent(listener: MlflowPipelineListener, status: str, *, launched: bool
     _record_end_status(listener.parent_run_id, status)
     if status == "KILLED":
         _mirror_on_launcher(status)
-    end_open_runs(status)
+    if not end_open_runs(status) and outbox is not None and not outbox.waiting:
+        # Every case is logged but the store went away before the parent's end: sync rebuilds its report and ends it.
+        path = outbox.save_parent(status, listener._config, listener._device, listener.notes)
+        logger.warning("the parent run could not be ended; `mlperf-track sync` ends it from %s", path.parent)
     if status == "KILLED" and launched:
         from mlperf_track.tracking.launcher_status import protect
 

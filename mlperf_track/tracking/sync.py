@@ -125,7 +125,9 @@ def _finish_parent(view: ParentSummary, parent: dict[str, Any], client: Any) -> 
     for run_id, outcome in reversed(child_outcomes(client, parent["experiment_id"], view.parent_run_id)):
         full.remember(outcome, run_id)
     full.log_totals()
-    client.log_metric(view.parent_run_id, m.CASES_LOGGED_LATE, float(len(view.rows)))
+    earlier = client.get_run(view.parent_run_id).data.metrics.get(m.CASES_LOGGED_LATE, 0.0)  # by the pipeline
+    if view.rows or earlier:
+        client.log_metric(view.parent_run_id, m.CASES_LOGGED_LATE, float(earlier) + len(view.rows))
     full.log_summary_artifacts()
     client.set_terminated(view.parent_run_id, parent["status"])
     logger.info("ended parent run %s as %s", view.parent_run_id, parent["status"])

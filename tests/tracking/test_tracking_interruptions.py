@@ -164,16 +164,21 @@ def test_a_worker_killed_with_kill_9_is_resumed_with_resume_last(tmp_path: Path)
 
 
 class _ServerControl(PipelineListener):
-    """Stops the server after case ``stop_after`` ends and restarts it when case ``restart_at`` starts."""
+    """Stops the server after case ``stop_after`` ends or when case ``stop_at`` starts, and restarts it when case
+    ``restart_at`` starts."""
 
-    def __init__(self, server: _Server, stop_after: tuple[int, ...], restart_at: tuple[int, ...]) -> None:
-        self.server, self.stop_after, self.restart_at = server, stop_after, restart_at
+    def __init__(
+        self, server: _Server, stop_after: tuple[int, ...], restart_at: tuple[int, ...], stop_at: tuple[int, ...]
+    ) -> None:
+        self.server, self.stop_after, self.restart_at, self.stop_at = server, stop_after, restart_at, stop_at
         self.started = self.ended = 0
 
     def on_case_start(self, case: CaseSpec) -> None:
         self.started += 1
         if self.started in self.restart_at:
             self.server.start()
+        if self.started in self.stop_at:
+            self.server.stop()
 
     def on_case_end(self, outcome: CaseOutcome) -> None:
         self.ended += 1
@@ -220,8 +225,9 @@ def server(tmp_path: Path) -> Iterator[_Server]:
 def test_a_tracking_server_restarted_during_a_run_loses_nothing(
     server: _Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Down after case 1, back at case 3 (cases 2 and 3 logged late), down again after the last case (case 5 waits
-    in the outbox past the end), back, then ``mlperf-track sync``: every case logged once with its own numbers."""
+    """Down after case 1, back at case 3 (case 2 logged late), down again from case 5 on (case 5 and the parent's
+    end wait in the outbox past the end), back, then ``mlperf-track sync``: every case logged once with its own
+    numbers, the parent FINISHED with its report."""
     import mlflow
 
     from mlperf_track.cli import main
@@ -231,7 +237,7 @@ def test_a_tracking_server_restarted_during_a_run_loses_nothing(
     timing = TimingConfig(warmup_iters=1, warmup_s=0.0, min_iters=3, max_iters=20, max_time_s=0.2, target_rel_ci=0.5)
     config = PipelineConfig(model="tinycnn", device="cpu", batch_sizes=(1, 2, 3, 4, 5), image_size=16, epochs=0,
                             timing=timing, cache_dir=tmp_path / "cache", output_dir=tmp_path / "out")  # fmt: skip
-    control = _ServerControl(server, stop_after=(1, 5), restart_at=(3,))
+    control = _ServerControl(server, stop_after=(1,), restart_at=(3,), stop_at=(5,))
     with isolated_mlflow(server.url, "outage", tmp_path) as experiment_id:
         started = time.monotonic()
         outcome = run_tracked_pipeline(config, extra_listener=control)
@@ -244,6 +250,8 @@ def test_a_tracking_server_restarted_during_a_run_loses_nothing(
         parent = next(run for run in runs if "mlflow.parentRunId" not in run.data.tags)
         children = {run.info.run_name: run for run in runs if "mlflow.parentRunId" in run.data.tags}
         assert parent.info.status == "FINISHED" and parent.data.metrics["cases/completed"] == 5
+        assert parent.data.metrics[m.CASES_LOGGED_LATE] >= 2  # 2 (3 too when its retry was not due yet) and 5
+        assert "report/report.md" in {artifact.path for artifact in client.list_artifacts(parent.info.run_id, "report")}
         assert sorted(children) == CASES and {run.info.status for run in children.values()} == {"FINISHED"}
         for result in outcome.results:  # each run holds its own case's numbers (no file of another case)
             logged = children[result.case.name]

@@ -136,6 +136,29 @@ def test_what_still_waits_at_the_end_is_synced_later(tracking: str, tmp_path: Pa
     assert sync_outbox(tmp_path, tracking_uri=uri).logged == 0  # nothing twice
 
 
+def test_a_parent_that_cannot_be_ended_is_ended_by_sync(tracking: str, tmp_path: Path, fast_failures: None) -> None:
+    """Every case logged, then the store goes away before the parent's end: ``parent.json`` waits for sync."""
+    import mlflow
+
+    from mlperf_track.tracking.pipeline_run import _end_parent
+
+    uri = mlflow.get_tracking_uri()
+    parent = mlflow.start_run(experiment_id=tracking).info.run_id
+    outbox = Outbox(tmp_path / "outbox", parent, uri, tracking)
+    listener = MlflowPipelineListener(parent, log_model=False, outbox=outbox)
+    listener.on_pipeline_start(CONFIG, [])
+    outcomes = [_case(listener, 1), _case(listener, 2)]
+    listener.on_pipeline_end(PipelineOutcome(config=CONFIG, outcomes=outcomes))
+    with _Outage(uri):
+        _end_parent(listener, "FINISHED", launched=False)
+    assert not outbox.pending and outbox.waiting
+    assert mlflow.MlflowClient().get_run(parent).info.status == "RUNNING"
+    report = sync_outbox(tmp_path, tracking_uri=uri)
+    assert (report.logged, report.parents_ended) == (0, [parent]) and not outbox.waiting
+    run = mlflow.MlflowClient().get_run(parent)
+    assert run.info.status == "FINISHED" and m.CASES_LOGGED_LATE not in run.data.metrics
+
+
 def test_only_unreachable_stores_count_as_outages(tracking: str, fast_failures: None) -> None:
     import mlflow
     from mlflow.exceptions import MlflowException
