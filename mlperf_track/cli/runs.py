@@ -46,7 +46,8 @@ def run_cleanup(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from mlperf_track.pipeline.workdir import remove_orphans
-    from mlperf_track.tracking.setup import configure_tracking, resolve_experiments
+    from mlperf_track.report.runs import resolve_experiments
+    from mlperf_track.tracking.setup import configure_tracking
     from mlperf_track.tracking.stale import close_stale_runs
 
     timeout = p.positive_number("--timeout", args.timeout)
@@ -54,7 +55,7 @@ def run_cleanup(args: argparse.Namespace) -> int:
     client = mlflow.MlflowClient()
     ids = None
     if args.experiment:
-        ids = [experiment.experiment_id for experiment in resolve_experiments(args.experiment, client)]
+        ids = list(resolve_experiments(client, args.experiment))
     closed = close_stale_runs(client, ids, timeout_s=timeout, dry_run=args.dry_run)
     console = Console()
     verb = "would close" if args.dry_run else "closed"

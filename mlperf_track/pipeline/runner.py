@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 from mlperf_track.pipeline.affinity import check_cores, pinned
 from mlperf_track.pipeline.config import PipelineConfig
 from mlperf_track.pipeline.events import CaseKey, CaseOutcome, PipelineListener, PipelineOutcome, case_key
+from mlperf_track.pipeline.options import check_declared_options
 from mlperf_track.pipeline.session import BenchmarkSession
 
 if TYPE_CHECKING:
@@ -53,8 +54,9 @@ def run_pipeline(
 ) -> PipelineOutcome:
     """Measure every case of ``config``.
 
-    Bad input (unknown model, runtime, variant or dataset; a precision no runtime runs on the device; a core
-    to pin that this process may not use) raises before any case runs. A case's own failure is recorded in
+    Bad input (unknown model, runtime, variant or dataset; a precision no runtime runs on the device; an
+    ``options`` key no selected runtime or variant declares; a core to pin that this process may not use)
+    raises before any case runs. A case's own failure is recorded in
     its outcome and the pipeline goes on. On Ctrl-C the listener still receives ``on_pipeline_end`` with
     ``interrupted`` set, then the interrupt is re-raised.
 
@@ -68,6 +70,7 @@ def run_pipeline(
     """
     listener = listener or PipelineListener()
     outcome = PipelineOutcome(config=config)
+    check_declared_options(config)
     if config.pin_cores is not None:
         check_cores(config.pin_cores, config.num_threads)
     with BenchmarkSession(config) as session:

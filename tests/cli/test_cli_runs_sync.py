@@ -56,6 +56,9 @@ def test_runs_cleanup_closes_runs_of_gone_processes_and_their_work_folders(
     live.case_dir("case")
     assert main(["runs", "cleanup", "--dry-run"]) == 0
     assert "would close 1 run" in capsys.readouterr().out and client.get_run(stale).info.status == "RUNNING"
+    assert main(["runs", "cleanup", "--dry-run", "--experiment", "Default"]) == 0
+    assert "would close 1 run" in capsys.readouterr().out
+    assert main(["runs", "cleanup", "--dry-run", "--experiment", "nothing-like-it"]) == 2
     assert main(["runs", "cleanup"]) == 0
     out = capsys.readouterr().out
     assert "closed 1 run" in out and "deleted 1 work folder" in out
