@@ -254,7 +254,10 @@ def resolve_pipeline(
 
     device = resolve_device(str(values.get("device") or "auto"))
     defaults = auto_defaults(device)
-    resolved = {key: value for key, value in values.items() if value is not None}
+    # ``None`` is "not given" except for a field where it is a value of its own (``max_accuracy_drop=None``: no
+    # limit, though the field's default is a limit)
+    nullable = {item.name for item in fields(PipelineConfig) if "None" in str(item.type)}
+    resolved = {key: value for key, value in values.items() if value is not None or key in nullable}
     runtimes = tuple(_given(values, "runtimes") or search_runtimes(device))
     precisions = tuple(_given(values, "precisions") or native_precisions(runtimes, device))
     batch_sizes = _given(values, "batch_sizes")

@@ -37,7 +37,7 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.trial import FrozenTrial, TrialState
 
 from mlperf_track.tuning.pruning import SHORT_STEP
-from mlperf_track.tuning.space import CONFIG_PARAM, SearchSpace, TrialPoint
+from mlperf_track.tuning.space import SearchSpace, TrialPoint
 from mlperf_track.tuning.surrogate import (
     BayesianLinear,
     FeatureMap,
@@ -136,7 +136,9 @@ class CostAwareSampler(BaseSampler):
         failed_choices: set[str] = set()
         oom: dict[str, int] = {}
         for other in trials:
-            if other.number == number or not other.params or other.user_attrs.get("outcome") == "over_budget":
+            if other.number == number or not self.space.holds_point(other.params):
+                continue
+            if other.user_attrs.get("outcome") == "over_budget":
                 continue
             if other.state == TrialState.FAIL and "error.type" not in other.user_attrs:
                 continue  # a dead worker's trial: its point is still to be measured
@@ -166,7 +168,7 @@ class CostAwareSampler(BaseSampler):
         index = {_key(p): i for i, p in enumerate(self.points)}
         rows, values, noise, incumbent = [], [], [], []
         for trial in trials:
-            if not trial.params or CONFIG_PARAM not in trial.params:
+            if not self.space.holds_point(trial.params):
                 continue
             position = index.get(_key(self.space.point(trial.params)))
             if position is None:
@@ -195,7 +197,7 @@ class CostAwareSampler(BaseSampler):
         ratio_rows: dict[str, tuple[list[int], list[float]]] = defaultdict(lambda: ([], []))
         index = {_key(p): i for i, p in enumerate(self.points)}
         for trial in trials:
-            if not trial.params or CONFIG_PARAM not in trial.params:
+            if not self.space.holds_point(trial.params):
                 continue
             point = self.space.point(trial.params)
             for name, value in trial.constraints.items():

@@ -290,7 +290,10 @@ def trial_row(trial: FrozenTrial, targets: tuple[Target, ...], limits: Limits | 
         "config": trial.params.get("config"),
     }
     row.update({column: attrs.get(column) for column in SETTING_COLUMNS})
-    for target, value in zip(targets, trial.values or [None] * len(targets), strict=True):
+    # Optuna keeps a pruned trial's last intermediate value as its value: that is the short measurement, shown
+    # as ``short_throughput``, never as the trial's value.
+    values = trial.values if trial.values is not None and not _stopped_early(trial) else [None] * len(targets)
+    for target, value in zip(targets, values, strict=True):
         row[f"value.{target.name}"] = value
     row.update({column: metrics.get(key) for column, key in METRIC_COLUMNS})
     row.update({f"constraint.{key}": value for key, value in sorted(trial.constraints.items())})

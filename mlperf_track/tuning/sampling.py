@@ -99,7 +99,7 @@ def taken_points(space: SearchSpace, trials: Sequence[FrozenTrial], number: int)
     """Points of trials that measured them, are measuring them, or failed on them (not ``number`` itself)."""
     taken = set()
     for trial in trials:
-        if trial.number == number or not trial.params or CONFIG_PARAM not in trial.params:
+        if trial.number == number or not space.holds_point(trial.params):
             continue
         if trial.state == TrialState.FAIL and "error.type" not in trial.user_attrs:
             continue  # a worker died: the point still has to be measured

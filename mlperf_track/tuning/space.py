@@ -183,6 +183,10 @@ class SearchSpace:
                 snapped[name] = nearest(candidates, snapped[name])
         return snapped
 
+    def holds_point(self, params: Mapping[str, Any]) -> bool:
+        """Whether ``params`` name a whole point (a trial another worker is still suggesting may hold only some)."""
+        return CONFIG_PARAM in params and BATCH_PARAM in params and (not self.threads or THREADS_PARAM in params)
+
     def point(self, params: Mapping[str, Any]) -> TrialPoint:
         """The point of a trial's params (as stored by Optuna; off-candidate values snap to the nearest)."""
         snapped = self.snap(params)

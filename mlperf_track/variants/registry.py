@@ -57,7 +57,14 @@ def _ensure_builtins() -> None:
     from mlperf_track.variants.quantize_ort import OrtInt8Variant
     from mlperf_track.variants.quantize_pt2e import PT2EInt8Variant
 
-    recipes = (PT2EInt8Variant(), DynamicInt8Variant(), Fp16Variant(), Bf16Variant(), OrtInt8Variant(), NncfInt8Variant())
+    recipes = (
+        PT2EInt8Variant(),
+        DynamicInt8Variant(),
+        Fp16Variant(),
+        Bf16Variant(),
+        OrtInt8Variant(),
+        NncfInt8Variant(),
+    )
     for quantized in recipes:
         register_variant(quantized, groups=["quantized"])
     register_variant(UnstructuredPruneVariant(), groups=["pruned"])

@@ -46,7 +46,9 @@ def test_initial_design_never_takes_more_than_half_the_budget() -> None:
 
 def test_tpe_study_starts_with_the_design_then_models() -> None:
     backend = FakeBackend(small_space())
-    outcome = run_tune(TuneConfig.create("fakenet", device="cpu", n_trials=8, storage="none", sampler="tpe"), backend, track=False)
+    outcome = run_tune(
+        TuneConfig.create("fakenet", device="cpu", n_trials=8, storage="none", sampler="tpe"), backend, track=False
+    )
     first = outcome.study.trials[:3]
     assert [t.params[CONFIG_PARAM] for t in first] == [c.key for c in backend.space.choices]
     assert all(t.params[BATCH_PARAM] == 16 for t in first)

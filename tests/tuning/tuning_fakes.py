@@ -5,9 +5,10 @@ memory grows linearly with it, bf16 is faster and lighter than fp32, and past a 
 out of memory. It has the optional surface of a real backend: ``measure(case, timing=...)`` (a short
 measurement gives the same median with a wider CI), ``last_costs`` (preparation seconds per configuration, paid
 once while the configuration stays prepared, and measurement seconds), ``is_prepared``, ``has_variant`` and a
-simulated ``clock`` that every measurement advances by its cost. ``make_fake_backend`` is the ``--backend`` factory the worker subprocesses use; the environment
-variables ``MLPERF_TRACK_FAKE_DELAY_S`` (seconds per measurement) and ``MLPERF_TRACK_FAKE_MARKER_DIR`` (a
-directory where each measurement drops ``<pid>-<case>.start``) let a test find a worker in the middle of a trial.
+simulated ``clock`` that every measurement advances by its cost. ``make_fake_backend`` is the ``--backend``
+factory the worker subprocesses use; the environment variables ``MLPERF_TRACK_FAKE_DELAY_S`` (seconds per
+measurement) and ``MLPERF_TRACK_FAKE_MARKER_DIR`` (a directory where each measurement drops
+``<pid>-<case>.start``) let a test find a worker in the middle of a trial.
 """
 
 from __future__ import annotations
@@ -149,7 +150,10 @@ class FakeBackend:
             metrics = {k: v for k, v in metrics.items() if not k.startswith("accuracy/")}
         if timing is not None and m.LATENCY_P50 in metrics:
             p50 = metrics[m.LATENCY_P50]
-            metrics[m.LATENCY_P50_CI_LOW], metrics[m.LATENCY_P50_CI_HIGH] = p50 * (1 - self.short_ci), p50 * (1 + self.short_ci)
+            metrics[m.LATENCY_P50_CI_LOW], metrics[m.LATENCY_P50_CI_HIGH] = (
+                p50 * (1 - self.short_ci),
+                p50 * (1 + self.short_ci),
+            )
         return CaseOutcome(case, result=BenchmarkResult(case, metrics, samples_ms=(1.0, 2.0)))
 
     def close(self) -> None:
