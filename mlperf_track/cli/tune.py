@@ -199,9 +199,13 @@ def render_costs(outcome: TuneOutcome) -> str:
     frame = outcome.frame
     prepare = float(frame["prepare_s"].fillna(0).sum()) if "prepare_s" in frame else 0.0
     measure = float(frame["measure_s"].fillna(0).sum()) if "measure_s" in frame else 0.0
+    ends = [trial.user_attrs.get("outcome") for trial in outcome.study.trials]
+    over = ends.count("over_budget")
     return (
         f"study {summary.study_name}: {summary.n_trials} trials ({summary.n_measured} measured in full, "
-        f"{summary.n_pruned} stopped after a short measurement, {summary.n_reused} reused from earlier runs) in "
+        f"{ends.count('pruned')} stopped after a short measurement, "
+        + (f"{over} not started for the time budget, " if over else "")
+        + f"{summary.n_reused} reused from earlier runs) in "
         f"{outcome.wall_s:.0f} s ({prepare:.0f} s preparing, {measure:.0f} s measuring); stopped by "
         f"{outcome.stop_reason}"
     )

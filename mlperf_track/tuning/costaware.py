@@ -245,7 +245,8 @@ class CostAwareSampler(BaseSampler):
         c0 = self._trial_cost(trials)
         score = gain / np.power(c0 + costs, 1.0 - used)
         if self.budget is not None and self.budget.limited:
-            fits = costs <= self.budget.remaining()
+            cautious = np.array([self.cost_model.admission_s(self.points[i], self.template) for i in candidates])
+            fits = cautious <= self.budget.remaining()  # what the objective will admit
             if fits.any():
                 score = np.where(fits, score, -np.inf)
         top = np.flatnonzero(score >= score.max() * (1 - 1e-9)) if np.isfinite(score.max()) else np.arange(len(score))

@@ -158,12 +158,29 @@ class CostModel:
             p_full,
         )
 
+    def admission_s(self, point: TrialPoint, template: CaseSpec) -> float:
+        """A cautious cost for the time budget's admission of ``point``: preparation, which cannot be cut short,
+        at the largest time seen for its configuration, or at the largest seen anywhere when it was never
+        prepared (a runtime's first configuration says little about another's: a compile mode, a precision)."""
+        expected = self.predict(point, template)
+        if expected.prepare_s == 0.0:  # held by the backend
+            return expected.total_s
+        prepared = [t for t in self._trials if t.user_attrs.get("preparation") == PREPARED_NEW]
+        own = [_preparation(t) for t in prepared if t.params.get("config") == point.choice.key]
+        anywhere = [_preparation(t) for t in prepared]
+        cautious = max(own) if own else max([expected.prepare_s, *anywhere])
+        return expected.total_s - expected.prepare_s + cautious
+
     def typical_trial_s(self) -> float:
         """The median seconds a finished trial took (a prior before any trial finished)."""
         return _median(
             [float(t.user_attrs[ATTR_TRIAL_S]) for t in self._trials if ATTR_TRIAL_S in t.user_attrs],
             PRIOR_PREPARE_S + PRIOR_FULL_S,
         )
+
+
+def _preparation(trial: FrozenTrial) -> float:
+    return max(0.0, float(trial.user_attrs[ATTR_PREPARE_S]) - float(trial.user_attrs.get(ATTR_BUILD_S, 0.0)))
 
 
 def _attr(trial: FrozenTrial, key: str) -> str | None:

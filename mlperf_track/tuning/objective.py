@@ -260,7 +260,7 @@ class TrialObjective:
         if self.budget is None or not self.budget.limited or self.cost_model is None:
             return
         self.cost_model.update(trial.study.get_trials(deepcopy=False))
-        predicted = self.cost_model.predict(point, self.template).total_s
+        predicted = self.cost_model.admission_s(point, self.template)
         if not self.budget.fits(predicted):
             trial.set_user_attr(ATTR_OUTCOME, OVER_BUDGET)
             trial.set_user_attr(ATTR_FIDELITY, NONE)

@@ -53,7 +53,7 @@ class StudyStopper:
         if not self.budget.limited:
             return
         self.cost_model.update(trials)
-        cheapest = min(self.cost_model.predict(point, self.template).total_s for point in free)
+        cheapest = min(self.cost_model.admission_s(point, self.template) for point in free)
         if not self.budget.fits(cheapest):
             left = max(0.0, self.budget.remaining())
             self._stop(study, TIME_BUDGET, f"{left:.0f} s left, the cheapest point left needs about {cheapest:.0f} s")

@@ -172,7 +172,7 @@ class MlflowTuneTracker:
             if short and ATTR_SHORT_BOUND in attrs:
                 mlflow.log_metric(m.SHORT_OBJECTIVE_BOUND, float(attrs[ATTR_SHORT_BOUND]))
             mlflow.log_metrics({f"constraint/{key}": value for key, value in trial.constraints.items()})
-            if trial.values is not None:
+            if trial.values is not None and trial.state == TrialState.COMPLETE:  # a pruned one's is its short value
                 mlflow.log_metrics({f"objective/{i}": value for i, value in enumerate(trial.values)})
         except Exception:
             mlflow.end_run(status="FAILED")
