@@ -54,12 +54,6 @@ class BenchmarkSession:
         self.config = config
         self.device = resolve_device(config.device)
         self.runtimes: dict[str, Runtime] = {name: get_runtime(name) for name in config.runtimes}
-        self.variants: dict[str, Variant] = {}
-        if config.variants:
-            from mlperf_track.variants.registry import resolve_variants
-
-            self.variants = {variant.name: variant for variant in resolve_variants(config.variants, self.device)}
-        self._check_precisions()
         self._data: DatasetSplits | None = None
         self._loaded: LoadedModel | None = None
         self._artifacts: dict[str, ModelArtifact] = {}
@@ -68,6 +62,15 @@ class BenchmarkSession:
         self._reference: AccuracyReport | None = None
         self._text: TextWorkload | None = None
         self._runner = CaseRunner(self)
+        self.variants: dict[str, Variant] = {}
+        if config.variants:
+            from mlperf_track.variants.registry import resolve_variants
+
+            # A text model is loaded here: which recipes apply depends on it (and bad lengths fail now).
+            workload = self.text.workload if self.text is not None else "image"
+            resolved = resolve_variants(config.variants, self.device, workload)
+            self.variants = {variant.name: variant for variant in resolved}
+        self._check_precisions()
 
     def _check_precisions(self) -> None:
         """A precision that no requested runtime runs on this device is bad input, not a failed case.
