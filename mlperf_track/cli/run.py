@@ -146,7 +146,7 @@ def execute(args: argparse.Namespace, *, profile: bool = False, shown_files: tup
 
     import mlflow
 
-    from mlperf_track.cli.bench import print_outcome
+    from mlperf_track.cli.console import print_outcome
     from mlperf_track.engine.result import results_to_json
     from mlperf_track.pipeline.progress import ProgressListener
     from mlperf_track.tracking.pipeline_run import run_tracked_pipeline

@@ -165,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         raise MissingDependencyError("optuna", "tune", "mlperf-track tune") from None
 
+    from mlperf_track.cli.console import print_tune_answer
     from mlperf_track.tuning.runner import run_tune
 
     if not args.debug:  # the tuner logs one line per trial itself
@@ -174,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
     outcome = run_tune(config, backend)
     console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(render_answer(outcome))
+    print_tune_answer(outcome, console)
     summary = outcome.summary
     if not summary.found:
         console.print(
