@@ -63,7 +63,11 @@ def writable_file(parameter: str, path: Path) -> Path:
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """``--model``, ``--weights``."""
-    parser.add_argument("--model", required=True, help="torchvision name, model file, models:/ or runs:/ URI")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="torchvision name, model file, models:/ or runs:/ URI, hf:FOLDER or hf-config:NAME (e.g. gpt2-tiny)",
+    )
     parser.add_argument("--weights", default=None, help="weights file for a torchvision model")
 
 
@@ -120,6 +124,9 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
         help="stop when the median's 95%% CI is this fraction of it (default 0.01 GPU, 0.02 CPU)",
     )
     parser.add_argument("--no-accuracy", action="store_true", help="skip accuracy even on a labelled dataset")
+    parser.add_argument("--seq-len", "--seq-lens", dest="seq_len", default="128", help="text encoders (hf:, hf-config:): comma-separated sequence lengths")
+    parser.add_argument("--prompt-len", "--prompt-lens", dest="prompt_len", default="128", help="text decoders: comma-separated prompt lengths")
+    parser.add_argument("--output-len", "--output-lens", dest="output_len", default="64", help="text decoders: comma-separated numbers of new tokens")
     parser.add_argument("--output-dir", default="mlperf_track_output", help="per-case files (samples, JSON)")
 
 
@@ -153,13 +160,16 @@ def pipeline_config_from_args(args: argparse.Namespace, *, profile: bool = False
 
     from mlperf_track.engine.device import resolve_device
     from mlperf_track.pipeline.defaults import auto_defaults, is_auto
+    from mlperf_track.pipeline.session import TEXT_PREFIXES
 
     device = resolve_device(check_choice("--device", args.device, DEVICES))
     defaults = auto_defaults(device)
     variants = () if is_auto(args.variants) or args.variants == "none" else names(args.variants)
     dataset = args.dataset
     if is_auto(dataset):
-        dataset = defaults["dataset"] if variants else "synthetic"
+        # A text model's own dataset (pydoc-topics or stdlib-docstrings) is resolved once it is loaded.
+        labelled = "auto" if args.model.startswith(TEXT_PREFIXES) else defaults["dataset"]
+        dataset = labelled if variants else "synthetic"
     timing = defaults["timing"]
     if not is_auto(args.max_time):
         timing = replace(timing, max_time_s=_number("--max-time", args.max_time))
@@ -188,6 +198,9 @@ def pipeline_config_from_args(args: argparse.Namespace, *, profile: bool = False
         profile=profile,
         measure_accuracy=not args.no_accuracy,
         output_dir=Path(args.output_dir),
+        seq_lens=parse_int_list("--seq-len", getattr(args, "seq_len", "128")),
+        prompt_lens=parse_int_list("--prompt-len", getattr(args, "prompt_len", "128")),
+        output_lens=parse_int_list("--output-len", getattr(args, "output_len", "64")),
     )
 
 
