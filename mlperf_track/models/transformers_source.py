@@ -90,6 +90,14 @@ def _finish(module: nn.Module, kind: str, config: Any) -> tuple[nn.Module, dict[
     return module, tags
 
 
+def _check_loading(path: Path, info: dict[str, Any]) -> None:
+    """Refuse weights whose shapes do not fit (transformers would re-initialise them with only a log line)."""
+    mismatched = [str(item[0]) if isinstance(item, tuple) else str(item) for item in info.get("mismatched_keys") or []]
+    if mismatched:
+        shown = ", ".join(mismatched[:3]) + (", ..." if len(mismatched) > 3 else "")
+        raise ModelLoadError(f"the weights in {path} do not fit its config: {len(mismatched)} tensors ({shown})")
+
+
 class HfConfigSource(ModelSource):
     """``hf-config:NAME``: a named architecture with random weights (or ``weights=`` a state_dict file)."""
 
@@ -168,10 +176,15 @@ class HfFolderSource(ModelSource):
             kind = model_kind(config)
             builder = transformers.AutoModelForCausalLM if kind == DECODER else transformers.AutoModel
             try:
-                loaded = builder.from_pretrained(str(path), local_files_only=True, dtype="float32")
+                loaded, info = builder.from_pretrained(
+                    str(path), local_files_only=True, dtype="float32", output_loading_info=True
+                )
             except Exception as error:
                 raise ModelLoadError(f"cannot load the model in {path}: {one_line(error)}") from error
+        _check_loading(path, info)
         module, tags = _finish(loaded, kind, config)
+        if info.get("missing_keys"):
+            tags["model.randomly_initialised_keys"] = str(len(info["missing_keys"]))
         has_tokenizer = any((path / name).is_file() for name in _TOKENIZER_FILES)
         tags["model.path"] = str(path.resolve())
         tags["model.tokenizer"] = "the folder's" if has_tokenizer else "corpus BPE (the folder has none)"
