@@ -152,6 +152,11 @@ class GenerationMeasurement:
         """Why the measurement is not usable (empty when valid), from the end-to-end samples."""
         return invalid_reasons(self.e2e_ms, self.timing, stop_reason=self.stop_reason)
 
+    @property
+    def valid(self) -> bool:
+        """Whether no validity rule is broken."""
+        return not self.invalid_reasons
+
     def to_result(self, case: CaseSpec) -> BenchmarkResult:
         """This measurement as ``case``'s result; its ``samples_ms`` are the end-to-end latencies."""
         return BenchmarkResult(
