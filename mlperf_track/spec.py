@@ -278,9 +278,7 @@ class CaseSpec:
             "channels_last": str(self.channels_last).lower(),
         }
         params.update({f"option.{key}": value for key, value in self.options})
-        params.update(
-            {name: str(value) for name, value in self.lengths().items()}
-        )
+        params.update({name: str(value) for name, value in self.lengths().items()})
         return params
 
     def lengths(self) -> dict[str, int]:

@@ -124,9 +124,27 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
         help="stop when the median's 95%% CI is this fraction of it (default 0.01 GPU, 0.02 CPU)",
     )
     parser.add_argument("--no-accuracy", action="store_true", help="skip accuracy even on a labelled dataset")
-    parser.add_argument("--seq-len", "--seq-lens", dest="seq_len", default="128", help="text encoders (hf:, hf-config:): comma-separated sequence lengths")
-    parser.add_argument("--prompt-len", "--prompt-lens", dest="prompt_len", default="128", help="text decoders: comma-separated prompt lengths")
-    parser.add_argument("--output-len", "--output-lens", dest="output_len", default="64", help="text decoders: comma-separated numbers of new tokens")
+    parser.add_argument(
+        "--seq-len",
+        "--seq-lens",
+        dest="seq_len",
+        default="128",
+        help="text encoders (hf:, hf-config:): comma-separated sequence lengths",
+    )
+    parser.add_argument(
+        "--prompt-len",
+        "--prompt-lens",
+        dest="prompt_len",
+        default="128",
+        help="text decoders: comma-separated prompt lengths",
+    )
+    parser.add_argument(
+        "--output-len",
+        "--output-lens",
+        dest="output_len",
+        default="64",
+        help="text decoders: comma-separated numbers of new tokens",
+    )
     parser.add_argument("--output-dir", default="mlperf_track_output", help="per-case files (samples, JSON)")
 
 

@@ -127,11 +127,15 @@ def load_text_dataset(ref: str, *, kind: str, tokenizer: TextTokenizer, seq_len:
     check_positive_int("seq_len", seq_len)
     if name == SYNTHETIC:
         return TextDataset(name=name, image_size=seq_len, kind=kind, tags={"dataset.note": "synthetic: no quality"})
+    class_names: list[str] = []
     if name == LM_CORPUS:
-        documents, class_names = pydoc_topics(), []
+        documents = pydoc_topics()
     else:
         documents, class_names = docstring_task()
-    by_split = {split: [doc for doc in documents if split_of(doc.origin, seed) == split] for split in ("train", "holdout", "eval")}
+    by_split = {
+        split: [doc for doc in documents if split_of(doc.origin, seed) == split]
+        for split in ("train", "holdout", "eval")
+    }
     if name == LM_CORPUS:
         splits = {split: _lm_split(docs, tokenizer, seq_len) for split, docs in by_split.items()}
     else:

@@ -9,7 +9,8 @@
   hundred documents per class, and a package missing from a trimmed Python (Debian splits some off) only
   removes its class.
 
-Splits are by document (a run of paragraphs of a topic, a docstring), never inside one, so no text is both trained on and scored.
+Splits are by document (a run of paragraphs of a topic, a docstring), never inside one, so no text is both
+trained on and scored.
 """
 
 from __future__ import annotations

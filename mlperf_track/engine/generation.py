@@ -18,6 +18,7 @@ gaps of every timed call. The clock is injectable (tests drive it with
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -90,7 +91,7 @@ class GenerationTimer:
             raise MeasurementError(
                 f"the generation call reported {len(marks)} new tokens, expected output_len={self.output_len}"
             )
-        gaps = tuple(later - earlier for earlier, later in zip(marks, marks[1:], strict=False))
+        gaps = tuple(later - earlier for earlier, later in itertools.pairwise(marks))
         self.samples.append(GenerationSample(marks[0] - start, gaps, end - start))
         return end - start
 
@@ -103,6 +104,9 @@ class _Adapter:
 
     def time_call(self, call: Callable[[], object]) -> int:
         return self.timer.time_generation(self.run)
+
+    def time_block(self, call: Callable[[], object], calls: int) -> int:
+        raise NotImplementedError("generation is timed call by call (throughput from the per-call samples)")
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,9 @@ def evaluate_language_model(predict: PredictTokens, dataset: Dataset, *, batch_s
         logits = predict(inputs)
         if not isinstance(logits, torch.Tensor) or logits.dim() != 3 or logits.shape[:2] != targets.shape:
             shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-            raise MeasurementError(f"predict must return logits (batch, seq, vocab) for {tuple(targets.shape)}, got {shape}")
+            raise MeasurementError(
+                f"predict must return logits (batch, seq, vocab) for {tuple(targets.shape)}, got {shape}"
+            )
         log_probs = torch.log_softmax(logits.detach().double().cpu(), dim=-1)
         token_nll = -log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
         nll.append(token_nll.mean(dim=1))

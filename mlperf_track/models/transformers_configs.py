@@ -80,7 +80,9 @@ def _gpt2(hidden: int, layers: int, heads: int, positions: int) -> Callable[[], 
     return build
 
 
-def _llama(hidden: int, layers: int, heads: int, kv_heads: int, intermediate: int, positions: int) -> Callable[[], Any]:
+def _llama(
+    hidden: int, layers: int, heads: int, *, kv_heads: int, intermediate: int, positions: int
+) -> Callable[[], Any]:
     def build() -> Any:
         from transformers import LlamaConfig
 
@@ -104,10 +106,16 @@ def _llama(hidden: int, layers: int, heads: int, kv_heads: int, intermediate: in
 NAMED_CONFIGS: Final[dict[str, NamedConfig]] = {
     config.name: config
     for config in (
-        NamedConfig("bert-base", ENCODER, "bert", "BERT-base-like encoder (12 layers, 768, 12 heads)", _bert(768, 12, 12, 3072)),
+        NamedConfig(
+            "bert-base", ENCODER, "bert", "BERT-base-like encoder (12 layers, 768, 12 heads)", _bert(768, 12, 12, 3072)
+        ),
         NamedConfig("bert-tiny", ENCODER, "bert", "tiny BERT encoder (2 layers, 128, 2 heads)", _bert(128, 2, 2, 512)),
         NamedConfig(
-            "gpt2-small", DECODER, "gpt2", "GPT-2-small-like decoder (12 layers, 768, 12 heads)", _gpt2(768, 12, 12, 1024)
+            "gpt2-small",
+            DECODER,
+            "gpt2",
+            "GPT-2-small-like decoder (12 layers, 768, 12 heads)",
+            _gpt2(768, 12, 12, 1024),
         ),
         NamedConfig("gpt2-tiny", DECODER, "gpt2", "tiny GPT-2 decoder (2 layers, 128, 4 heads)", _gpt2(128, 2, 4, 512)),
         NamedConfig(
@@ -115,14 +123,14 @@ NAMED_CONFIGS: Final[dict[str, NamedConfig]] = {
             DECODER,
             "llama",
             "small Llama-like decoder (8 layers, 512, 8 heads, 4 KV heads)",
-            _llama(512, 8, 8, 4, 1376, 2048),
+            _llama(512, 8, 8, kv_heads=4, intermediate=1376, positions=2048),
         ),
         NamedConfig(
             "llama-tiny",
             DECODER,
             "llama",
             "tiny Llama decoder (2 layers, 128, 4 heads, 2 KV heads)",
-            _llama(128, 2, 4, 2, 344, 512),
+            _llama(128, 2, 4, kv_heads=2, intermediate=344, positions=512),
         ),
     )
 }

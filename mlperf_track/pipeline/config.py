@@ -113,7 +113,11 @@ class PipelineConfig:
         ):
             raise ConfigError("max_accuracy_drop", self.max_accuracy_drop, "a fraction in [0, 1] (0.01 = 1 point)")
         check_positive_int("repeats", self.repeats)
-        for name, values in (("seq_len", self.seq_lens), ("prompt_len", self.prompt_lens), ("output_len", self.output_lens)):
+        for name, values in (
+            ("seq_len", self.seq_lens),
+            ("prompt_len", self.prompt_lens),
+            ("output_len", self.output_lens),
+        ):
             if not values:
                 raise ConfigError(name, "", "at least one positive integer")
             for value in values:

@@ -264,9 +264,7 @@ class BenchmarkSession:
         """Every case of the configuration, grouped so that prepared models are reused across batch sizes."""
         return [case for variant in self.variant_names() for case in self.cases_for(variant)]
 
-    def make_case(
-        self, variant: str, runtime: str, precision: str, batch_size: int, **lengths: int
-    ) -> CaseSpec:
+    def make_case(self, variant: str, runtime: str, precision: str, batch_size: int, **lengths: int) -> CaseSpec:
         """A case of this session's model, device and dataset (``channels_last`` only where the runtime honours it).
 
         ``lengths`` are a text model's ``seq_len`` or ``prompt_len`` and ``output_len``.
@@ -283,7 +281,7 @@ class BenchmarkSession:
             num_threads=self.config.num_threads,
             channels_last=self.config.channels_last,
             options=self.config.options,
-            **lengths,  # type: ignore[arg-type]
+            **lengths,
         )
         return self._runner.effective_case(case)
 

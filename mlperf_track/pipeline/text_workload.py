@@ -112,12 +112,15 @@ class TextWorkload:
             if self.info.tokenizer_path is not None:
                 tokenizer = folder_tokenizer(self.info.tokenizer_path)
             else:
-                tokenizer = corpus_tokenizer(self.info.vocab_size, self.config.cache_dir / "text", seed=self.config.seed)
+                tokenizer = corpus_tokenizer(
+                    self.info.vocab_size, self.config.cache_dir / "text", seed=self.config.seed
+                )
             if tokenizer.vocab_size > self.info.vocab_size:
                 raise ConfigError(
                     "model",
                     self.config.model,
-                    hint=f"its tokenizer has {tokenizer.vocab_size} tokens, more than the model's {self.info.vocab_size}",
+                    hint=f"its tokenizer has {tokenizer.vocab_size} tokens, more than the model's "
+                    f"{self.info.vocab_size}",
                 )
             seq_len = min(QUALITY_SEQ_LEN[self.kind], self.info.max_positions - 1)
             self._data = load_text_dataset(

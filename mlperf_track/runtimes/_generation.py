@@ -186,13 +186,13 @@ class GenerationPreparedModel(PreparedModel):
         from transformers import DynamicCache
 
         cache = DynamicCache(config=model.config)
-        return self._loop(model, prompt, output_len, on_token, cache, self._decode_step)
+        return self._loop(model, prompt, output_len, on_token, cache=cache, step=self._decode_step)
 
     def _run_static(
         self, model: Any, prompt: torch.Tensor, output_len: int, on_token: Callable[[], None]
     ) -> torch.Tensor:
         cache = self._static_cache(int(prompt.shape[0]))
-        return self._loop(model, prompt, output_len, on_token, cache, self._step)
+        return self._loop(model, prompt, output_len, on_token, cache=cache, step=self._step)
 
     def _loop(
         self,
@@ -200,6 +200,7 @@ class GenerationPreparedModel(PreparedModel):
         prompt: torch.Tensor,
         output_len: int,
         on_token: Callable[[], None],
+        *,
         cache: Any,
         step: Callable[[torch.Tensor, Any], torch.Tensor],
     ) -> torch.Tensor:

@@ -49,6 +49,7 @@ class OrtPreparedModel(PreparedModel):
         tags: dict[str, str],
         on_close: Callable[[], None] | None = None,
         stream: Any = None,
+        *,
         vocab_size: int | None = None,
     ) -> None:
         self.device = request.device

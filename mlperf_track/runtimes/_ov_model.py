@@ -31,6 +31,7 @@ class OpenVinoPreparedModel(PreparedModel):
         request: PrepareRequest,
         tags: dict[str, str],
         on_close: Callable[[], None] | None = None,
+        *,
         vocab_size: int | None = None,
     ) -> None:
         self.device = request.device

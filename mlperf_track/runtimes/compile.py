@@ -144,7 +144,7 @@ class CompileRuntime(Runtime):
             **self.experimental_tags(request.device),
         }
         if generation:
-            return _prepare_static_generation(artifact, request, placed.eval(), tags, mode, freezing)
+            return _prepare_static_generation(artifact, request, placed.eval(), tags, mode=mode, freezing=freezing)
         compiled = torch.compile(placed, mode=mode, backend="inductor", dynamic=dynamic)
         prepared = TorchPreparedModel(
             compiled,
@@ -187,11 +187,22 @@ _COMPILE_TOKENS = 3
 
 
 def _prepare_static_generation(
-    artifact: ModelArtifact, request: PrepareRequest, module: torch.nn.Module, tags: dict[str, str], mode: str, freezing: bool
+    artifact: ModelArtifact,
+    request: PrepareRequest,
+    module: torch.nn.Module,
+    tags: dict[str, str],
+    *,
+    mode: str,
+    freezing: bool,
 ) -> PreparedModel:
     """The static-cache generator with its decode step compiled for every batch size (here, as startup)."""
     assert artifact.tokens is not None
-    tags.update({"runtime.kv_cache": f"static (StaticCache, {request.max_sequence} positions)", "runtime.decode_loop": "forward"})
+    tags.update(
+        {
+            "runtime.kv_cache": f"static (StaticCache, {request.max_sequence} positions)",
+            "runtime.decode_loop": "forward",
+        }
+    )
     prepared = GenerationPreparedModel(
         module,
         request,

@@ -144,6 +144,7 @@ def _run_exporter(
     path: Path,
     opset: int,
     exporter: str,
+    *,
     max_positions: int | None = None,
 ) -> None:
     """Export with a dynamic batch axis, and a dynamic sequence axis (up to ``max_positions``) for token inputs."""
@@ -240,7 +241,9 @@ def export_onnx(
     import_optional("onnx", "onnx", "exporting to ONNX")
     try:
         with torch.no_grad(), _quiet_exporter_logs():
-            _run_exporter(work, example, partial, opset, exporter, tokens.max_positions if tokens else None)
+            _run_exporter(
+                work, example, partial, opset, exporter, max_positions=tokens.max_positions if tokens else None
+            )
     except Exception as error:
         partial.unlink(missing_ok=True)
         if isinstance(error, MlperfTrackError):

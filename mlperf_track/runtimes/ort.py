@@ -211,7 +211,9 @@ class OnnxRuntimeRuntime(Runtime):
             tags["runtime.engine_cache"] = "built" if engines_after - engines_before else "hit"
         tags.update(self.experimental_tags(request.device))
         logger.debug("onnxruntime session for %s on %s", artifact.name, tags["runtime.providers"])
-        return OrtPreparedModel(session, request, tags, on_close=work.cleanup, stream=stream, vocab_size=vocab_of(artifact))
+        return OrtPreparedModel(
+            session, request, tags, on_close=work.cleanup, stream=stream, vocab_size=vocab_of(artifact)
+        )
 
     @staticmethod
     def _check_provider(session: Any, provider: str) -> None:

@@ -188,7 +188,13 @@ def train_text_model(
             score = holdout_loss(module, holdout, loss_fn, batch_size=max(config.batch_size, 16), device=device)
             module.train()
             result.curve.append((result.steps, window_loss / window_steps, score))
-            logger.info("%s: step %d, train loss %.4f, holdout loss %.4f", description, result.steps, window_loss / window_steps, score)
+            logger.info(
+                "%s: step %d, train loss %.4f, holdout loss %.4f",
+                description,
+                result.steps,
+                window_loss / window_steps,
+                score,
+            )
             window_loss, window_steps = 0.0, 0
             if score < result.best_holdout_loss * (1.0 - config.min_improvement):
                 stale = 0

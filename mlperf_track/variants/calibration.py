@@ -16,7 +16,7 @@ CALIBRATION_BATCH = 32
 
 
 def calibration_batches(
-    context: VariantContext, input_shape: tuple[int, int, int], samples: int
+    context: VariantContext, input_shape: tuple[int, ...], samples: int
 ) -> tuple[list[torch.Tensor], str]:
     """``samples`` calibration images in batches, and where they came from.
 

@@ -46,7 +46,9 @@ def transformer_blocks(module: nn.Module) -> nn.ModuleList:
 def _blocks_owner(module: nn.Module) -> tuple[nn.Module, str, nn.ModuleList]:
     """``(parent, attribute, blocks)`` of the model's list of transformer blocks."""
     config = hf_config_of(module)
-    count = next((getattr(config, name) for name in _LAYER_COUNTS if isinstance(getattr(config, name, None), int)), None)
+    count = next(
+        (getattr(config, name) for name in _LAYER_COUNTS if isinstance(getattr(config, name, None), int)), None
+    )
     for parent in module.modules():
         for name, child in parent.named_children():
             if isinstance(child, nn.ModuleList) and count is not None and len(child) == count:
@@ -65,7 +67,7 @@ def keep_layers(module: nn.Module, count: int) -> list[int]:
     for position, block in enumerate(new_blocks):
         for child in block.modules():
             if hasattr(child, "layer_idx"):
-                child.layer_idx = position  # caches are indexed by it
+                child.layer_idx = position  # type: ignore[assignment]  # caches are indexed by it
     setattr(parent, attribute, nn.ModuleList(new_blocks))
     config = hf_config_of(module)
     for name in _LAYER_COUNTS:
@@ -96,7 +98,9 @@ class ShallowDistilledVariant(Variant):
         data = context.data
         train, holdout = data.train, getattr(data, "holdout", None)
         if train is None or holdout is None:
-            raise DataError(f"distilled_shallow needs a text dataset with training and holdout splits, not {data.name!r}")
+            raise DataError(
+                f"distilled_shallow needs a text dataset with training and holdout splits, not {data.name!r}"
+            )
         teacher = copy_module(baseline, self.name).eval()
         student = copy_module(baseline, self.name)
         total = len(transformer_blocks(student))
@@ -125,7 +129,9 @@ class ShallowDistilledVariant(Variant):
             )
 
         config = text_train_config(context.options, context.seed)
-        result = train_text_model(student, train, holdout, config, loss_fn=loss, device=context.device, description=self.name)
+        result = train_text_model(
+            student, train, holdout, config, loss_fn=loss, device=context.device, description=self.name
+        )
         teacher.cpu()
         tags = {
             "distill.student_layers": str(count),

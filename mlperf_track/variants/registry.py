@@ -55,6 +55,7 @@ def _ensure_builtins() -> None:
     if _VARIANTS:
         return
     from mlperf_track.variants.distill import DistilledVariant
+    from mlperf_track.variants.distill_text import ShallowDistilledVariant
     from mlperf_track.variants.prune_structured import StructuredPruneVariant
     from mlperf_track.variants.prune_unstructured import UnstructuredPruneVariant
     from mlperf_track.variants.quantize_dynamic import DynamicInt8Variant
@@ -62,7 +63,6 @@ def _ensure_builtins() -> None:
     from mlperf_track.variants.quantize_ort import OrtInt8Variant
     from mlperf_track.variants.quantize_pt2e import PT2EInt8Variant
     from mlperf_track.variants.quantize_torchao import Int4WeightOnlyVariant, Int8WeightOnlyVariant
-    from mlperf_track.variants.distill_text import ShallowDistilledVariant
 
     for quantized in (PT2EInt8Variant(), DynamicInt8Variant(), Fp16Variant(), Bf16Variant(), OrtInt8Variant()):
         register_variant(quantized, groups=["quantized"])

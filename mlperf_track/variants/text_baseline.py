@@ -23,6 +23,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -63,11 +64,11 @@ def text_train_config(options: Mapping[str, str], seed: int) -> TextTrainConfig:
 
 
 def build_text_module(loaded: LoadedTextModel, num_classes: int | None, seed: int) -> nn.Module:
-    """A copy of the loaded model in its benchmark form: a :class:`CausalLanguageModel` or a :class:`TokenClassifier`."""
+    """A copy of the loaded model in its benchmark form: a :class:`CausalLanguageModel` or :class:`TokenClassifier`."""
     inner = copy.deepcopy(loaded.module).cpu().eval()
     if loaded.text.kind == "decoder":
         return CausalLanguageModel(inner).eval()
-    hidden = int(getattr(hf_config_of(inner), "hidden_size", 0) or inner.get_input_embeddings().embedding_dim)
+    hidden = int(getattr(hf_config_of(inner), "hidden_size", 0) or inner.get_input_embeddings().embedding_dim)  # type: ignore[operator]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return TokenClassifier(inner, hidden, num_classes or SYNTHETIC_CLASSES).eval()
@@ -143,7 +144,7 @@ def _tags(loaded: LoadedTextModel, facts: dict[str, str]) -> dict[str, str]:
     return {"variant.recipe": "baseline", "baseline.weights": loaded.weights, **loaded.tags, **facts}
 
 
-def _meta(result: TextTrainResult) -> dict[str, object]:
+def _meta(result: TextTrainResult) -> dict[str, Any]:
     return {
         "steps": result.steps,
         "seconds": result.seconds,
@@ -176,7 +177,7 @@ def _cache_key(loaded: LoadedTextModel, data: TextDataset, config: TextTrainConf
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
-def _load(module: nn.Module, path: Path) -> dict[str, object] | None:
+def _load(module: nn.Module, path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
@@ -189,7 +190,7 @@ def _load(module: nn.Module, path: Path) -> dict[str, object] | None:
     return dict(saved["meta"])
 
 
-def _save(module: nn.Module, meta: dict[str, object], path: Path) -> None:
+def _save(module: nn.Module, meta: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(f".tmp{os.getpid()}")
     torch.save({"state_dict": module.state_dict(), "meta": meta}, temporary)

@@ -21,7 +21,7 @@ pytest.importorskip("tokenizers")
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - a TextTokenizer
+def tokenizer(tmp_path_factory: pytest.TempPathFactory):
     return corpus_tokenizer(1024, tmp_path_factory.mktemp("tok"))
 
 
@@ -59,7 +59,7 @@ def test_a_tokenizer_too_small_for_byte_level_bpe_is_refused(tmp_path: Path) -> 
         corpus_tokenizer(100, tmp_path)
 
 
-def test_language_model_windows_pair_inputs_with_their_next_tokens(tokenizer) -> None:  # noqa: ANN001
+def test_language_model_windows_pair_inputs_with_their_next_tokens(tokenizer) -> None:
     data = load_text_dataset("auto", kind="decoder", tokenizer=tokenizer, seq_len=32)
     assert data.name == LM_CORPUS and data.num_classes is None and not data.has_labels
     inputs, targets = data.train[0]
@@ -68,7 +68,7 @@ def test_language_model_windows_pair_inputs_with_their_next_tokens(tokenizer) ->
     assert len(data.val) > 0 and len(data.holdout) > 0
 
 
-def test_classification_windows_start_with_cls_and_cover_every_class(tokenizer) -> None:  # noqa: ANN001
+def test_classification_windows_start_with_cls_and_cover_every_class(tokenizer) -> None:
     data = load_text_dataset("auto", kind="encoder", tokenizer=tokenizer, seq_len=48)
     assert data.name == CLASSIFICATION_TASK and data.has_labels
     ids, labels = data.val.tensors

@@ -15,7 +15,7 @@ from mlperf_track.spec import TimingConfig
 TIMING = TimingConfig(warmup_iters=2, warmup_s=0.0, min_iters=10, max_time_s=60.0)
 
 
-def fake_generation(clock: FakeClock, prefill_s: float, step_s: float, tokens: int, tail_s: float = 0.0):  # noqa: ANN201
+def fake_generation(clock: FakeClock, prefill_s: float, step_s: float, tokens: int, tail_s: float = 0.0):
     def run(on_token: Callable[[], None]) -> None:
         clock.advance(prefill_s)
         on_token()
@@ -70,7 +70,13 @@ def test_tpot_percentiles_pool_every_gap_of_every_call() -> None:
 def test_one_new_token_has_no_tpot_and_says_why() -> None:
     clock = FakeClock()
     result = measure_generation(
-        fake_generation(clock, 0.005, 0.0, 1), device="cpu", batch_size=2, output_len=1, timing=TIMING, clock=clock, monitors=False
+        fake_generation(clock, 0.005, 0.0, 1),
+        device="cpu",
+        batch_size=2,
+        output_len=1,
+        timing=TIMING,
+        clock=clock,
+        monitors=False,
     )
     assert m.TPOT_P50 not in result.metrics
     assert "output_len=1" in result.notes[m.TPOT_P50]
@@ -81,7 +87,13 @@ def test_a_call_that_reports_the_wrong_number_of_tokens_fails_the_measurement() 
     clock = FakeClock()
     with pytest.raises(MeasurementError, match="reported 3 new tokens, expected output_len=4"):
         measure_generation(
-            fake_generation(clock, 0.01, 0.01, 3), device="cpu", batch_size=1, output_len=4, timing=TIMING, clock=clock, monitors=False
+            fake_generation(clock, 0.01, 0.01, 3),
+            device="cpu",
+            batch_size=1,
+            output_len=4,
+            timing=TIMING,
+            clock=clock,
+            monitors=False,
         )
 
 
@@ -104,7 +116,9 @@ def test_a_noisy_generation_is_reported_invalid() -> None:
         on_token()
 
     timing = TimingConfig(warmup_iters=1, warmup_s=0.0, min_iters=10, max_iters=30, max_time_s=60.0)
-    result = measure_generation(run, device="cpu", batch_size=1, output_len=2, timing=timing, clock=clock, monitors=False)
+    result = measure_generation(
+        run, device="cpu", batch_size=1, output_len=2, timing=timing, clock=clock, monitors=False
+    )
     assert not result.valid
     assert result.invalid_reasons
 
@@ -112,7 +126,9 @@ def test_a_noisy_generation_is_reported_invalid() -> None:
 @pytest.mark.parametrize(("batch_size", "output_len"), [(0, 4), (1, 0), (1, -3)])
 def test_bad_sizes_are_config_errors(batch_size: int, output_len: int) -> None:
     with pytest.raises(ConfigError):
-        measure_generation(lambda on_token: None, device="cpu", batch_size=batch_size, output_len=output_len, timing=TIMING)
+        measure_generation(
+            lambda on_token: None, device="cpu", batch_size=batch_size, output_len=output_len, timing=TIMING
+        )
 
 
 def test_the_result_keeps_end_to_end_samples_and_the_case() -> None:
@@ -120,7 +136,13 @@ def test_the_result_keeps_end_to_end_samples_and_the_case() -> None:
 
     clock = FakeClock()
     measurement = measure_generation(
-        fake_generation(clock, 0.01, 0.002, 8), device="cpu", batch_size=1, output_len=8, timing=TIMING, clock=clock, monitors=False
+        fake_generation(clock, 0.01, 0.002, 8),
+        device="cpu",
+        batch_size=1,
+        output_len=8,
+        timing=TIMING,
+        clock=clock,
+        monitors=False,
     )
     case = CaseSpec(model="hf-config:gpt2-tiny", prompt_len=16, output_len=8)
     result = measurement.to_result(case)

@@ -25,7 +25,7 @@ def uniform(ids: torch.Tensor) -> torch.Tensor:
     return torch.zeros(*ids.shape, VOCAB)
 
 
-def oracle(data: TensorDataset, confidence: float):  # noqa: ANN201
+def oracle(data: TensorDataset, confidence: float):
     """Logits that put ``confidence`` of the mass on the true next token (looked up by input window)."""
     targets = {tuple(inputs.tolist()): target for inputs, target in zip(*data.tensors, strict=True)}
 

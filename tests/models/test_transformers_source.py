@@ -1,4 +1,4 @@
-"""``hf-config:NAME`` and ``hf:PATH``: offline transformer models, their facts, and one clear error per bad reference."""
+"""``hf-config:NAME`` and ``hf:PATH``: offline transformer models, their facts, one clear error per bad reference."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def test_hf_config_names_are_offered_for_did_you_mean() -> None:
 def test_a_path_that_is_not_a_model_folder_is_one_clear_error(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     for ref in (f"hf:{tmp_path / 'missing'}", f"hf:{tmp_path / 'empty'}"):
-        with pytest.raises(ConfigError, match="config.json") as info:
+        with pytest.raises(ConfigError, match=r"config\.json") as info:
             load_model(ref)
         assert "\n" not in str(info.value)
 
@@ -84,7 +84,7 @@ def test_weights_that_do_not_fit_the_config_are_refused_not_reinitialised(tmp_pa
     config = json.loads(config_file.read_text())
     config["n_inner"] = 256  # the saved MLP weights are 512 wide
     config_file.write_text(json.dumps(config))
-    with pytest.raises(ModelLoadError, match="cannot load the model|do not fit"):
+    with pytest.raises(ModelLoadError, match=r"cannot load the model|do not fit"):
         load_model(f"hf:{tmp_path / 'gpt2'}")
 
 

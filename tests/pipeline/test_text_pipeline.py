@@ -73,7 +73,9 @@ def test_a_decoder_reports_generation_metrics_and_perplexity_for_every_variant(t
 
 def test_synthetic_data_measures_speed_without_training_or_quality(tmp_path: Path) -> None:
     outcome = run_pipeline(
-        config(tmp_path, "hf-config:llama-tiny", dataset="synthetic", prompt_lens=(4,), output_lens=(2,), batch_sizes=(1,))
+        config(
+            tmp_path, "hf-config:llama-tiny", dataset="synthetic", prompt_lens=(4,), output_lens=(2,), batch_sizes=(1,)
+        )
     )
     (result,) = outcome.results
     assert m.ACCURACY_PERPLEXITY not in result.metrics and m.TTFT_P50 in result.metrics
@@ -84,14 +86,22 @@ def test_synthetic_data_measures_speed_without_training_or_quality(tmp_path: Pat
     [
         ("hf-config:bert-tiny", {"seq_lens": (32, 1024)}, r"invalid seq_len=1024: allowed is at most 512"),
         ("hf-config:gpt2-tiny", {"prompt_lens": (512,)}, r"invalid prompt_len=512: allowed is below 512"),
-        ("hf-config:gpt2-tiny", {"prompt_lens": (500,), "output_lens": (64,)}, r"invalid output_len=64: allowed is at most 12"),
+        (
+            "hf-config:gpt2-tiny",
+            {"prompt_lens": (500,), "output_lens": (64,)},
+            r"invalid output_len=64: allowed is at most 12",
+        ),
         ("hf-config:gpt2-tiny", {"dataset": "digits"}, r"invalid dataset='digits'"),
     ],
 )
-def test_bad_lengths_fail_before_any_training(tmp_path: Path, model: str, changes: dict[str, object], match: str) -> None:
-    with pytest.raises(ConfigError, match=match) as info:
-        with BenchmarkSession(config(tmp_path, model, **changes)) as session:
-            session.baseline()
+def test_bad_lengths_fail_before_any_training(
+    tmp_path: Path, model: str, changes: dict[str, object], match: str
+) -> None:
+    with (
+        pytest.raises(ConfigError, match=match) as info,
+        BenchmarkSession(config(tmp_path, model, **changes)) as session,
+    ):
+        session.baseline()
     assert "\n" not in str(info.value)
     assert not (tmp_path / "cache" / "baselines").exists()
 
@@ -102,6 +112,6 @@ def test_an_output_length_of_zero_is_refused_by_the_config(tmp_path: Path) -> No
 
 
 def test_a_decoder_with_only_runtimes_that_cannot_generate_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(UnsupportedError, match="none runs a text decoder"):
-        with BenchmarkSession(config(tmp_path, "hf-config:gpt2-tiny", runtimes=("onnxruntime",))) as session:
-            session.baseline()
+    bad = config(tmp_path, "hf-config:gpt2-tiny", runtimes=("onnxruntime",))
+    with pytest.raises(UnsupportedError, match="none runs a text decoder"), BenchmarkSession(bad) as session:
+        session.baseline()

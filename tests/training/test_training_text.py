@@ -74,4 +74,10 @@ def test_bad_settings_and_empty_splits_are_refused() -> None:
     with pytest.raises(ConfigError, match="eval_every"):
         TextTrainConfig(eval_every=0)
     with pytest.raises(DataError, match="empty"):
-        train_text_model(TinyLM(), TensorDataset(torch.zeros(0, 4).long(), torch.zeros(0, 4).long()), counting_windows(4), TextTrainConfig(), loss_fn=language_model_loss)
+        train_text_model(
+            TinyLM(),
+            TensorDataset(torch.zeros(0, 4).long(), torch.zeros(0, 4).long()),
+            counting_windows(4),
+            TextTrainConfig(),
+            loss_fn=language_model_loss,
+        )

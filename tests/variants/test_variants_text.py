@@ -44,7 +44,9 @@ def test_int4_weight_only_says_why_a_device_cannot_run_it() -> None:
 @pytest.fixture(scope="module")
 def gpt2() -> ModelArtifact:
     loaded = load_model("hf-config:gpt2-tiny")
-    return ModelArtifact("gpt2-tiny", (16,), CausalLanguageModel(loaded.module).eval(), tokens=TokenInputs(4096, 512, "decoder"))
+    return ModelArtifact(
+        "gpt2-tiny", (16,), CausalLanguageModel(loaded.module).eval(), tokens=TokenInputs(4096, 512, "decoder")
+    )
 
 
 def context() -> VariantContext:
