@@ -241,9 +241,10 @@ def export_onnx(
     import_optional("onnx", "onnx", "exporting to ONNX")
     try:
         with torch.no_grad(), _quiet_exporter_logs():
-            _run_exporter(
-                work, example, partial, opset, exporter, max_positions=tokens.max_positions if tokens else None
-            )
+            if tokens is None:
+                _run_exporter(work, example, partial, opset, exporter)
+            else:
+                _run_exporter(work, example, partial, opset, exporter, max_positions=tokens.max_positions)
     except Exception as error:
         partial.unlink(missing_ok=True)
         if isinstance(error, MlperfTrackError):

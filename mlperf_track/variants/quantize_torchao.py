@@ -9,9 +9,10 @@ reading the weights, not by arithmetic. torchao's ``quantize_`` swaps the weight
 running a small ``Linear`` there once (measured here: int4 has no CPU kernel in torchao 0.18, it needs its
 GPU packing or an extra kernel package), so a recipe the device cannot run is refused up front.
 
-The artifact is built on, and pinned to, the case's device (the quantized tensors are laid out for it) and
-to the precision its activations compute in: fp32 for int8 weight-only, bf16 for int4 (its kernels take
-bf16).
+The artifact is built on, and pinned to, the case's device (the quantized tensors are laid out for it), to
+the precision its activations compute in (fp32 for int8 weight-only, bf16 for int4, whose kernels take bf16)
+and to the ``compile`` runtime: torchao's tensor subclasses neither export to ONNX nor run fast unfused
+(eager dequantizes every weight at every call), and Inductor fuses the dequantization into the matmul.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ def kernel_missing(bits: int, device: str, dtype: torch.dtype) -> str | None:
 
 class _WeightOnly(Variant):
     extra: ClassVar[str | None] = "quantize"
+    pinned_runtime: ClassVar[str | None] = "compile"
     workloads: ClassVar[frozenset[str]] = frozenset({"tokens", "generation"})
     bits: ClassVar[int]
     dtype: ClassVar[torch.dtype]
@@ -100,7 +102,9 @@ class _WeightOnly(Variant):
             "quant.quantized_param_fraction": f"{fraction:.4f}",
         }
         precision = "fp32" if self.dtype == torch.float32 else "bf16"
-        return derive(baseline, self.name, module.eval(), tags, precision=precision, device=context.device)
+        return derive(
+            baseline, self.name, module.eval(), tags, precision=precision, runtime="compile", device=context.device
+        )
 
 
 class Int8WeightOnlyVariant(_WeightOnly):

@@ -66,13 +66,14 @@ def _ensure_builtins() -> None:
 
     for quantized in (PT2EInt8Variant(), DynamicInt8Variant(), Fp16Variant(), Bf16Variant(), OrtInt8Variant()):
         register_variant(quantized, groups=["quantized"])
-    for text_quantized in (Int8WeightOnlyVariant(), Int4WeightOnlyVariant()):
-        register_variant(text_quantized, groups=["quantized"])
     register_variant(UnstructuredPruneVariant(), groups=["pruned"])
     register_variant(StructuredPruneVariant(), groups=["pruned"])
     register_variant(DistilledVariant(), groups=["distilled"])
-    register_variant(ShallowDistilledVariant(), groups=["distilled"])
     register_variant(compose([_VARIANTS["pruned_structured"], _VARIANTS["quantized_int8_pt2e"]]))
+    # Text-model recipes (image runs never resolve them: see ``Variant.workloads``).
+    for text_quantized in (Int8WeightOnlyVariant(), Int4WeightOnlyVariant()):
+        register_variant(text_quantized, groups=["quantized"])
+    register_variant(ShallowDistilledVariant(), groups=["distilled"])
 
 
 def variant_names() -> list[str]:

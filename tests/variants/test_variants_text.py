@@ -13,7 +13,7 @@ from mlperf_track.models.text import CausalLanguageModel, hf_config_of
 from mlperf_track.variants.base import VariantContext
 from mlperf_track.variants.distill_text import keep_layers, transformer_blocks
 from mlperf_track.variants.quantize_torchao import Int8WeightOnlyVariant, kernel_missing
-from mlperf_track.variants.registry import get_variant, group_members, resolve_variants
+from mlperf_track.variants.registry import get_variant, group_members, resolve_variants, variant_names
 
 pytest.importorskip("transformers")
 
@@ -76,3 +76,33 @@ def test_keep_layers_thins_the_blocks_and_the_config(gpt2: ModelArtifact) -> Non
     assert student(torch.randint(0, 4096, (1, 8))).shape == (1, 8, 4096)
     with pytest.raises(ConfigError, match="student_layers"):
         keep_layers(copy.deepcopy(gpt2.module), 2)
+
+
+def lm_data() -> DatasetSplits:
+    from torch.utils.data import TensorDataset
+
+    from mlperf_track.data.text import TextDataset
+
+    tokens = torch.randint(0, 4096, (24, 17), generator=torch.Generator().manual_seed(0))
+    windows = TensorDataset(tokens[:, :-1], tokens[:, 1:])
+    return TextDataset(name="windows", image_size=16, train=windows, val=windows, holdout=windows, kind="decoder")
+
+
+@pytest.mark.parametrize("name", [name for name in variant_names() if "generation" in get_variant(name).workloads])
+def test_every_text_recipe_builds_a_working_decoder(name: str, gpt2: ModelArtifact) -> None:
+    variant = get_variant(name)
+    if variant.unavailable_reason("cpu"):
+        pytest.skip(variant.unavailable_reason("cpu") or "")
+    options = {"train_max_steps": "2", "train_eval_every": "1"}
+    artifact = variant.build(gpt2, VariantContext(device="cpu", data=lm_data(), image_size=16, options=options))
+    assert artifact.tags["variant.recipe"] == name and artifact.workload == "generation"
+    assert artifact.tokens == gpt2.tokens and artifact.module is not gpt2.module
+    assert variant.pinned_precision is None or artifact.precision == variant.pinned_precision
+    ids = torch.randint(0, 4096, (2, 16))
+    assert artifact.module is not None and gpt2.module is not None
+    with torch.inference_mode():
+        logits = artifact.module(ids).float()
+        reference = gpt2.module(ids)
+    assert logits.shape == (2, 16, 4096)
+    if name.startswith("quantized"):
+        assert (logits.argmax(-1) == reference.argmax(-1)).float().mean() >= 0.9
