@@ -300,6 +300,8 @@ class BenchmarkSession:
         instance = self.runtime(runtime)
         try:
             instance.check(self.device, precision)
+            if self.text is not None:
+                instance.check_workload(self.text.workload)
         except UnsupportedError as error:
             return str(error)
         if variant != BASELINE and variant not in self.variants:

@@ -118,7 +118,7 @@ class SessionBackend:
         from mlperf_track.engine.device import resolve_device
         from mlperf_track.pipeline.config import PipelineConfig
         from mlperf_track.pipeline.defaults import auto_defaults
-        from mlperf_track.pipeline.session import BenchmarkSession
+        from mlperf_track.pipeline.session import TEXT_PREFIXES, BenchmarkSession
 
         self.config = config
         self.device = resolve_device(config.device)
@@ -130,7 +130,8 @@ class SessionBackend:
             timing = replace(timing, max_time_s=config.max_time_s)
         dataset = config.dataset
         if dataset.strip().lower() in ("", "auto"):
-            dataset = defaults["dataset"] if (config.needs_accuracy or config.variants) else "synthetic"
+            labelled = "auto" if config.model.startswith(TEXT_PREFIXES) else defaults["dataset"]  # a text model's own
+            dataset = labelled if (config.needs_accuracy or config.variants) else "synthetic"
         pipeline = PipelineConfig(
             model=config.model,
             weights=config.weights,
@@ -177,9 +178,12 @@ class SessionBackend:
         )
 
     def template(self) -> CaseSpec:
-        """The baseline case at the first batch size; trials replace what they search."""
+        """The baseline case at the first batch size (a text model's first lengths); trials replace what they search."""
         pipeline = self.pipeline
-        return self.session.make_case(BASELINE, pipeline.runtimes[0], pipeline.precisions[0], pipeline.batch_sizes[0])
+        lengths = self.session.text.shapes()[0] if self.session.text is not None else {}
+        return self.session.make_case(
+            BASELINE, pipeline.runtimes[0], pipeline.precisions[0], pipeline.batch_sizes[0], **lengths
+        )
 
     def measure(self, case: CaseSpec) -> CaseOutcome:
         """Run the case; prepared models are reused across batch sizes of one configuration."""
