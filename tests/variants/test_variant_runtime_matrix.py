@@ -40,6 +40,7 @@ ALL_COMPILE_CASES = os.environ.get("MLPERF_TRACK_ALL_COMPILE_CASES") == "1"
 #: The recipes for image models (the text ones are matched with runtimes in tests/variants/test_variants_text.py).
 IMAGE_RECIPES = [name for name in variant_names() if "image" in get_variant(name).workloads]
 
+
 def _variant_plan(variant: str, device: str) -> list[tuple[str, str]]:
     """The (runtime, precision) pairs the session plans for ``variant`` on ``device``."""
     pinned_runtime = pinned_precision = None
