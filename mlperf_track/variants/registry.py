@@ -13,11 +13,12 @@ Recipes (each module documents what it does and its options; "pins" is what the 
 - ``pruned_structured+quantized_int8_pt2e``: structured pruning, then PT2E int8. Pins int8, compile.
 - ``quantized_int8_weight_only`` / ``quantized_int4_weight_only``: torchao weight-only int8 / int4 of the
   ``nn.Linear`` layers of a text model, where the device has the kernels. Pins fp32 / bf16 and the device.
+- ``pruned_mlp_channels``: torch-pruning removes MLP channels of every transformer block (a text model).
 - ``distilled_shallow``: a text model with fewer layers, initialised from the teacher's and trained on its logits.
 
 Each recipe declares the kinds of model it applies to (``Variant.workloads``): image models, text encoders,
-text decoders. Quantized int8 dynamic and fp16/bf16 apply to all; the two weight-only recipes and
-``distilled_shallow`` to text models only; the others to image models only.
+text decoders. Quantized int8 dynamic and fp16/bf16 apply to all; the two weight-only recipes,
+``pruned_mlp_channels`` and ``distilled_shallow`` to text models only; the others to image models only.
 
 Groups: ``quantized`` (the five ``quantized_*``), ``pruned`` (both ``pruned_*``), ``distilled``, and ``all``
 (every registered recipe, compositions included). Any ``a+b`` of registered names is a composition too.
@@ -57,6 +58,7 @@ def _ensure_builtins() -> None:
     from mlperf_track.variants.distill import DistilledVariant
     from mlperf_track.variants.distill_text import ShallowDistilledVariant
     from mlperf_track.variants.prune_structured import StructuredPruneVariant
+    from mlperf_track.variants.prune_text import PrunedMlpVariant
     from mlperf_track.variants.prune_unstructured import UnstructuredPruneVariant
     from mlperf_track.variants.quantize_dynamic import DynamicInt8Variant
     from mlperf_track.variants.quantize_half import Bf16Variant, Fp16Variant
@@ -73,6 +75,7 @@ def _ensure_builtins() -> None:
     # Text-model recipes (image runs never resolve them: see ``Variant.workloads``).
     for text_quantized in (Int8WeightOnlyVariant(), Int4WeightOnlyVariant()):
         register_variant(text_quantized, groups=["quantized"])
+    register_variant(PrunedMlpVariant(), groups=["pruned"])
     register_variant(ShallowDistilledVariant(), groups=["distilled"])
 
 

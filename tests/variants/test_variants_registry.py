@@ -22,7 +22,7 @@ CONCRETE = [
     "pruned_structured+quantized_int8_pt2e",
 ]
 #: Recipes for text models only, registered after the image ones.
-TEXT_ONLY = ["quantized_int8_weight_only", "quantized_int4_weight_only", "distilled_shallow"]
+TEXT_ONLY = ["quantized_int8_weight_only", "quantized_int4_weight_only", "pruned_mlp_channels", "distilled_shallow"]
 CPU_ONLY = ["quantized_int8_pt2e", "quantized_int8_dynamic", "quantized_int8_ort"]
 
 
@@ -35,7 +35,7 @@ def test_every_recipe_is_registered_under_its_name() -> None:
 
 def test_groups_expand_to_their_members() -> None:
     assert group_members("quantized") == CONCRETE[:5] + TEXT_ONLY[:2]
-    assert group_members("pruned") == ["pruned_structured", "pruned_unstructured"][::-1]
+    assert group_members("pruned") == ["pruned_unstructured", "pruned_structured", "pruned_mlp_channels"]
     assert group_members("distilled") == ["distilled", "distilled_shallow"]
     assert group_members("all") == CONCRETE + TEXT_ONLY
 

@@ -106,3 +106,17 @@ def test_every_text_recipe_builds_a_working_decoder(name: str, gpt2: ModelArtifa
     assert logits.shape == (2, 16, 4096)
     if name.startswith("quantized"):
         assert (logits.argmax(-1) == reference.argmax(-1)).float().mean() >= 0.9
+
+
+@pytest.mark.parametrize("name", ["gpt2-tiny", "llama-tiny"])
+def test_mlp_channel_pruning_halves_every_mlp_and_keeps_the_hidden_size(name: str) -> None:
+    pytest.importorskip("torch_pruning")
+    from mlperf_track.variants.prune_text import mlp_width, prune_mlp_channels
+
+    module = CausalLanguageModel(load_model(f"hf-config:{name}").module).eval()
+    hidden, width = mlp_width(module)
+    before = sum(p.numel() for p in module.parameters())
+    assert prune_mlp_channels(module, torch.randint(0, 4096, (1, 8)), 0.5) == width // 2
+    assert mlp_width(module) == (hidden, width // 2)
+    assert sum(p.numel() for p in module.parameters()) < before
+    assert module(torch.randint(0, 4096, (2, 8))).shape == (2, 8, 4096)
