@@ -1,13 +1,16 @@
-"""``mlperf-track bench``: measure cases with the engine and print a table; no MLflow involved."""
+"""``mlperf-track bench``: measure cases with the engine and print a table; no MLflow involved.
+
+Takes the options of ``run`` with the same ``auto`` defaults, except ``--variants`` (default ``none``: the model as
+it is); see ``mlperf-track bench --help`` and docs/architecture.md.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 from typing import Any
 
-from mlperf_track.cli.common import add_pipeline_arguments, pipeline_config_from_args, writable_file
+from mlperf_track.cli.common import add_pipeline_arguments, output_file, pipeline_config_from_args
 from mlperf_track.cli.console import print_outcome
 from mlperf_track.engine.result import results_to_json
 
@@ -19,19 +22,19 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "bench", help="benchmark a model's cases and print a table (no MLflow)", description=__doc__
     )
-    add_pipeline_arguments(parser)
-    parser.add_argument("--output", default=None, help="write every result as JSON to this file")
-    parser.set_defaults(func=run)
+    add_pipeline_arguments(parser, "bench")
+    parser.set_defaults(func=run, keeps_log=True)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the pipeline without tracking; exit 0 when every case succeeded, 1 when some failed."""
+    from mlperf_track.cli.logs import progress_console
     from mlperf_track.pipeline.progress import ProgressListener
     from mlperf_track.pipeline.runner import run_pipeline
 
     config = pipeline_config_from_args(args)
-    output = writable_file("--output", Path(args.output)) if args.output else None
-    outcome = run_pipeline(config, ProgressListener())
+    output = output_file(args)
+    outcome = run_pipeline(config, ProgressListener(progress_console()))
     print_outcome(outcome)
     if output is not None:
         output.write_text(results_to_json(outcome.results), encoding="utf-8")

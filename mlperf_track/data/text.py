@@ -37,6 +37,8 @@ LM_CORPUS: Final = "pydoc-topics"
 CLASSIFICATION_TASK: Final = "stdlib-docstrings"
 SYNTHETIC: Final = "synthetic"
 AUTO: Final = "auto"
+#: The references of the text datasets (``synthetic`` is the image registry's too).
+TEXT_DATASETS: Final = (LM_CORPUS, CLASSIFICATION_TASK)
 #: The dataset each kind of model takes.
 DATASETS_BY_KIND: Final = {"decoder": (LM_CORPUS, SYNTHETIC), "encoder": (CLASSIFICATION_TASK, SYNTHETIC)}
 #: Length of the windows quality is trained and scored on (shortened to what the model accepts): 128 tokens

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import torch
 
     from mlperf_track.models.artifact import ModelArtifact
+    from mlperf_track.options import OptionSpec
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +154,8 @@ class Runtime(ABC):
     name: ClassVar[str]
     #: The pip extra that installs this runtime's dependencies, or ``None`` when torch suffices.
     extra: ClassVar[str | None] = None
+    #: The ``--option`` keys this runtime reads (checked up front by :func:`mlperf_track.options.check_options`).
+    accepted_options: ClassVar[tuple[OptionSpec, ...]] = ()
     #: Devices on which this runtime's code has never run against real hardware: results there are tagged
     #: ``runtime.experimental=true`` and the first use per process logs a warning. ``benchmarks/gpu_check.py``
     #: is the check that lets a device leave this set.

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 
 from mlperf_track.errors import MlperfTrackError, UnsupportedError
+from mlperf_track.options import OptionSpec
 from mlperf_track.runtimes._common import ARTIFACT_PRECISIONS, check_artifact, check_batch_sizes, option, vocab_of
 from mlperf_track.runtimes._generation import GenerationPreparedModel
 from mlperf_track.runtimes._torch import (
@@ -106,6 +107,16 @@ class CompileRuntime(Runtime):
     """``torch.compile`` (inductor) on CPU (C++/OpenMP code) and CUDA (Triton kernels)."""
 
     name: ClassVar[str] = "compile"
+    accepted_options: ClassVar[tuple[OptionSpec, ...]] = (
+        OptionSpec("compile_mode", "torch.compile mode", choices=COMPILE_MODES, default="default"),
+        OptionSpec(
+            "compile_dynamic",
+            "one dynamic-shape graph for every batch size",
+            choices=("false", "true"),
+            default="false",
+        ),
+        OptionSpec("inductor_freezing", "inductor freezing", choices=("auto", "true", "false"), default="auto"),
+    )
     experimental_devices: ClassVar[frozenset[str]] = frozenset({"cuda"})
 
     def capabilities(self) -> RuntimeCapabilities:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, ClassVar
 
+from mlperf_track.options import OptionSpec
 from mlperf_track.runtimes._common import check_artifact, check_batch_sizes, keeps_own_form, vocab_of
-from mlperf_track.runtimes._generation import GenerationPreparedModel, decode_loop_option
+from mlperf_track.runtimes._generation import DECODE_LOOPS, GenerationPreparedModel, decode_loop_option
 from mlperf_track.runtimes._torch import (
     TorchPreparedModel,
     compute_dtype,
@@ -37,6 +38,14 @@ class EagerRuntime(Runtime):
 
     name: ClassVar[str] = "eager"
     experimental_devices: ClassVar[frozenset[str]] = frozenset({"cuda"})
+    accepted_options: ClassVar[tuple[OptionSpec, ...]] = (
+        OptionSpec(
+            "decode_loop",
+            "text decoders: model.generate, or a plain loop over model.forward with the same dynamic cache",
+            choices=DECODE_LOOPS,
+            default="generate",
+        ),
+    )
 
     def capabilities(self) -> RuntimeCapabilities:
         """fp32/fp16/bf16/int8 on CPU; fp32/fp16 (and tf32/bf16 from Ampere on) on a CUDA GPU."""

@@ -24,6 +24,7 @@ import torch
 
 from mlperf_track.engine.precision import dtype_for
 from mlperf_track.errors import ExportError, MlperfTrackError, UnsupportedError
+from mlperf_track.options import OptionSpec
 from mlperf_track.runtimes._common import FLOAT_PRECISIONS, import_optional, int_option
 from mlperf_track.spec import check_choice
 
@@ -38,6 +39,11 @@ OUTPUT_NAME = "logits"
 #: The opset torch's ONNX function library is written in (others go through the version converter).
 DEFAULT_OPSET = 18
 EXPORTERS = ("dynamo", "torchscript")
+#: The export options every ONNX-based runtime accepts (declared here, read by :func:`export_settings`).
+EXPORT_OPTIONS = (
+    OptionSpec("onnx_opset", "ONNX opset of the export", "int", low=1, default=str(DEFAULT_OPSET)),
+    OptionSpec("onnx_exporter", "torch.onnx exporter", choices=EXPORTERS, default="dynamo"),
+)
 #: Upper bound of the dynamic batch dimension given to torch.export.
 MAX_BATCH = 1 << 16
 _CHUNK = 1 << 20

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 from mlperf_track.errors import MlperfTrackError, UnsupportedError
+from mlperf_track.options import OptionSpec
 from mlperf_track.runtimes._common import (
     WorkDir,
     check_artifact,
@@ -43,7 +44,7 @@ from mlperf_track.runtimes._common import (
 from mlperf_track.runtimes._ort_model import OrtPreparedModel
 from mlperf_track.runtimes._torch import AMPERE
 from mlperf_track.runtimes.base import PreparedModel, Runtime, RuntimeCapabilities
-from mlperf_track.runtimes.onnx_export import convert_fp16, export_error, export_settings, typed_onnx
+from mlperf_track.runtimes.onnx_export import EXPORT_OPTIONS, convert_fp16, export_error, export_settings, typed_onnx
 
 if TYPE_CHECKING:
     from mlperf_track.models.artifact import ModelArtifact
@@ -79,6 +80,13 @@ class OnnxRuntimeRuntime(Runtime):
 
     name: ClassVar[str] = "onnxruntime"
     extra: ClassVar[str | None] = "onnx"
+    accepted_options: ClassVar[tuple[OptionSpec, ...]] = (
+        OptionSpec(
+            "execution_provider", "cpu on CPU; cuda or tensorrt on GPU", choices=tuple(PROVIDERS), default="cpu/cuda"
+        ),
+        OptionSpec("graph_optimization_level", "ORT graph optimizations", choices=tuple(GRAPH_LEVELS), default="all"),
+        *EXPORT_OPTIONS,
+    )
     experimental_devices: ClassVar[frozenset[str]] = frozenset({"cuda"})
 
     def unavailable_reason(self) -> str | None:

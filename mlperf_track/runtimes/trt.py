@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 from mlperf_track.errors import ConfigError, ExportError, MlperfTrackError, UnsupportedError
+from mlperf_track.options import OptionSpec
 from mlperf_track.runtimes._common import (
     WorkDir,
     check_artifact,
@@ -38,7 +39,7 @@ from mlperf_track.runtimes._torch import AMPERE
 from mlperf_track.runtimes._trt_build import EngineSpec, cached_engine, make_logger, trt_major
 from mlperf_track.runtimes._trt_model import TensorRtPreparedModel
 from mlperf_track.runtimes.base import PreparedModel, Runtime, RuntimeCapabilities
-from mlperf_track.runtimes.onnx_export import export_error, export_settings, file_digest, typed_onnx
+from mlperf_track.runtimes.onnx_export import EXPORT_OPTIONS, export_error, export_settings, file_digest, typed_onnx
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -80,6 +81,12 @@ class TensorRtRuntime(Runtime):
 
     name: ClassVar[str] = "tensorrt"
     extra: ClassVar[str | None] = "tensorrt"
+    accepted_options: ClassVar[tuple[OptionSpec, ...]] = (
+        OptionSpec("tensorrt_typing", "network typing", choices=("auto", "strong", "weak"), default="auto"),
+        OptionSpec("workspace_mb", "builder workspace limit in MiB", "int", low=1, default=str(DEFAULT_WORKSPACE_MB)),
+        OptionSpec("opt_batch", "batch size the kernels are tuned for", "int", low=1, default="largest batch size"),
+        *EXPORT_OPTIONS,
+    )
     experimental_devices: ClassVar[frozenset[str]] = frozenset({"cuda"})
 
     def unavailable_reason(self) -> str | None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, ClassVar
 if TYPE_CHECKING:
     from mlperf_track.data.base import DatasetSplits
     from mlperf_track.models.artifact import ModelArtifact
+    from mlperf_track.options import OptionSpec
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class Variant(ABC):
     name: ClassVar[str]
     #: The pip extra its dependencies come from, or ``None``.
     extra: ClassVar[str | None] = None
+    #: The ``--option`` keys this recipe reads (checked up front by :func:`mlperf_track.options.check_options`).
+    accepted_options: ClassVar[tuple[OptionSpec, ...]] = ()
     #: The precision every artifact of this recipe is fixed to (``int8``, ``fp16``), or ``None``: known before
     #: anything is built, so a plan can be checked up front (the conformance suite checks the artifacts agree).
     pinned_precision: ClassVar[str | None] = None

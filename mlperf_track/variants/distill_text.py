@@ -20,12 +20,14 @@ from torch import nn
 from mlperf_track.errors import ConfigError, DataError, UnsupportedError
 from mlperf_track.models.artifact import ModelArtifact
 from mlperf_track.models.text import hf_config_of
+from mlperf_track.options import OptionSpec
 from mlperf_track.training.distill import hinton_loss
 from mlperf_track.training.text import classification_loss, language_model_loss, train_text_model
 from mlperf_track.variants.base import Variant, VariantContext
 from mlperf_track.variants.common import copy_module, count_params, derive
 from mlperf_track.variants.memo import memoized
 from mlperf_track.variants.options import option_float, option_int
+from mlperf_track.variants.text_baseline import TEXT_TRAIN_OPTIONS, text_train_config
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +86,16 @@ class ShallowDistilledVariant(Variant):
 
     name = "distilled_shallow"
     workloads = frozenset({"tokens", "generation"})
+    accepted_options = (
+        OptionSpec(
+            "student_layers", "transformer blocks the student keeps", "int", low=1, default="half the teacher's"
+        ),
+        OptionSpec("temperature", "softmax temperature", "float", low=0, default=str(DEFAULT_TEMPERATURE)),
+        OptionSpec(
+            "alpha", "weight of the soft-target loss", "float", low=0, high=1, closed=True, default=str(DEFAULT_ALPHA)
+        ),
+        *TEXT_TRAIN_OPTIONS,
+    )
 
     @memoized
     def build(self, baseline: ModelArtifact, context: VariantContext) -> ModelArtifact:
@@ -93,8 +105,6 @@ class ShallowDistilledVariant(Variant):
             DataError: The dataset has no training and holdout splits (``synthetic``).
             ConfigError: A bad option.
         """
-        from mlperf_track.variants.text_baseline import text_train_config
-
         data = context.data
         train, holdout = data.train, getattr(data, "holdout", None)
         if train is None or holdout is None:

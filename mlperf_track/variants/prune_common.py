@@ -6,6 +6,7 @@ import logging
 
 from torch import nn
 
+from mlperf_track.options import OptionSpec
 from mlperf_track.training.loop import TrainResult, train
 from mlperf_track.variants.base import VariantContext
 from mlperf_track.variants.common import train_config
@@ -15,6 +16,13 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_RATIO = 0.5
 DEFAULT_FINE_TUNE_EPOCHS = 1
+#: The options both pruning recipes read (declared here, next to their readers).
+PRUNING_OPTIONS = (
+    OptionSpec(
+        "ratio", "fraction of weights or channels to remove", "float", low=0, high=1, default=str(DEFAULT_RATIO)
+    ),
+    OptionSpec("fine_tune_epochs", "recovery fine-tuning epochs", "int", low=0, default=str(DEFAULT_FINE_TUNE_EPOCHS)),
+)
 
 
 def pruning_ratio(context: VariantContext) -> float:

@@ -27,7 +27,8 @@ from mlperf_track.training.text import classification_loss, language_model_loss,
 from mlperf_track.variants.base import Variant, VariantContext
 from mlperf_track.variants.common import copy_module, count_params, derive
 from mlperf_track.variants.memo import memoized
-from mlperf_track.variants.prune_common import pruning_ratio
+from mlperf_track.variants.prune_common import PRUNING_OPTIONS, pruning_ratio
+from mlperf_track.variants.text_baseline import TEXT_TRAIN_OPTIONS, text_train_config
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +90,7 @@ class PrunedMlpVariant(Variant):
     name = "pruned_mlp_channels"
     extra = "prune"
     workloads = frozenset({"tokens", "generation"})
+    accepted_options = (*PRUNING_OPTIONS, *TEXT_TRAIN_OPTIONS)
 
     def unavailable_reason(self, device: str) -> str | None:
         """Needs torch-pruning."""
@@ -99,8 +101,6 @@ class PrunedMlpVariant(Variant):
     @memoized
     def build(self, baseline: ModelArtifact, context: VariantContext) -> ModelArtifact:
         """Prune a copy of the baseline's MLPs and train it on the dataset when it has a training split."""
-        from mlperf_track.variants.text_baseline import text_train_config
-
         ratio = pruning_ratio(context)
         module = copy_module(baseline, self.name)
         params_before, (_, width_before) = count_params(module), mlp_width(module)

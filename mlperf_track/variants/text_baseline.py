@@ -31,6 +31,7 @@ from torch import nn
 from mlperf_track.data.text import TextDataset
 from mlperf_track.models.artifact import ModelArtifact, TokenInputs
 from mlperf_track.models.text import CausalLanguageModel, LoadedTextModel, TokenClassifier, hf_config_of
+from mlperf_track.options import OptionSpec
 from mlperf_track.training.text import (
     TextTrainConfig,
     TextTrainResult,
@@ -47,6 +48,16 @@ logger = logging.getLogger(__name__)
 CACHE_VERSION = 1
 #: Classes of the head of an encoder benchmarked on synthetic data (performance only: the head is tiny).
 SYNTHETIC_CLASSES = 2
+
+
+#: The options of a text model's training (the baseline, and the recipes that train: distillation, pruning).
+TEXT_TRAIN_OPTIONS = (
+    OptionSpec("train_max_steps", "text models: most training steps (0: no training)", "int", low=0, default="4000"),
+    OptionSpec("train_max_seconds", "text models: training time cap in seconds", "float", low=0, default="240"),
+    OptionSpec("train_eval_every", "text models: steps between holdout evaluations", "int", low=1, default="100"),
+    OptionSpec("train_lr", "text models: peak learning rate (AdamW)", "float", low=0, default="0.002"),
+    OptionSpec("train_batch_size", "text models: sequences per training step", "int", low=1, default="16"),
+)
 
 
 def text_train_config(options: Mapping[str, str], seed: int) -> TextTrainConfig:
