@@ -182,7 +182,7 @@ def train_text_model(
         optimizer.step()
         scheduler.step()
         result.steps += 1
-        window_loss, window_steps = window_loss + float(loss), window_steps + 1
+        window_loss, window_steps = window_loss + loss.item(), window_steps + 1
         out_of_time = config.max_seconds is not None and clock() - start >= config.max_seconds
         if result.steps % config.eval_every == 0 or result.steps >= config.max_steps or out_of_time:
             score = holdout_loss(module, holdout, loss_fn, batch_size=max(config.batch_size, 16), device=device)

@@ -32,7 +32,7 @@ def test_bench_prints_one_row_per_sequence_length_and_batch_size(capsys: pytest.
     ("arguments", "expected"),
     [
         (["--model", "hf-config:bert-tiny", "--seq-len", "1024"], "invalid seq_len=1024"),
-        (["--model", "hf-config:gpt2-tiny", "--output-len", "0"], "invalid --output-len=0"),
+        (["--model", "hf-config:gpt2-tiny", "--output-len", "0"], "invalid --output-lens='0'"),
         (["--model", "hf-config:gpt2-tiny", "--prompt-len", "600"], "invalid prompt_len=600"),
         (["--model", "hf-config:nope"], "invalid model='nope'"),
         (["--model", "hf:/no/such/folder"], "config.json"),
