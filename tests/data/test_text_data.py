@@ -82,3 +82,23 @@ def test_a_dataset_the_model_cannot_use_is_one_clear_error() -> None:
     with pytest.raises(ConfigError, match="pydoc-topics"):
         resolve_text_dataset("stdlib-docstrings", "decoder")
     assert resolve_text_dataset("synthetic", "decoder") == "synthetic"
+
+
+def test_a_model_folder_tokenizer_is_used_as_saved(tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    from mlperf_track.data.text_tokenizer import folder_tokenizer
+
+    corpus = corpus_tokenizer(400, tmp_path / "cache")
+    trained = transformers.PreTrainedTokenizerFast(
+        tokenizer_file=str(next((tmp_path / "cache" / "tokenizers").glob("*.json"))),
+        pad_token="<pad>",
+        eos_token="<eos>",
+        cls_token="<cls>",
+    )
+    trained.save_pretrained(tmp_path / "model")
+    folder = folder_tokenizer(str(tmp_path / "model"))
+    assert (folder.pad_id, folder.eos_id, folder.cls_id) == (0, 2, 3)
+    text = ["return the value of x"]
+    assert folder.encode_batch(text) == corpus.encode_batch(text)
+    data = load_text_dataset("pydoc-topics", kind="decoder", tokenizer=folder, seq_len=16)
+    assert int(data.train.tensors[0].max()) < folder.vocab_size
