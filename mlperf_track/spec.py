@@ -20,6 +20,8 @@ PRECISIONS: Final = ("fp32", "tf32", "fp16", "bf16", "int8", "fp8")
 DEVICES: Final = ("auto", "cpu", "cuda")
 #: Devices a case runs on (after ``auto`` is resolved).
 CASE_DEVICES: Final = ("cpu", "cuda")
+#: Model references of the text sources (``hf:FOLDER``, ``hf-config:NAME``): known as text before loading.
+TEXT_MODEL_PREFIXES: Final = ("hf:", "hf-config:")
 
 
 def closest_matches(value: str, candidates: Iterable[str], n: int = 3) -> list[str]:

@@ -22,7 +22,7 @@ from mlperf_track.pipeline.case_runner import CaseRunner, PreparedKey
 from mlperf_track.pipeline.config import PipelineConfig
 from mlperf_track.pipeline.events import CaseOutcome
 from mlperf_track.runtimes.base import ARTIFACT_PRECISIONS
-from mlperf_track.spec import CaseSpec
+from mlperf_track.spec import TEXT_MODEL_PREFIXES, CaseSpec
 
 if TYPE_CHECKING:
     from mlperf_track.data.base import DatasetSplits
@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 BASELINE = "baseline"
 #: References of the text model sources (a session knows a text model by them before loading it).
-TEXT_PREFIXES = ("hf:", "hf-config:")
+TEXT_PREFIXES = TEXT_MODEL_PREFIXES
 
 
 class BenchmarkSession:

@@ -39,14 +39,17 @@ def counting_windows(count: int) -> TensorDataset:
 def test_a_language_model_learns_and_stops_on_a_holdout_plateau() -> None:
     model = TinyLM()
     train, holdout = counting_windows(64), counting_windows(16)
-    before = float(language_model_loss(model, *holdout.tensors))
+    with torch.no_grad():
+        before = float(language_model_loss(model, *holdout.tensors))
     config = TextTrainConfig(
         max_steps=2000, max_seconds=None, eval_every=20, patience=2, min_improvement=0.3, lr=1e-2, warmup_steps=5
     )
     result = train_text_model(model, train, holdout, config, loss_fn=language_model_loss)
     assert result.stop_reason == STOP_PATIENCE and result.steps < 2000
     assert result.best_holdout_loss < before / 10
-    assert float(language_model_loss(model, *holdout.tensors)) == pytest.approx(result.best_holdout_loss, rel=1e-4)
+    with torch.no_grad():
+        after = float(language_model_loss(model, *holdout.tensors))
+    assert after == pytest.approx(result.best_holdout_loss, rel=1e-4)
     assert not model.training and [step for step, _, _ in result.curve][:2] == [20, 40]
 
 
