@@ -101,6 +101,11 @@ ACCURACY_NEXT_TOKEN_AGREEMENT: Final = "accuracy/next_token_agreement"
 ACCURACY_NEXT_TOKEN_AGREEMENT_CI_LOW: Final = "accuracy/next_token_agreement_ci_low"
 ACCURACY_NEXT_TOKEN_AGREEMENT_CI_HIGH: Final = "accuracy/next_token_agreement_ci_high"
 ACCURACY_NEXT_TOKEN_TOP1: Final = "accuracy/next_token_top1"
+#: Decoders: next-token top-1 minus the baseline's (a fraction), with a paired 95% interval over the windows: the
+#: accuracy the "best" rule's limit reads for a language model (``accuracy/top1_delta`` is for classifiers).
+ACCURACY_NEXT_TOKEN_TOP1_DELTA: Final = "accuracy/next_token_top1_delta"
+ACCURACY_NEXT_TOKEN_TOP1_DELTA_CI_LOW: Final = "accuracy/next_token_top1_delta_ci_low"
+ACCURACY_NEXT_TOKEN_TOP1_DELTA_CI_HIGH: Final = "accuracy/next_token_top1_delta_ci_high"
 
 #: Tag: ``true``/``false``, whether a result's measurement is usable (see ``BenchmarkResult.valid``).
 VALID_TAG: Final = "valid"

@@ -81,6 +81,11 @@ def evaluate_language_model(predict: PredictTokens, dataset: Dataset, *, batch_s
     return LanguageModelReport(torch.cat(nll), torch.cat(predictions), torch.cat(correct))
 
 
+def _window_rate(flags: torch.Tensor) -> torch.Tensor:
+    """Per-window share of true ``(W, S)`` flags, float64."""
+    return flags.double().mean(dim=1)
+
+
 def _t_interval(values: torch.Tensor) -> tuple[float, float, float]:
     """Mean of ``values`` and its two-sided t interval at :data:`CONFIDENCE`."""
     from scipy.stats import t
@@ -104,7 +109,7 @@ def language_model_metrics(
     report: LanguageModelReport, reference: LanguageModelReport | None = None
 ) -> dict[str, float]:
     """``accuracy/perplexity`` and ``accuracy/next_token_top1``; with a reference on the same windows, also the
-    perplexity delta, the next-token agreement and their paired 95% intervals.
+    perplexity delta, the next-token top-1 delta, the next-token agreement and their paired 95% intervals.
 
     Raises:
         DataError: ``reference`` was computed on other windows.
@@ -119,6 +124,7 @@ def language_model_metrics(
         )
     base = reference.perplexity
     _, low, high = _t_interval(report.window_nll - reference.window_nll)
+    _, c_low, c_high = _t_interval(_window_rate(report.correct) - _window_rate(reference.correct))
     same = report.predictions == reference.predictions
     per_window = same.float().mean(dim=1).double()
     _, a_low, a_high = _t_interval(per_window)
@@ -130,6 +136,9 @@ def language_model_metrics(
             metrics.ACCURACY_PERPLEXITY_DELTA: report.perplexity - base,
             metrics.ACCURACY_PERPLEXITY_DELTA_CI_LOW: base * math.expm1(low) if math.isfinite(low) else -math.inf,
             metrics.ACCURACY_PERPLEXITY_DELTA_CI_HIGH: base * math.expm1(high) if math.isfinite(high) else math.inf,
+            metrics.ACCURACY_NEXT_TOKEN_TOP1_DELTA: report.next_token_top1 - reference.next_token_top1,
+            metrics.ACCURACY_NEXT_TOKEN_TOP1_DELTA_CI_LOW: c_low,
+            metrics.ACCURACY_NEXT_TOKEN_TOP1_DELTA_CI_HIGH: c_high,
             metrics.ACCURACY_NEXT_TOKEN_AGREEMENT: float(same.float().mean()),
             metrics.ACCURACY_NEXT_TOKEN_AGREEMENT_CI_LOW: max(0.0, a_low),
             metrics.ACCURACY_NEXT_TOKEN_AGREEMENT_CI_HIGH: min(1.0, a_high),

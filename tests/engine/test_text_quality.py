@@ -96,3 +96,23 @@ def test_a_reference_on_other_windows_is_refused() -> None:
 def test_predict_must_return_per_position_logits() -> None:
     with pytest.raises(MeasurementError, match="batch, seq, vocab"):
         evaluate_language_model(lambda ids: torch.zeros(ids.shape[0], VOCAB), windows())
+
+
+def test_the_next_token_top1_change_has_a_paired_interval_over_the_windows() -> None:
+    data = windows()
+    reference = evaluate_language_model(oracle(data, 0.9), data)
+    assert language_model_metrics(reference, reference)[m.ACCURACY_NEXT_TOKEN_TOP1_DELTA_CI_LOW] == 0.0
+    right = oracle(data, 0.9)
+
+    def every_other_window_wrong(ids: torch.Tensor) -> torch.Tensor:
+        logits = right(ids)
+        wrong = (ids[:, 0] % 2 == 1).view(-1, 1, 1)
+        return torch.where(wrong, -logits, logits)  # the true token becomes the least likely
+
+    candidate = evaluate_language_model(every_other_window_wrong, data)
+    values = language_model_metrics(candidate, reference)
+    delta = values[m.ACCURACY_NEXT_TOKEN_TOP1_DELTA]
+    assert delta == pytest.approx(candidate.next_token_top1 - 1.0) and delta < 0
+    assert (
+        values[m.ACCURACY_NEXT_TOKEN_TOP1_DELTA_CI_LOW] < delta < values[m.ACCURACY_NEXT_TOKEN_TOP1_DELTA_CI_HIGH] < 0
+    )

@@ -69,6 +69,11 @@ def test_a_decoder_reports_generation_metrics_and_perplexity_for_every_variant(t
     quantized = next(r for r in outcome.results if r.case.variant != "baseline")
     assert m.ACCURACY_PERPLEXITY_DELTA_CI_LOW in quantized.metrics
     assert 0.5 < quantized.metrics[m.ACCURACY_NEXT_TOKEN_AGREEMENT] <= 1
+    low, high = (
+        quantized.metrics[m.ACCURACY_NEXT_TOKEN_TOP1_DELTA_CI_LOW],
+        quantized.metrics[m.ACCURACY_NEXT_TOKEN_TOP1_DELTA_CI_HIGH],
+    )
+    assert low <= quantized.metrics[m.ACCURACY_NEXT_TOKEN_TOP1_DELTA] <= high
 
 
 def test_synthetic_data_measures_speed_without_training_or_quality(tmp_path: Path) -> None:
