@@ -33,6 +33,7 @@ from mlperf_track.models.artifact import ModelArtifact, TokenInputs
 from mlperf_track.models.text import CausalLanguageModel, LoadedTextModel, TokenClassifier, hf_config_of
 from mlperf_track.options import OptionSpec
 from mlperf_track.training.text import (
+    STOP_TIME_CAP,
     TextTrainConfig,
     TextTrainResult,
     classification_loss,
@@ -137,6 +138,14 @@ def prepare_text_baseline(
         )
         meta = _meta(result)
         _save(module, meta, path)
+    if meta["stop_reason"] == STOP_TIME_CAP:
+        logger.warning(
+            "text baseline %s stopped at the training time cap (step %d) before its holdout loss settled: quality "
+            "numbers describe an under-trained model; delete %s to train again (train_max_seconds raises the cap)",
+            loaded.name,
+            int(meta["steps"]),
+            path,
+        )
     facts.update(
         {
             "baseline.trained": "true",

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import pytest
 import torch
+from torch.utils.data import TensorDataset
 
 from mlperf_track.data.base import DatasetSplits
+from mlperf_track.data.text import TextDataset
 from mlperf_track.errors import ConfigError, UnsupportedError
 from mlperf_track.models.artifact import ModelArtifact, TokenInputs
 from mlperf_track.models.registry import load_model
 from mlperf_track.models.text import CausalLanguageModel, hf_config_of
+from mlperf_track.training.text import STOP_TIME_CAP
 from mlperf_track.variants.base import VariantContext
 from mlperf_track.variants.distill_text import keep_layers, transformer_blocks
 from mlperf_track.variants.quantize_torchao import Int8WeightOnlyVariant, kernel_missing
 from mlperf_track.variants.registry import get_variant, group_members, resolve_variants, variant_names
+from mlperf_track.variants.text_baseline import prepare_text_baseline
 
 pytest.importorskip("transformers")
 
@@ -120,3 +127,20 @@ def test_mlp_channel_pruning_halves_every_mlp_and_keeps_the_hidden_size(name: st
     assert mlp_width(module) == (hidden, width // 2)
     assert sum(p.numel() for p in module.parameters()) < before
     assert module(torch.randint(0, 4096, (2, 8))).shape == (2, 8, 4096)
+
+
+def test_a_baseline_stopped_by_the_time_cap_says_so_and_how_to_retrain(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    loaded = load_model("hf-config:gpt2-tiny")
+    tokens = torch.arange(8 * 17).remainder(50).view(8, 17)
+    windows = TensorDataset(tokens[:, :-1], tokens[:, 1:])
+    data = TextDataset(name="counting", image_size=16, train=windows, val=windows, holdout=windows)
+    options = {"train_max_seconds": "0.000001", "train_eval_every": "1"}
+    for cached in ("false", "true"):  # freshly trained, then read back from the cache: both warn
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="mlperf_track.variants.text_baseline"):
+            prepared = prepare_text_baseline(loaded, data, device="cpu", seed=0, cache_dir=tmp_path, options=options)
+        assert prepared.facts["baseline.stop_reason"] == STOP_TIME_CAP
+        assert prepared.facts["baseline.cached"] == cached
+        assert "time cap" in caplog.text and "delete" in caplog.text
