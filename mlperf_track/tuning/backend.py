@@ -148,9 +148,12 @@ class SessionBackend:
         )
 
     def template(self) -> CaseSpec:
-        """The baseline case at the first batch size; trials replace what they search."""
+        """The baseline case at the first batch size (a text model's first lengths); trials replace what they search."""
         pipeline = self.pipeline
-        return self.session.make_case(BASELINE, pipeline.runtimes[0], pipeline.precisions[0], pipeline.batch_sizes[0])
+        lengths = self.session.text.shapes()[0] if self.session.text is not None else {}
+        return self.session.make_case(
+            BASELINE, pipeline.runtimes[0], pipeline.precisions[0], pipeline.batch_sizes[0], **lengths
+        )
 
     def is_prepared(self, case: CaseSpec) -> bool:
         """Whether the prepared model of ``case`` is open now (its next trial prepares nothing)."""

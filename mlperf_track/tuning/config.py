@@ -250,6 +250,7 @@ def resolve_pipeline(
     from mlperf_track.engine.device import resolve_device
     from mlperf_track.pipeline.config import PipelineConfig
     from mlperf_track.pipeline.defaults import auto_defaults
+    from mlperf_track.spec import TEXT_MODEL_PREFIXES
     from mlperf_track.tuning.choices import native_precisions, search_runtimes
 
     device = resolve_device(str(values.get("device") or "auto"))
@@ -273,10 +274,16 @@ def resolve_pipeline(
         if folder in resolved:
             resolved[folder] = Path(resolved[folder])
     variants = tuple(name for name in values.get("variants") or () if name not in ("", "none", "baseline"))
+    for key, flag in (("seq_lens", "--seq-lens"), ("prompt_lens", "--prompt-lens"), ("output_lens", "--output-lens")):
+        lengths = values.get(key)
+        if lengths is not None and len(tuple(lengths)) != 1:
+            shown = ",".join(map(str, lengths))
+            raise ConfigError(flag, shown, "one length: every trial of a study runs the same shape")
     dataset = _given(values, "dataset")
     if dataset is None:
         changes_accuracy = bool(variants) or any(precision != "fp32" for precision in precisions)
-        dataset = defaults["dataset"] if changes_accuracy else "synthetic"
+        labelled = "auto" if model.startswith(TEXT_MODEL_PREFIXES) else defaults["dataset"]  # a text model's own
+        dataset = labelled if changes_accuracy else "synthetic"
     resolved.update(
         device=device,
         runtimes=runtimes,
