@@ -43,7 +43,7 @@ class CaseRunner:
         self.session = session
         self._prepared: dict[PreparedKey, _Prepared] = {}
         self._facts: dict[str, tuple[dict[str, float], dict[str, str]]] = {}
-        self._accuracy: dict[PreparedKey, dict[str, float]] = {}
+        self._accuracy: dict[PreparedKey, tuple[dict[str, float], dict[str, str]]] = {}
 
     def run(self, case: CaseSpec, *, profile: bool = False) -> CaseOutcome:
         """Measure ``case``; its own failures come back in the outcome."""
@@ -111,7 +111,7 @@ class CaseRunner:
                         label=case.name,
                     )
                 )
-            accuracy = self._accuracy_metrics(key, prepared, case)
+            accuracy, accuracy_tags = self._accuracy_metrics(key, prepared, case)
         result = measurement.to_result(case)
         facts, fact_notes = self._model_facts(case.variant, artifact)
         compute, compute_notes, compute_tags = compute_metrics(
@@ -124,6 +124,7 @@ class CaseRunner:
             **prepared.tags,
             **compute_tags,
             **{f"artifact.{k}": v for k, v in artifact.tags.items()},
+            **accuracy_tags,
         }
         return result.with_metrics(
             {**facts, **compute, **startup, **accuracy}, {**fact_notes, **compute_notes, **notes}
@@ -165,10 +166,13 @@ class CaseRunner:
         entry.called = True
         return (time.perf_counter() - start) * 1e3
 
-    def _accuracy_metrics(self, key: PreparedKey, prepared: PreparedModel, case: CaseSpec) -> dict[str, float]:
+    def _accuracy_metrics(
+        self, key: PreparedKey, prepared: PreparedModel, case: CaseSpec
+    ) -> tuple[dict[str, float], dict[str, str]]:
+        """Accuracy metrics and tags (verdict, interval method, a warning with a gain) of the prepared model."""
         session = self.session
         if not session.config.measure_accuracy or not session.data.has_labels:
-            return {}
+            return {}, {}
         if key not in self._accuracy:
             from mlperf_track.engine.accuracy import evaluate_accuracy
 
@@ -179,7 +183,13 @@ class CaseRunner:
                 batch_size=max(case.batch_size, 8),
                 reference=session.reference_accuracy(),
             )
-            self._accuracy[key] = report.metrics()
+            tags = report.tags()
+            if tags.get(m.ACCURACY_VERDICT_TAG) == m.VERDICT_GAIN:
+                from mlperf_track.variants.retrain import gain_warning
+
+                tags[m.ACCURACY_WARNING_TAG] = gain_warning(session.variant(case.variant).tags, session.baseline_facts)
+                logger.warning("%s: %s", case.name, tags[m.ACCURACY_WARNING_TAG])
+            self._accuracy[key] = (report.metrics(), tags)
         return self._accuracy[key]
 
     def _model_facts(self, variant: str, artifact: ModelArtifact) -> tuple[dict[str, float], dict[str, str]]:

@@ -20,7 +20,7 @@ _CPU_DEFAULTS: dict[str, Any] = {
     "runtimes": ("eager", "onnxruntime"),
     "variants": ("all",),
     "image_size": 64,
-    "epochs": 1,
+    "epochs": None,  # auto: train the baseline until its holdout accuracy stops rising
     "dataset": "digits",
     "timing": TimingConfig(
         warmup_iters=3, warmup_s=0.2, min_iters=10, max_iters=2_000, max_time_s=2.0, target_rel_ci=0.02
@@ -33,7 +33,7 @@ _CUDA_DEFAULTS: dict[str, Any] = {
     "runtimes": ("eager", "compile"),
     "variants": ("all",),
     "image_size": 224,
-    "epochs": 1,
+    "epochs": None,  # auto: train the baseline until its holdout accuracy stops rising
     "dataset": "digits",
     "timing": TimingConfig(
         warmup_iters=10,
@@ -52,7 +52,7 @@ def auto_defaults(device: str) -> dict[str, Any]:
 
     Returns:
         A dict with the keys ``batch_sizes``, ``precisions``, ``runtimes``, ``variants``, ``image_size``,
-        ``epochs``, ``dataset`` and ``timing`` (a :class:`TimingConfig`).
+        ``epochs`` (``None``: train the baseline to convergence), ``dataset`` and ``timing`` (a :class:`TimingConfig`).
     """
     return dict(_CUDA_DEFAULTS if device == "cuda" else _CPU_DEFAULTS)
 
