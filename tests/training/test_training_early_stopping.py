@@ -191,3 +191,22 @@ def test_stale_batch_norm_statistics_are_recomputed_before_scoring(small_net: nn
     small_net.features[1].momentum = 0.01  # type: ignore[index]  # like torchvision's MobileNets
     assert batch_norm_is_stale(small_net, steps=40)
     assert not batch_norm_is_stale(nn.Sequential(nn.Linear(2, 2)), steps=0)  # no BatchNorm
+
+
+def test_a_falling_loss_counts_as_progress_only_until_the_top1_leaves_its_start(small_net: nn.Module) -> None:
+    from mlperf_track.training.early_stopping import EarlyStopping
+
+    stopper = EarlyStopping(StoppingRule(patience=2, max_seconds=None))
+    scores = [
+        (0.1, 2.40),  # epoch 0: chance
+        (0.1, 2.30),  # still chance, but the loss fell 4%: learning, not stalled
+        (0.1, 2.29),  # the loss fell under 1%: a stalled epoch
+        (0.1, 2.20),  # learning again
+        (0.5, 1.50),  # the top-1 left its start
+        (0.5, 1.00),  # from now on only the top-1 counts, however much the loss falls
+        (0.5, 0.50),
+    ]
+    progress = [stopper.update(small_net, epoch, HoldoutScore(*score)) for epoch, score in enumerate(scores)]
+    assert progress == [True, True, False, True, True, False, False]
+    assert stopper.stop_reason(len(scores) - 1) == STOP_PATIENCE
+    assert stopper.best_epoch == 6  # the same top-1 with the lowest loss is still the best checkpoint
