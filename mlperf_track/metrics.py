@@ -21,6 +21,10 @@ LATENCY_CV: Final = "latency/cv"
 LATENCY_P50_CI_LOW: Final = "latency/p50_ci_low_ms"
 LATENCY_P50_CI_HIGH: Final = "latency/p50_ci_high_ms"
 LATENCY_COUNT: Final = "latency/count"
+#: Between-replicate spread of a merged result (``--repeats N``): coefficient of variation of the replicates'
+#: medians, and how many replicates were merged.
+LATENCY_P50_REPLICATE_CV: Final = "latency/p50_replicate_cv"
+LATENCY_REPLICATE_COUNT: Final = "latency/replicate_count"
 
 THROUGHPUT: Final = "throughput/samples_per_s"
 
@@ -97,6 +101,7 @@ LATENCY_KEYS: Final = (
 LOWER_IS_BETTER: Final = frozenset(
     {
         *LATENCY_KEYS,
+        LATENCY_P50_REPLICATE_CV,
         GPU_PEAK_ALLOCATED,
         GPU_PEAK_RESERVED,
         GPU_PROCESS_PEAK,
@@ -109,5 +114,72 @@ LOWER_IS_BETTER: Final = frozenset(
         STARTUP_LOAD,
         STARTUP_PREPARE,
         STARTUP_FIRST_INFERENCE,
+    }
+)
+
+# -- Latency under load (engine/load): per query, latency = completion - arrival, split into queueing delay
+# (arrival -> a worker starts its batch) and compute (start -> completion). Percentiles are nearest-rank as in
+# MLPerf LoadGen (sorted[floor(n * p)]).
+LOAD_LATENCY_P50: Final = "load/latency_p50_ms"
+LOAD_LATENCY_P90: Final = "load/latency_p90_ms"
+LOAD_LATENCY_P99: Final = "load/latency_p99_ms"
+LOAD_LATENCY_MEAN: Final = "load/latency_mean_ms"
+LOAD_LATENCY_MAX: Final = "load/latency_max_ms"
+LOAD_QUEUE_P50: Final = "load/queue_p50_ms"
+LOAD_QUEUE_P99: Final = "load/queue_p99_ms"
+LOAD_QUEUE_MEAN: Final = "load/queue_mean_ms"
+LOAD_COMPUTE_P50: Final = "load/compute_p50_ms"
+LOAD_COMPUTE_P99: Final = "load/compute_p99_ms"
+LOAD_COMPUTE_MEAN: Final = "load/compute_mean_ms"
+#: The scenario's latency percentile's 99% upper confidence bound (MLPerf LoadGen's early-stopping estimate).
+LOAD_EARLY_STOPPING_LATENCY: Final = "load/early_stopping_latency_ms"
+#: Queries whose latency exceeded the latency bound.
+LOAD_OVER_BOUND: Final = "load/over_bound"
+LOAD_OFFERED_QPS: Final = "load/offered_qps"
+LOAD_ACHIEVED_QPS: Final = "load/achieved_qps"
+LOAD_SAMPLES_PER_S: Final = "load/samples_per_s"
+LOAD_ISSUED: Final = "load/issued"
+LOAD_COMPLETED: Final = "load/completed"
+#: Issued but never served: refused by a full queue, or still waiting when the run's time cap ended it.
+LOAD_DROPPED: Final = "load/dropped"
+#: Failed calls: every failure, then by kind (HTTP: timeouts, connection errors, HTTP error statuses).
+LOAD_ERRORS: Final = "load/errors"
+LOAD_TIMEOUTS: Final = "load/timeouts"
+LOAD_CONNECTION_ERRORS: Final = "load/connection_errors"
+LOAD_HTTP_ERRORS: Final = "load/http_errors"
+LOAD_BATCH_SIZE_MEAN: Final = "load/batch_size_mean"
+LOAD_DURATION: Final = "load/duration_s"
+#: How late the generator issued open-loop queries against their schedule (its own headroom).
+LOAD_ISSUE_LAG_P99: Final = "load/issue_lag_p99_ms"
+#: Degradation under injected background load, against the same point measured unloaded.
+LOAD_P99_SLOWDOWN: Final = "load/p99_slowdown"
+LOAD_QPS_RATIO: Final = "load/achieved_qps_ratio"
+#: Parent run: the highest Server rate whose p99 stayed under the latency bound (a VALID run).
+BEST_MAX_QPS: Final = "best/max_qps"
+#: Parent run: the same under the injected background load.
+BEST_MAX_QPS_BACKGROUND: Final = "best/max_qps_background"
+#: Tag: how a memory limit was enforced (``cgroup_v2``, ``rlimit_as``, ``rlimit_data``).
+LOAD_MEMORY_LIMIT_TAG: Final = "load.memory_limit.mechanism"
+
+#: Load metrics where a smaller value is better (the lead may fold this into LOWER_IS_BETTER).
+LOAD_LOWER_IS_BETTER: Final = frozenset(
+    {
+        LOAD_LATENCY_P50,
+        LOAD_LATENCY_P90,
+        LOAD_LATENCY_P99,
+        LOAD_LATENCY_MEAN,
+        LOAD_LATENCY_MAX,
+        LOAD_QUEUE_P50,
+        LOAD_QUEUE_P99,
+        LOAD_QUEUE_MEAN,
+        LOAD_COMPUTE_P50,
+        LOAD_COMPUTE_P99,
+        LOAD_COMPUTE_MEAN,
+        LOAD_EARLY_STOPPING_LATENCY,
+        LOAD_OVER_BOUND,
+        LOAD_DROPPED,
+        LOAD_ERRORS,
+        LOAD_ISSUE_LAG_P99,
+        LOAD_P99_SLOWDOWN,
     }
 )

@@ -76,23 +76,66 @@ def parse_name_list(parameter: str, text: str, allowed: Sequence[str] | None = N
     return items
 
 
+#: How ``throughput/samples_per_s`` is timed (see :class:`TimingConfig`).
+THROUGHPUT_METHODS: Final = ("auto", "block", "per_call")
+
+
+def _check_fraction(parameter: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise ConfigError(parameter, value, "a number in (0, 1)")
+    return float(value)
+
+
+def _check_non_negative(parameter: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ConfigError(parameter, value, "a number >= 0")
+    return float(value)
+
+
 @dataclass(frozen=True)
 class TimingConfig:
-    """How long to warm up and measure one case.
+    """How long to warm up and measure one case, and when a measurement counts as valid.
 
-    The timed loop stops at the first of: the 95% confidence interval of the median is narrower than
-    ``target_rel_ci`` of the median (after ``min_iters``), ``max_iters`` iterations, or ``max_time_s``.
+    The per-call timed loop stops at the first of: the 95% confidence interval of the median is narrower than
+    ``target_rel_ci`` of the median (once ``min_iters`` calls and ``min_time_s`` of measured time are done),
+    ``max_iters`` calls, or ``max_time_s``. A ``max_time_s`` at or below ``min_time_s`` lowers the minimum to
+    it (the result then carries a warning that the window is shorter than the minimum, instead of being invalid).
+
+    Every measurement gets a validity verdict (``BenchmarkResult.invalid_reasons``), computed from its samples:
+    it is invalid when it has fewer than ``min_iters`` samples or too few for a CI of the median; when that CI
+    is wider than ``target_rel_ci``; when its measured time is under the minimum; when the coefficient of
+    variation exceeds ``max_cv``; or when it is not stable: the medians of ``stability_windows`` consecutive
+    windows of the timed samples (the timed window split by call order) differ by more than
+    ``stability_tolerance`` (max/min - 1), perf_analyzer's rule for its last 3 measurement windows, and
+    significantly (Kruskal-Wallis p < 0.01, so a few calls per window do not make noise look like drift).
+
+    Throughput is timed separately from the latency percentiles when the method is ``block``: after the
+    per-call loop, blocks of back-to-back calls run between two clock reads (one device sync per block, as
+    ``torch.utils.benchmark``'s ``blocked_autorange``), each block about ``block_s`` long, for about
+    ``throughput_time_s``. ``per_call`` derives throughput from the per-call samples (batch / mean latency),
+    which on a GPU includes a sync after every call. ``auto`` is ``block`` on CUDA and ``per_call`` on the
+    CPU, where calls are synchronous and the per-call loop already is back-to-back work.
 
     Attributes:
         warmup_iters: Minimum warm-up calls.
         warmup_s: Minimum warm-up time; warm-up ends when both minimums are met.
-        min_iters: Minimum timed calls.
-        max_iters: Maximum timed calls.
-        min_time_s: Minimum timed window (the energy counter needs about a second).
-        max_time_s: Time cap for the timed window.
+        min_iters: Minimum timed calls; fewer makes the result invalid.
+        max_iters: Maximum timed calls (a hard cap, also before ``min_time_s``: the result is then invalid).
+        min_time_s: Minimum measured time of the per-call window (the sum of the timed calls). Between-run
+            reproducibility needs a window of about a second on CPUs (``benchmarks/min_duration.py``), and the
+            GPU energy counter needs about a second too. 0 (this class's default) disables the minimum; the
+            per-device defaults users get (``pipeline/defaults.py``) set it.
+        max_time_s: Time cap for the per-call window.
         target_rel_ci: Target width of the median's 95% CI relative to the median (0.01 = 1%).
         confidence: Confidence level of that interval.
-        cv_warning: Coefficient of variation above which the spread is reported as high.
+        cv_warning: Coefficient of variation above which the spread is reported as high (a warning).
+        max_cv: Coefficient of variation above which the measurement is invalid.
+        stability_windows: Consecutive windows the timed samples are split into for the stability rule.
+        stability_tolerance: Largest max/min - 1 of the windows' medians (perf_analyzer's default
+            ``--stability-percentage`` is 10%).
+        throughput_method: ``auto``, ``block`` or ``per_call`` (see above).
+        block_s: Target duration of one block of the block-timed throughput phase.
+        throughput_time_s: Duration of the block-timed throughput phase (at least 3 blocks run).
     """
 
     warmup_iters: int = 5
@@ -104,26 +147,49 @@ class TimingConfig:
     target_rel_ci: float = 0.01
     confidence: float = 0.95
     cv_warning: float = 0.10
+    max_cv: float = 0.5
+    stability_windows: int = 3
+    stability_tolerance: float = 0.10
+    throughput_method: str = "auto"
+    block_s: float = 0.05
+    throughput_time_s: float = 0.5
 
     def __post_init__(self) -> None:
         if isinstance(self.warmup_iters, bool) or not isinstance(self.warmup_iters, int) or self.warmup_iters < 0:
             raise ConfigError("warmup_iters", self.warmup_iters, "an integer >= 0")
-        if not isinstance(self.warmup_s, (int, float)) or self.warmup_s < 0:
-            raise ConfigError("warmup_s", self.warmup_s, "a number >= 0")
+        _check_non_negative("warmup_s", self.warmup_s)
         check_positive_int("min_iters", self.min_iters)
         check_positive_int("max_iters", self.max_iters)
         if self.max_iters < self.min_iters:
             raise ConfigError("max_iters", self.max_iters, f"an integer >= min_iters ({self.min_iters})")
-        if not isinstance(self.min_time_s, (int, float)) or self.min_time_s < 0:
-            raise ConfigError("min_time_s", self.min_time_s, "a number >= 0")
+        _check_non_negative("min_time_s", self.min_time_s)
         check_positive_float("max_time_s", self.max_time_s)
-        if not 0 < self.target_rel_ci < 1:
-            raise ConfigError("target_rel_ci", self.target_rel_ci, "a number in (0, 1)")
-        if not 0 < self.confidence < 1:
-            raise ConfigError("confidence", self.confidence, "a number in (0, 1)")
+        _check_fraction("target_rel_ci", self.target_rel_ci)
+        _check_fraction("confidence", self.confidence)
         check_positive_float("cv_warning", self.cv_warning)
+        check_positive_float("max_cv", self.max_cv)
+        if self.max_cv < self.cv_warning:
+            raise ConfigError("max_cv", self.max_cv, f"a number >= cv_warning ({self.cv_warning:g})")
+        check_positive_int("stability_windows", self.stability_windows)
+        if self.stability_windows < 2:
+            raise ConfigError("stability_windows", self.stability_windows, "an integer >= 2")
+        _check_fraction("stability_tolerance", self.stability_tolerance)
+        check_choice("throughput_method", self.throughput_method, THROUGHPUT_METHODS)
+        check_positive_float("block_s", self.block_s)
+        check_positive_float("throughput_time_s", self.throughput_time_s)
 
-    def to_dict(self) -> dict[str, float | int]:
+    @property
+    def effective_min_time_s(self) -> float:
+        """The minimum measured time the loop honours: ``min_time_s``, lowered to ``max_time_s`` if that is less."""
+        return min(self.min_time_s, self.max_time_s)
+
+    def throughput_method_for(self, device: str) -> str:
+        """``block`` or ``per_call`` for ``device`` (resolves ``auto``)."""
+        if self.throughput_method != "auto":
+            return self.throughput_method
+        return "block" if device.startswith("cuda") else "per_call"
+
+    def to_dict(self) -> dict[str, float | int | str]:
         """Plain dict of the settings (for logging as params)."""
         return asdict(self)
 

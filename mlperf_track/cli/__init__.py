@@ -19,7 +19,7 @@ from mlperf_track.errors import MlperfTrackError
 logger = logging.getLogger("mlperf_track")
 
 #: Subcommand modules under ``mlperf_track.cli``, in help order. A missing module is skipped.
-COMMANDS = ("bench", "run", "tune", "profile", "report", "compare", "export")
+COMMANDS = ("bench", "run", "tune", "profile", "report", "compare", "export", "load")
 
 
 class _ArgumentParser(argparse.ArgumentParser):

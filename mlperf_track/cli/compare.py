@@ -1,9 +1,11 @@
-"""``mlperf-track compare``: is the candidate's latency significantly worse than the baseline's?
+"""``mlperf-track compare``: is the candidate's latency worse than the baseline's, beyond run-to-run noise?
 
 RUN is an MLflow run id (or ``runs:/<id>``), whose ``samples.csv`` artifact holds the raw latencies, or a local
 ``samples.csv`` or result JSON file. The latencies are compared with a one-sided Mann-Whitney U test and
-bootstrap intervals of each statistic's ratio. Exit code 1 when a ``--fail-on`` threshold is exceeded by a
-significant slowdown, 0 otherwise (2 for bad input), so it can gate CI.
+bootstrap intervals of each statistic's ratio, and the change must also clear the between-run noise: a
+``--noise-floor``, or the replicates of runs made with ``--repeats`` (the verdict says which, or that none
+was known). Exit code 1 when a ``--fail-on`` threshold is exceeded by a significant slowdown, 0 otherwise
+(2 for bad input), so it can gate CI. A side whose measurement is not valid is flagged.
 """
 
 from __future__ import annotations
@@ -42,6 +44,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--confidence", default="0.95", help="confidence level of the bootstrap intervals")
     parser.add_argument("--resamples", default="2000", help="bootstrap resamples")
     parser.add_argument("--seed", default="0", help="seed of the bootstrap")
+    parser.add_argument(
+        "--noise-floor",
+        default=None,
+        metavar="PCT",
+        help="run-to-run spread of one run's p50 on this machine (e.g. 2%%; see benchmarks/min_duration.py); "
+        "default: from --repeats replicates when the runs have them",
+    )
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the comparison as JSON")
     parser.set_defaults(func=run)
 
@@ -78,6 +87,7 @@ def _tracking_uri(*refs: str) -> str | None:
 def run(args: argparse.Namespace) -> int:
     """Compare, print the table and the verdict; 1 on a regression."""
     from mlperf_track.report.compare import check_regressions, compare_samples, parse_thresholds
+    from mlperf_track.report.noise import parse_noise_floor, run_context
     from mlperf_track.report.samples import load_samples
 
     thresholds = parse_thresholds(args.fail_on)
@@ -85,9 +95,14 @@ def run(args: argparse.Namespace) -> int:
     confidence = _fraction("--confidence", args.confidence)
     resamples = _integer("--resamples", args.resamples, 100)
     seed = _integer("--seed", args.seed, 0)
+    noise_floor = None if args.noise_floor is None else parse_noise_floor(args.noise_floor)
     tracking_uri = _tracking_uri(args.baseline, args.candidate)
     baseline = load_samples(args.baseline, tracking_uri=tracking_uri)
     candidate = load_samples(args.candidate, tracking_uri=tracking_uri)
+    contexts = {
+        "baseline": run_context(args.baseline, tracking_uri=tracking_uri),
+        "candidate": run_context(args.candidate, tracking_uri=tracking_uri),
+    }
     statistics = tuple(dict.fromkeys([*SHOWN_STATISTICS, *(t.statistic for t in thresholds)]))
     comparison = compare_samples(
         baseline.latency_ms,
@@ -99,28 +114,58 @@ def run(args: argparse.Namespace) -> int:
         confidence=confidence,
         n_resamples=resamples,
         seed=seed,
+        baseline_replicates=contexts["baseline"].replicates,
+        candidate_replicates=contexts["candidate"].replicates,
+        noise_floor=noise_floor,
     )
     failures = check_regressions(comparison, thresholds)
-    _print(comparison, thresholds, failures)
+    invalid = {
+        side: context.invalid_reasons or ("not valid",) for side, context in contexts.items() if context.valid is False
+    }
+    _print(comparison, thresholds, failures, invalid)
     if args.json:
-        data = {**comparison.as_dict(), "thresholds": [t.text for t in thresholds], "regressions": failures}
+        data = {
+            **comparison.as_dict(),
+            "thresholds": [t.text for t in thresholds],
+            "regressions": failures,
+            "invalid": {side: list(reasons) for side, reasons in invalid.items()},
+        }
         Path(args.json).write_text(json.dumps(data, indent=2), encoding="utf-8")
     return 1 if failures else 0
 
 
-def _print(comparison: Comparison, thresholds: tuple[Threshold, ...], failures: list[str]) -> None:
+def _print(
+    comparison: Comparison, thresholds: tuple[Threshold, ...], failures: list[str], invalid: dict[str, tuple[str, ...]]
+) -> None:
     try:
         from rich.console import Console
     except ImportError:
         raise MissingDependencyError("rich", "report", "the compare table") from None
+    from mlperf_track.report.compare import masked_by_noise
+    from mlperf_track.report.noise import NONE, detectable_change
+
     console = Console()
     console.print(render_table(comparison, thresholds))
     console.print(
         f"Mann-Whitney U (one-sided): p={comparison.p_slower:.3g} that the candidate is slower, "
         f"p={comparison.p_faster:.3g} that it is faster (alpha {comparison.alpha:g})"
     )
+    noise = comparison.noise
+    if noise.source == NONE:
+        console.print(f"[yellow]between-run noise: {noise.detail}[/yellow]")
+    elif noise.floor is not None:
+        smallest = detectable_change(noise.floor, comparison.alpha)
+        console.print(f"between-run noise: {noise.detail}; smallest detectable slowdown {smallest:.1%}")
+    else:
+        console.print(f"between-run noise: {noise.detail}")
+    for side, reasons in invalid.items():
+        console.print(f"[yellow]the {side} measurement is not valid: {'; '.join(reasons)}[/yellow]")
     for message in failures:
         console.print(f"[bold red]REGRESSION[/bold red] {message}")
+    for threshold in thresholds:
+        masked = masked_by_noise(comparison, threshold)
+        if masked:
+            console.print(f"[yellow]within noise[/yellow] {masked}")
     if not failures:
         console.print(f"[green]no significant regression beyond {', '.join(t.text for t in thresholds)}[/green]")
 
@@ -142,6 +187,8 @@ def render_table(comparison: Comparison, thresholds: tuple[Threshold, ...]) -> T
         threshold = limits.get(name)
         if threshold is not None and check_regression(comparison, threshold):
             verdict = "[bold red]REGRESSION[/bold red]"
+        elif comparison.slower_within_runs(name) and not comparison.significantly_slower(name):
+            verdict = "[yellow]within noise[/yellow]"
         elif comparison.significantly_slower(name):
             verdict = "[yellow]slower[/yellow]"
         elif comparison.significantly_faster(name):

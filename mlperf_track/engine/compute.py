@@ -1,25 +1,26 @@
-"""Achieved compute and its fraction of the device's peak.
+"""Achieved compute and its fraction of the device's peak, where the peak is a true upper bound.
 
-``compute/achieved_tflops = flops_per_sample * samples_per_s / 1e12``. The peak comes from a table of dense
-(not 2:4-sparse) datasheet figures for known NVIDIA GPUs, by precision; fp32 means the CUDA-core figure
-because the engine pins TF32 off for fp32. Elsewhere (CPUs, unknown GPUs, a precision missing from the
-table) the peak is calibrated once per process with a square ``torch.matmul`` in the case's dtype, and the
-tags ``compute.peak_source`` / ``compute.peak_basis`` say so: a calibrated peak is what this machine achieves
-on a large matmul right now, not a datasheet number.
+``compute/achieved_tflops = flops_per_sample * samples_per_s / 1e12``. ``compute/peak_fraction`` divides it by
+a peak that no run can exceed: on NVIDIA GPUs the dense (not 2:4-sparse) datasheet figure by precision (fp32
+means the CUDA-core figure because the engine pins TF32 off for fp32); on CPUs the bound derived from the
+hardware in :mod:`mlperf_track.engine.cpu_peak` (cores in use x operations per cycle by ISA and precision x
+maximum clock). Where no bound is known (an unknown GPU, a CPU whose maximum clock is hidden, fp8 on a CPU)
+the fraction is left out with a note. A fraction above 1 cannot be reported: if the achieved rate ever
+exceeds the bound, the inputs contradict the hardware (the FLOP count overstates the work the runtime did, or
+the runtime computed in a lower precision than the case's), and the fraction is left out with a note saying
+so rather than clamped. The tags ``compute.peak_source`` and ``compute.peak_basis`` say how the peak was
+derived. (A measured matmul rate is not a peak: runtimes beat ``torch.matmul``, which gave fractions of 1.12.)
 """
 
 from __future__ import annotations
 
-import functools
 import re
-from collections.abc import Callable
 
 import torch
 
 from mlperf_track import metrics as m
-from mlperf_track.engine.clock import PerfCounterClock
-from mlperf_track.engine.device import is_cuda, synchronize
-from mlperf_track.engine.precision import dtype_for, precision_settings
+from mlperf_track.engine.cpu_peak import CpuDescription, CpuPeak, cpu_peak, this_cpu
+from mlperf_track.engine.device import is_cuda
 
 _H100_SXM = {"fp32": 67.0, "tf32": 494.7, "fp16": 989.4, "bf16": 989.4, "fp8": 1978.9, "int8": 1978.9}
 _H100_NVL = {"fp32": 60.0, "tf32": 417.5, "fp16": 835.5, "bf16": 835.5, "fp8": 1670.5, "int8": 1670.5}
@@ -55,67 +56,24 @@ def table_peak_tflops(device_name: str, precision: str) -> float | None:
     return None
 
 
-def _matmul_size(device: str) -> int:
-    return 4096 if is_cuda(device) else 512
-
-
-@functools.cache
-def _calibrate(device: str, precision: str, size: int, min_time_s: float, key: str) -> float | None:
-    """Best TFLOP/s of ``size``-square matmuls over about ``min_time_s``; ``key`` separates cache entries."""
-    dtype = dtype_for(precision)
-    if dtype is None:
-        return None
-    clock = PerfCounterClock()
-    with torch.no_grad(), precision_settings(precision, device):
-        a = torch.randn(size, size, device=device).to(dtype)
-        b = torch.randn(size, size, device=device).to(dtype)
-        for _ in range(2):
-            torch.matmul(a, b)
-        synchronize(device)
-        best_ns, start = None, clock.now_ns()
-        while best_ns is None or clock.now_ns() - start < min_time_s * 1e9:
-            t0 = clock.now_ns()
-            torch.matmul(a, b)
-            synchronize(device)
-            elapsed = clock.now_ns() - t0
-            best_ns = elapsed if best_ns is None else min(best_ns, elapsed)
-    return 2.0 * size**3 / (max(best_ns, 1) / 1e9) / 1e12
-
-
-def calibrate_peak_tflops(
-    device: str, precision: str, size: int | None = None, min_time_s: float = 0.2
-) -> float | None:
-    """Measure (once per process, device, precision and thread count) the best matmul TFLOP/s.
-
-    Returns:
-        The calibrated peak, or ``None`` for precisions without a float dtype (int8, fp8).
-    """
-    key = torch.cuda.get_device_name() if is_cuda(device) else f"threads={torch.get_num_threads()}"
-    return _calibrate(device, precision, size or _matmul_size(device), min_time_s, key)
+def _gpu_peak(precision: str) -> tuple[float | None, dict[str, str], str | None]:
+    name = torch.cuda.get_device_name()
+    peak = table_peak_tflops(name, precision)
+    if peak is None:
+        return None, {}, f"no dense datasheet peak for {name} at {precision} in the table"
+    return peak, {"compute.peak_source": "table", "compute.peak_basis": f"{name} {precision} dense datasheet"}, None
 
 
 def _peak(
-    device: str, precision: str, calibrate: Callable[[str, str], float | None]
+    device: str, precision: str, num_threads: int | None, cpu: CpuDescription | None
 ) -> tuple[float | None, dict[str, str], str | None]:
     """The peak, its tags, or why there is none."""
     if is_cuda(device):
-        name = torch.cuda.get_device_name()
-        peak = table_peak_tflops(name, precision)
-        if peak is not None:
-            return (
-                peak,
-                {"compute.peak_source": "table", "compute.peak_basis": f"{name} {precision} dense datasheet"},
-                None,
-            )
-    else:
-        name = "CPU"
-    calibrated = calibrate(device, precision)
-    if calibrated is None:
-        return None, {}, f"no peak known for {precision} on {name}: calibration runs float matmuls only"
-    size = _matmul_size(device)
-    threads = "" if is_cuda(device) else f" on {torch.get_num_threads()} threads"
-    basis = f"best {size}x{size} torch.matmul in {precision}{threads}, measured in this process"
-    return calibrated, {"compute.peak_source": "calibration", "compute.peak_basis": basis}, None
+        return _gpu_peak(precision)
+    derived = cpu_peak(cpu or this_cpu(), precision, num_threads)
+    if not isinstance(derived, CpuPeak):
+        return None, {}, derived
+    return derived.tflops, {"compute.peak_source": "hardware", "compute.peak_basis": derived.basis}, None
 
 
 def compute_metrics(
@@ -124,20 +82,22 @@ def compute_metrics(
     device: str,
     precision: str,
     *,
-    calibrate: Callable[[str, str], float | None] = calibrate_peak_tflops,
+    num_threads: int | None = None,
+    cpu: CpuDescription | None = None,
 ) -> tuple[dict[str, float], dict[str, str], dict[str, str]]:
-    """Achieved TFLOP/s and the fraction of peak.
+    """Achieved TFLOP/s and the fraction of the peak (in (0, 1], or absent with a note).
 
     Args:
         flops_per_sample: Forward FLOPs of one sample (``model/flops_per_sample``), or ``None``.
         samples_per_s: Measured throughput, or ``None``.
         device: ``cpu`` or ``cuda``.
         precision: The case's precision.
-        calibrate: Measures a peak when the table has none (injectable for tests).
+        num_threads: The case's CPU thread count (``None``: the runtime's default, every usable CPU counted).
+        cpu: The CPU to derive the peak for (default: this machine; tests inject one).
 
     Returns:
-        ``(metrics, notes, tags)``; tags include ``compute.peak_source`` (``table`` or ``calibration``),
-        ``compute.peak_basis`` and ``compute.peak_tflops``.
+        ``(metrics, notes, tags)``; tags include ``compute.peak_source`` (``table`` or ``hardware``),
+        ``compute.peak_basis`` and ``compute.peak_tflops`` when a peak is known.
     """
     if not flops_per_sample or not samples_per_s:
         missing = "model/flops_per_sample" if not flops_per_sample else "a throughput"
@@ -145,9 +105,16 @@ def compute_metrics(
         return {}, {m.ACHIEVED_TFLOPS: reason, m.PEAK_FRACTION: reason}, {}
     achieved = flops_per_sample * samples_per_s / 1e12
     metrics = {m.ACHIEVED_TFLOPS: achieved}
-    peak, tags, why_not = _peak(device, precision, calibrate)
+    peak, tags, why_not = _peak(device, precision, num_threads, cpu)
     if peak is None or peak <= 0:
-        return metrics, {m.PEAK_FRACTION: why_not or "the calibrated peak was not positive"}, tags
-    metrics[m.PEAK_FRACTION] = achieved / peak
+        return metrics, {m.PEAK_FRACTION: why_not or "the peak is not positive"}, tags
     tags["compute.peak_tflops"] = f"{peak:.4g}"
+    if achieved > peak:
+        contradiction = (
+            f"achieved {achieved:.4g} TFLOP/s exceeds the upper bound {peak:.4g} ({tags['compute.peak_basis']}): "
+            f"the FLOP count overstates the work the runtime did, or it computed below {precision}; "
+            "no fraction is reported"
+        )
+        return metrics, {m.PEAK_FRACTION: contradiction}, tags
+    metrics[m.PEAK_FRACTION] = achieved / peak
     return metrics, {}, tags

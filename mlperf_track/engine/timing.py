@@ -1,10 +1,13 @@
-"""Timing one call: host clock after a device sync, or CUDA events; and a :class:`Stopwatch` for startup.
+"""Timing one call or a block of calls: host clock after a device sync, or CUDA events; a :class:`Stopwatch`.
 
 On the CPU a call is timed with :func:`time.perf_counter_ns` (or an injected :class:`Clock`). On a GPU the
 default is a pair of CUDA events recorded on the current stream around the call, followed by a device-wide
-synchronize so no work leaks into the next iteration. Runtimes that launch on another stream must join the
-current stream before returning (or synchronise), or the events would under-count; an injected clock
-switches CUDA timing to "synchronise, then read the host clock", which has no such caveat.
+synchronize so no work leaks into the next iteration. A block (:meth:`IterationTimer.time_block`, for
+throughput) is ``n`` back-to-back calls between the two clock reads or events, with one synchronize at the
+end, so the device's queue stays full as in serving, as ``torch.utils.benchmark``'s ``blocked_autorange``.
+Runtimes that launch on another stream must join the current stream before returning (or synchronise), or
+the events would under-count; an injected clock switches CUDA timing to "synchronise, then read the host
+clock", which has no such caveat.
 """
 
 from __future__ import annotations
@@ -26,6 +29,10 @@ class IterationTimer(Protocol):
         """Run ``call`` once and return how long it took, in nanoseconds."""
         ...
 
+    def time_block(self, call: Callable[[], object], calls: int) -> int:
+        """Run ``call`` ``calls`` times back to back (one device sync at the end); return the nanoseconds."""
+        ...
+
 
 class SyncClockTimer:
     """Read ``clock``, call, synchronise ``device``, read ``clock`` again."""
@@ -39,6 +46,14 @@ class SyncClockTimer:
         """Time one call with the host clock."""
         start = self.clock.now_ns()
         call()
+        synchronize(self.device)
+        return self.clock.now_ns() - start
+
+    def time_block(self, call: Callable[[], object], calls: int) -> int:
+        """Time ``calls`` back-to-back calls with the host clock and one synchronize at the end."""
+        start = self.clock.now_ns()
+        for _ in range(calls):
+            call()
         synchronize(self.device)
         return self.clock.now_ns() - start
 
@@ -59,6 +74,15 @@ class CudaEventTimer:
         """Time one call with CUDA events (resolution about 0.5 microseconds)."""
         self._start.record()
         call()
+        self._end.record()
+        self._torch.cuda.synchronize()
+        return round(self._start.elapsed_time(self._end) * 1e6)
+
+    def time_block(self, call: Callable[[], object], calls: int) -> int:
+        """Time ``calls`` back-to-back calls between two events, with one synchronize at the end."""
+        self._start.record()
+        for _ in range(calls):
+            call()
         self._end.record()
         self._torch.cuda.synchronize()
         return round(self._start.elapsed_time(self._end) * 1e6)

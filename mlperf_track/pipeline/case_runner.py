@@ -115,7 +115,11 @@ class CaseRunner:
         result = measurement.to_result(case)
         facts, fact_notes = self._model_facts(case.variant, artifact)
         compute, compute_notes, compute_tags = compute_metrics(
-            facts.get(m.MODEL_FLOPS), result.metrics.get(m.THROUGHPUT), case.device, case.precision
+            facts.get(m.MODEL_FLOPS),
+            result.metrics.get(m.THROUGHPUT),
+            case.device,
+            case.precision,
+            num_threads=case.num_threads,
         )
         startup[m.STARTUP_LOAD] = session.loaded_model.load_s
         tags = {
@@ -133,7 +137,11 @@ class CaseRunner:
     def _prepare(self, key: PreparedKey, artifact: ModelArtifact, case: CaseSpec) -> _Prepared:
         """Prepare once per (variant, runtime, precision) for every batch size; time it as startup."""
         if key not in self._prepared:
-            self.release(keep=None)
+            # Interleaved replicates revisit every case: on the CPU keep prepared models (host memory is
+            # plentiful, RSS is a process-wide peak anyway); on a GPU re-prepare from the runtimes' disk caches
+            # so each case's GPU memory stays its own (pipeline/runner.py).
+            if self.session.config.repeats == 1 or case.device != "cpu":
+                self.release(keep=None)
             from mlperf_track.runtimes.base import PrepareRequest
 
             runtime = self.session.runtime(case.runtime)

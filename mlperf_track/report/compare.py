@@ -3,24 +3,37 @@
 Thresholds are written like pytest-benchmark's ``--benchmark-compare-fail``: ``"p50:5%"`` (relative),
 ``"mean:0.5ms"`` (absolute), several comma-separated. A check returns a message when it fails, else ``None``.
 
-A slowdown counts as a regression only when it is both large and real:
+A slowdown counts as a regression only when it is large, real within the runs, and larger than runs differ:
 
 1. the candidate's statistic exceeds the baseline's by more than the threshold (point estimate);
 2. the bootstrap confidence interval of the ratio candidate/baseline for that statistic lies above 1;
 3. for the central statistics (``p50``, ``mean``, ``min``) a one-sided Mann-Whitney U test also says the
    candidate's latencies are stochastically larger (p < alpha). Tail statistics (``p90`` ... ``max``) rely
-   on their bootstrap interval alone, since a rank test looks at the whole distribution, not its tail.
+   on their bootstrap interval alone, since a rank test looks at the whole distribution, not its tail;
+4. the change clears the between-run noise (:mod:`mlperf_track.report.noise`): a noise floor, or the
+   replicates of ``--repeats`` runs. Points 2 and 3 only see the noise inside each run; two runs of the same
+   code differ by more than that. The comparison says which noise it used, or that it had none.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
 
 from mlperf_track.errors import ConfigError
+from mlperf_track.report.noise import (
+    NONE,
+    REPLICATES,
+    Noise,
+    choose_noise,
+    floor_bounds,
+    replicate_bounds,
+)
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import numpy as np
 
 #: Statistic name -> percentile (``None``: the mean).
@@ -86,7 +99,11 @@ def statistic_of(name: str, values: np.ndarray, axis: int = -1) -> np.ndarray:
 
 @dataclass(frozen=True)
 class StatisticChange:
-    """One statistic of both sample sets, and the ratio candidate/baseline with its bootstrap interval."""
+    """One statistic of both sample sets, and the ratio candidate/baseline with its intervals.
+
+    ``ci_low``/``ci_high`` bound the ratio from the noise inside the two runs (bootstrap);
+    ``noise_low``/``noise_high`` are one-sided bounds from the between-run noise (``None`` when none is known).
+    """
 
     statistic: str
     baseline_ms: float
@@ -94,6 +111,8 @@ class StatisticChange:
     ratio: float
     ci_low: float
     ci_high: float
+    noise_low: float | None = None
+    noise_high: float | None = None
 
     @property
     def change_pct(self) -> float:
@@ -114,7 +133,8 @@ class Comparison:
         p_faster: One-sided Mann-Whitney U p-value for "the candidate is faster".
         alpha: Significance level.
         confidence: Confidence level of the bootstrap intervals.
-        changes: Per statistic, the values and the ratio's interval.
+        changes: Per statistic, the values and the ratio's intervals.
+        noise: The between-run noise the verdicts account for.
     """
 
     baseline: str
@@ -126,18 +146,24 @@ class Comparison:
     alpha: float
     confidence: float
     changes: dict[str, StatisticChange] = field(default_factory=dict)
+    noise: Noise = field(default_factory=lambda: choose_noise([], [], None))
 
-    def significantly_slower(self, statistic: str) -> bool:
-        """Whether the candidate is slower on ``statistic`` beyond chance (see the module docstring)."""
+    def slower_within_runs(self, statistic: str) -> bool:
+        """Whether the candidate is slower on ``statistic`` beyond the noise inside the two runs."""
         change = self.changes[statistic]
         if not change.ci_low > 1.0:
             return False
         return statistic not in CENTRAL_STATISTICS or self.p_slower < self.alpha
 
+    def significantly_slower(self, statistic: str) -> bool:
+        """Whether the candidate is slower beyond chance: within the runs and beyond the between-run noise."""
+        low = self.changes[statistic].noise_low
+        return self.slower_within_runs(statistic) and (low is None or low > 1.0)
+
     def significantly_faster(self, statistic: str) -> bool:
-        """Whether the candidate is faster on ``statistic`` beyond chance."""
+        """Whether the candidate is faster on ``statistic`` beyond chance (within and between runs)."""
         change = self.changes[statistic]
-        if not change.ci_high < 1.0:
+        if not change.ci_high < 1.0 or (change.noise_high is not None and not change.noise_high < 1.0):
             return False
         return statistic not in CENTRAL_STATISTICS or self.p_faster < self.alpha
 
@@ -145,6 +171,7 @@ class Comparison:
         """Plain, JSON-ready dict."""
         data = asdict(self)
         data["changes"] = {name: asdict(change) for name, change in self.changes.items()}
+        data["noise"] = self.noise.as_dict()
         return data
 
 
@@ -159,8 +186,11 @@ def compare_samples(
     confidence: float = 0.95,
     n_resamples: int = 2000,
     seed: int = 0,
+    baseline_replicates: Sequence[np.ndarray] = (),
+    candidate_replicates: Sequence[np.ndarray] = (),
+    noise_floor: float | None = None,
 ) -> Comparison:
-    """Compare two latency samples with a Mann-Whitney U test and bootstrap intervals of statistic ratios.
+    """Compare two latency samples: Mann-Whitney U, bootstrap intervals of ratios, and the between-run noise.
 
     Args:
         baseline: Baseline latencies (ms).
@@ -172,6 +202,10 @@ def compare_samples(
         confidence: Confidence level of the intervals.
         n_resamples: Bootstrap resamples.
         seed: Seed of the bootstrap's generator (results are reproducible).
+        baseline_replicates: The baseline's samples split by replicate (``--repeats``), or empty.
+        candidate_replicates: The candidate's, likewise.
+        noise_floor: Relative between-run spread of one run's statistic on this machine (0.04 = 4%), or
+            ``None`` to use the replicates when there are some.
     """
     import numpy as np
     from scipy import stats
@@ -183,14 +217,45 @@ def compare_samples(
     cand = np.asarray(candidate, dtype=float)
     p_slower = float(stats.mannwhitneyu(cand, base, alternative="greater").pvalue)
     p_faster = float(stats.mannwhitneyu(cand, base, alternative="less").pvalue)
+    base_parts = [np.asarray(part, dtype=float) for part in baseline_replicates]
+    cand_parts = [np.asarray(part, dtype=float) for part in candidate_replicates]
+    noise = choose_noise(base_parts, cand_parts, noise_floor)
     changes = {}
     for name in dict.fromkeys(statistics):
-        changes[name] = _change(
+        change = _change(
             name, base, cand, confidence=confidence, n_resamples=n_resamples, rng=np.random.default_rng(seed)
         )
+        changes[name] = _with_noise(change, noise, base_parts, cand_parts, alpha)
     return Comparison(
-        baseline_name, candidate_name, int(base.size), int(cand.size), p_slower, p_faster, alpha, confidence, changes
+        baseline_name,
+        candidate_name,
+        int(base.size),
+        int(cand.size),
+        p_slower,
+        p_faster,
+        alpha,
+        confidence,
+        changes,
+        noise,
     )
+
+
+def _with_noise(
+    change: StatisticChange, noise: Noise, base_parts: list[np.ndarray], cand_parts: list[np.ndarray], alpha: float
+) -> StatisticChange:
+    """``change`` with the bounds that the between-run noise allows."""
+    import numpy as np
+
+    if noise.source == NONE:
+        return change
+    if noise.source == REPLICATES:
+        base_values = np.array([statistic_of(change.statistic, part) for part in base_parts])
+        cand_values = np.array([statistic_of(change.statistic, part) for part in cand_parts])
+        low, high = replicate_bounds(base_values, cand_values, alpha)
+    else:
+        assert noise.floor is not None
+        low, high = floor_bounds(change.ratio, noise.floor, alpha)
+    return replace(change, noise_low=low, noise_high=high)
 
 
 def _change(
@@ -225,22 +290,44 @@ def _change(
     return StatisticChange(name, base_value, cand_value, ratio, low, high)
 
 
+def _exceeds(change: StatisticChange, threshold: Threshold) -> bool:
+    if threshold.relative:
+        return change.change_pct > threshold.limit
+    return change.candidate_ms - change.baseline_ms > threshold.limit
+
+
+def noise_phrase(comparison: Comparison, change: StatisticChange) -> str:
+    """How the change stands against the between-run noise, for messages."""
+    if change.noise_low is None:
+        return "between-run noise not accounted for"
+    return f"between-run bound {100 * (change.noise_low - 1):+.1f}% ({comparison.noise.detail})"
+
+
 def check_regression(comparison: Comparison, threshold: Threshold) -> str | None:
     """A message when ``comparison`` shows a significant slowdown beyond ``threshold``, else ``None``."""
     change = comparison.changes.get(threshold.statistic)
     if change is None:
         raise ConfigError("threshold", threshold.text, sorted(comparison.changes), hint="statistic not compared")
-    if threshold.relative:
-        exceeded = change.change_pct > threshold.limit
-    else:
-        exceeded = change.candidate_ms - change.baseline_ms > threshold.limit
-    if not exceeded or not comparison.significantly_slower(threshold.statistic):
+    if not _exceeds(change, threshold) or not comparison.significantly_slower(threshold.statistic):
         return None
     ci = f"{100 * (change.ci_low - 1):+.1f}%..{100 * (change.ci_high - 1):+.1f}%"
     return (
         f"{threshold.statistic} regressed {change.baseline_ms:.4g} -> {change.candidate_ms:.4g} ms "
         f"({change.change_pct:+.1f}%, {comparison.confidence:.0%} CI {ci}, "
-        f"Mann-Whitney p={comparison.p_slower:.2g}), beyond {threshold.text}"
+        f"Mann-Whitney p={comparison.p_slower:.2g}, {noise_phrase(comparison, change)}), beyond {threshold.text}"
+    )
+
+
+def masked_by_noise(comparison: Comparison, threshold: Threshold) -> str | None:
+    """A message when a change beyond ``threshold`` is real within the runs but not beyond the between-run noise."""
+    change = comparison.changes[threshold.statistic]
+    if not _exceeds(change, threshold) or not comparison.slower_within_runs(threshold.statistic):
+        return None
+    if comparison.significantly_slower(threshold.statistic):
+        return None
+    return (
+        f"{threshold.statistic} {change.change_pct:+.1f}% is beyond {threshold.text} within the runs, but not "
+        f"beyond the noise between runs ({noise_phrase(comparison, change)}): not called a regression"
     )
 
 

@@ -8,6 +8,13 @@ is deprecated): TPE, NSGA-II, ``study.best_trial`` and ``study.best_trials`` rea
 How a trial ends:
 
 - measured: ``COMPLETE`` with its values; feasible when every constraint is <= 0.
+- measured but not valid (``BenchmarkResult.valid`` false: CI, spread, stability or duration out of bounds):
+  ``COMPLETE`` with its values, the user attributes ``valid = False`` and ``invalid_reasons``, and the
+  constraint ``invalid_measurement = 1`` (``0`` for a valid one), so it is never the best trial nor on the
+  Pareto front. A constraint rather than a penalised value: the values stay what was measured (a made-up
+  penalty would be an invented number), and TPE/NSGA-II still see where the point landed; the cost is that
+  the sampler treats a noisy region like an infeasible one, which is what a user who asked for valid
+  results wants.
 - out of memory: ``PRUNED`` with the constraint ``out_of_memory = 1`` (infeasible: TPE learns to avoid it) and
   no values, because none were measured (a made-up "worst" value would be an invented number).
 - any other failure of the case: ``FAIL`` (a :class:`MeasurementError` that the study catches).
@@ -31,6 +38,7 @@ from mlperf_track.errors import MeasurementError, OutOfMemoryError
 from mlperf_track.tuning.space import SearchSpace, TrialPoint
 
 if TYPE_CHECKING:
+    from mlperf_track.engine.result import BenchmarkResult
     from mlperf_track.pipeline.events import CaseOutcome
     from mlperf_track.spec import CaseSpec
 
@@ -46,11 +54,14 @@ ATTR_ERROR_TYPE: Final = "error.type"
 ATTR_ERROR_MESSAGE: Final = "error.message"
 ATTR_DUPLICATE_OF: Final = "duplicate_of"
 ATTR_MEMORY_METRIC: Final = "memory_metric"
+ATTR_VALID: Final = "valid"
+ATTR_INVALID_REASONS: Final = "invalid_reasons"
 #: Constraint names (values <= 0 mean satisfied).
 OUT_OF_MEMORY: Final = "out_of_memory"
 MEMORY: Final = "memory"
 P99: Final = "p99_latency"
 ACCURACY_DROP: Final = "accuracy_drop"
+INVALID_MEASUREMENT: Final = "invalid_measurement"
 #: Memory metrics a limit is checked against, most complete first. On CUDA the NVML process peak also sees
 #: what other libraries (cuDNN, TensorRT, ONNX Runtime) allocate outside torch's allocator.
 MEMORY_KEYS: Final = {
@@ -184,7 +195,7 @@ class TrialObjective:
             return self._failed(trial, case, error)
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
-        for key, value in constraints.items():
+        for key, value in {**constraints, **_validity(trial, outcome.result)}.items():
             trial.set_constraint(key, value)
         return values[0] if len(values) == 1 else values
 
@@ -216,7 +227,14 @@ class TrialObjective:
         origin = previous.user_attrs.get(ATTR_DUPLICATE_OF, previous.number)
         trial.set_user_attr(ATTR_DUPLICATE_OF, origin)
         logger.info("trial %d repeats trial %d (%s): reusing its outcome", trial.number, origin, trial.params)
-        for key in (ATTR_METRICS, ATTR_MEMORY_METRIC, ATTR_ERROR_TYPE, ATTR_ERROR_MESSAGE):
+        for key in (
+            ATTR_METRICS,
+            ATTR_MEMORY_METRIC,
+            ATTR_ERROR_TYPE,
+            ATTR_ERROR_MESSAGE,
+            ATTR_VALID,
+            ATTR_INVALID_REASONS,
+        ):
             if key in previous.user_attrs:
                 trial.set_user_attr(key, previous.user_attrs[key])
         for key, value in previous.constraints.items():
@@ -227,6 +245,15 @@ class TrialObjective:
             raise MeasurementError(f"repeats trial {origin}, which failed: {previous.user_attrs[ATTR_ERROR_MESSAGE]}")
         values: Any = previous.values
         return values[0] if len(values) == 1 else tuple(values)
+
+
+def _validity(trial: optuna.Trial, result: BenchmarkResult) -> dict[str, float]:
+    """Flag an invalid measurement (user attributes) and return its constraint (1: invalid, 0: valid)."""
+    trial.set_user_attr(ATTR_VALID, result.valid)
+    if not result.valid:
+        trial.set_user_attr(ATTR_INVALID_REASONS, list(result.invalid_reasons))
+        logger.warning("trial %d: measurement not valid: %s", trial.number, "; ".join(result.invalid_reasons))
+    return {INVALID_MEASUREMENT: 0.0 if result.valid else 1.0}
 
 
 def point_of(space: SearchSpace, trial: optuna.trial.FrozenTrial) -> TrialPoint | None:

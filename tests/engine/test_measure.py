@@ -47,7 +47,9 @@ def test_low_noise_stops_when_ci_target_is_reached() -> None:
     assert 10 <= result.stats.count < 1000
     assert result.stats.median_ci_rel_width <= 0.01
     assert result.stats.p50 == pytest.approx(10.0, rel=0.02)
-    assert not any("stopped at" in w for w in result.warnings)
+    assert result.valid and result.invalid_reasons == ()
+    assert not any("stopped at" in w for w in (*result.warnings, *result.invalid_reasons))
+    assert result.to_result(CaseSpec(model="tiny", batch_size=4)).valid
 
 
 def test_noisy_samples_hit_max_iters() -> None:
@@ -57,8 +59,12 @@ def test_noisy_samples_hit_max_iters() -> None:
     result = _measure(work, timing)
     assert result.stop_reason == "max_iters"
     assert result.stats.count == 200
-    assert any("stopped at max_iters" in w for w in result.warnings)
-    assert any("coefficient of variation" in w for w in result.warnings)
+    assert not result.valid
+    ci = next(r for r in result.invalid_reasons if "CI" in r)
+    assert ci.startswith("stopped at max_iters with the median's 95% CI ") and "above the 1.00% target" in ci
+    assert any("coefficient of variation" in r for r in result.invalid_reasons)  # CV 130% > max_cv 50%
+    benchmark = result.to_result(CaseSpec(model="tiny", batch_size=4))
+    assert benchmark.invalid_reasons == result.invalid_reasons and not benchmark.valid
 
 
 def test_noisy_samples_hit_max_time() -> None:
@@ -77,7 +83,9 @@ def test_max_time_before_min_iters_warns() -> None:
     timing = TimingConfig(warmup_iters=0, warmup_s=0, min_iters=10, max_time_s=1.0)
     result = _measure(work, timing)
     assert (result.stop_reason, result.stats.count) == ("max_time", 3)
-    assert any("only 3 timed calls" in w for w in result.warnings)
+    assert result.invalid_reasons == ("too few samples for a confidence interval of the median (n=3)",)
+    assert result.tags["engine.p50_ci_rel_width"] == "undefined"
+    assert not any("inf" in text for text in (*result.warnings, *result.invalid_reasons))
 
 
 def test_min_time_is_honoured() -> None:
@@ -86,6 +94,7 @@ def test_min_time_is_honoured() -> None:
     result = _measure(work, timing)
     assert result.stop_reason == "ci_reached"
     assert result.stats.count == 200  # constant samples meet the CI at once, but the window must last 0.2 s
+    assert result.valid
 
 
 def test_warm_up_by_count() -> None:
@@ -109,6 +118,7 @@ def test_metrics_throughput_and_result() -> None:
     result = _measure(work, timing, batch_size=8)
     assert result.stats.count == 40 and result.stop_reason == "max_iters"
     assert result.metrics[m.THROUGHPUT] == pytest.approx(8 * 40 / (40 * 3.0 / 1e3))
+    assert result.tags["engine.throughput_method"] == "per_call" and result.blocks == ()
     assert result.metrics[m.LATENCY_MEAN] == pytest.approx(3.0)
     assert result.notes == {"monitors": "disabled by the caller"}
     assert result.tags["engine.timer"] == "fake" and "sw.torch" in result.tags
