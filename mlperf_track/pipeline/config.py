@@ -41,10 +41,10 @@ class PipelineConfig:
         batch_sizes: Batch sizes.
         image_size: Input resolution.
         dataset: Dataset reference for fine-tuning, calibration and accuracy (``synthetic``: none).
-        epochs: Training of the baseline on a labelled dataset: ``None`` (``auto``) trains until its holdout
-            top-1 stops improving (early stopping, best epoch kept, capped in epochs and time); an integer
-            trains exactly that many epochs (0: use the weights as they are). Variants that retrain follow:
-            early stopping with ``None``, fixed epochs otherwise.
+        epochs: Training of the baseline on a labelled dataset: ``None`` trains until its holdout top-1 stops
+            improving (early stopping, best epoch kept, capped in epochs and time); ``"auto"`` is accepted for
+            it and stored as ``None``. An integer trains exactly that many epochs (0: use the weights as they
+            are). Variants that retrain follow: early stopping with ``None``, fixed epochs otherwise.
         num_threads: CPU threads, or ``None`` for torch's default.
         channels_last: Use channels-last memory format.
         options: Runtime and variant options as ``(key, value)`` pairs.
@@ -99,6 +99,8 @@ class PipelineConfig:
         for batch_size in self.batch_sizes:
             check_positive_int("batch_size", batch_size)
         check_positive_int("image_size", self.image_size)
+        if isinstance(self.epochs, str) and self.epochs.strip().lower() == "auto":
+            object.__setattr__(self, "epochs", None)
         if self.epochs is not None and (
             isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 0
         ):

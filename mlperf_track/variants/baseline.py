@@ -3,7 +3,7 @@
 Two ways to train it:
 
 - ``epochs=None`` (``auto``, the pipeline's default): until it has converged, i.e. until its top-1 on the
-  holdout split stops improving (:data:`DEFAULT_STOPPING`: patience 2 epochs, at most 20 epochs and 240 s),
+  holdout split stops improving (:data:`DEFAULT_STOPPING`: patience 2 epochs, at most 20 epochs and 300 s),
   keeping the best epoch's weights. Settings (:data:`~mlperf_track.variants.common.CONVERGE_TRAIN`): AdamW,
   lr 1e-3 after a 10-step warm-up, constant, cut x0.2 after every epoch without a holdout gain, weight decay
   0.01, batch 32, seeded data order.
@@ -14,9 +14,10 @@ How the ``auto`` settings were chosen, from random initialisation on ``digits`` 
 180 holdout, 359 evaluation images) on the project's 2-core AVX512 machine: AdamW at 1e-3 gets resnet18 to
 0.97 holdout top-1 within three epochs but, held constant, the holdout accuracy then swings by 3-6 points
 from epoch to epoch (0.989 -> 0.911 between epochs 7 and 8); cutting the rate when the holdout stalls
-settles it. An epoch of resnet50 costs about 35 s on the quiet machine (resnet18: 8-12 s), so a patience of
-2 with the cut after 1 stalled epoch ends resnet50 within the 240 s cap; the cap bounds the pipeline's wall
-time on a slower or busier machine, and a run it ends is tagged ``baseline.converged=false``.
+settles it. An epoch of resnet50 costs about 35 s on the quiet machine (resnet18: 8-12 s). Uncapped, resnet50
+reached its best holdout top-1 (0.978) at epoch 6 and resnet18 (0.978, evaluation 0.989) at epoch 3-5, so
+with a patience of 2 resnet50 stops after about 8 epochs, ~280 s: hence the 300 s cap. The cap bounds the
+pipeline's wall time on a slower or busier machine, and a run it ends is tagged ``baseline.converged=false``.
 
 The result is cached under ``cache_dir/baselines`` keyed by everything that changes it (model, a fingerprint
 of its initial weights, dataset and split sizes, image size, epochs or stopping rule, seed, classes,
@@ -56,7 +57,7 @@ logger = logging.getLogger(__name__)
 #: Fixed fine-tuning epochs used when ``auto`` cannot be honoured (no holdout can be cut from the training split).
 DEFAULT_EPOCHS = 2
 #: When ``epochs=None`` stops (see the module docstring for how it was chosen).
-DEFAULT_STOPPING = StoppingRule(patience=2, max_epochs=20, max_seconds=240.0)
+DEFAULT_STOPPING = StoppingRule(patience=2, max_epochs=20, max_seconds=300.0)
 #: Facts that describe the training run rather than the model (kept out of the artifact's tags).
 _RUN_ONLY_FACTS = (metrics.BASELINE_CURVE_FACT,)
 

@@ -18,11 +18,15 @@ FAST = TimingConfig(warmup_iters=1, warmup_s=0.0, min_iters=3, max_iters=20, max
 
 def test_epochs_default_to_auto_everywhere() -> None:
     assert PipelineConfig(model="tinycnn").epochs is None
-    assert auto_defaults("cpu")["epochs"] is None and auto_defaults("cuda")["epochs"] is None
+    for device in ("cpu", "cuda"):
+        default = auto_defaults(device)["epochs"]
+        assert default == "auto" and str(default) == "auto"  # survives a round trip through a flag's text
+        assert PipelineConfig(model="tinycnn", epochs=default).epochs is None
+    assert PipelineConfig(model="tinycnn", epochs=" Auto ").epochs is None  # type: ignore[arg-type]
     assert PipelineConfig(model="tinycnn", epochs=3).epochs == 3
 
 
-@pytest.mark.parametrize("epochs", [-1, 1.5, True, "auto"])
+@pytest.mark.parametrize("epochs", [-1, 1.5, True, "None", "3"])
 def test_bad_epochs_name_the_field_and_auto(epochs: object) -> None:
     with pytest.raises(ConfigError, match="epochs") as caught:
         PipelineConfig(model="tinycnn", epochs=epochs)  # type: ignore[arg-type]
