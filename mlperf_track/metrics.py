@@ -32,6 +32,14 @@ GPU_PEAK_ALLOCATED: Final = "memory/gpu_peak_allocated_mb"
 GPU_PEAK_RESERVED: Final = "memory/gpu_peak_reserved_mb"
 GPU_PROCESS_PEAK: Final = "memory/gpu_process_peak_mb"
 CPU_RSS_PEAK: Final = "memory/cpu_rss_peak_mb"
+#: Peak of the GPU's used memory over the timed window minus the memory in use before the case (the prepared
+#: model, workspaces and activations of any runtime, ONNX Runtime and TensorRT included; whole device).
+GPU_DEVICE_DELTA_PEAK: Final = "memory/gpu_device_delta_peak_mb"
+#: Peak reserved by torch's caching allocator while the case's model was prepared (export/compile/engine
+#: build, warm-up calls over every batch size, the accuracy pass), kept apart from the timed window's peaks.
+GPU_PREPARE_PEAK: Final = "memory/gpu_prepare_peak_mb"
+#: Like :data:`GPU_DEVICE_DELTA_PEAK`, over the preparation instead of the timed window.
+GPU_PREPARE_DEVICE_DELTA_PEAK: Final = "memory/gpu_prepare_device_delta_peak_mb"
 
 GPU_POWER_MEAN: Final = "power/gpu_mean_w"
 GPU_ENERGY_PER_SAMPLE: Final = "energy/gpu_j_per_sample"
@@ -106,6 +114,9 @@ LOWER_IS_BETTER: Final = frozenset(
         GPU_PEAK_RESERVED,
         GPU_PROCESS_PEAK,
         CPU_RSS_PEAK,
+        GPU_DEVICE_DELTA_PEAK,
+        GPU_PREPARE_PEAK,
+        GPU_PREPARE_DEVICE_DELTA_PEAK,
         GPU_ENERGY_PER_SAMPLE,
         CPU_ENERGY_PER_SAMPLE,
         MODEL_SIZE,

@@ -1,209 +1,105 @@
-"""Arguments and converters shared by several subcommands."""
+"""The pipeline configuration of ``bench``, ``run`` and ``profile``, built from the option table and checked up front.
+
+Everything a user typed is validated here, before a model is loaded: each value (one line naming the flag, the
+value and what is allowed), the dataset reference (an imagefolder with files that are not images), and every
+``--option`` key against the options the selected runtimes and variants declare.
+"""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mlperf_track.errors import ConfigError
-from mlperf_track.pipeline.config import PipelineConfig
-from mlperf_track.spec import DEVICES, PRECISIONS, check_choice, parse_int_list, parse_name_list
+from mlperf_track.cli import parsers as p
+from mlperf_track.cli.options import add_options, read
+from mlperf_track.pipeline.options import check_declared_options
 
-
-def batch_sizes(text: str) -> tuple[int, ...]:
-    """``--batch-size 1,8,32``."""
-    return parse_int_list("--batch-size", text)
-
-
-def precisions(text: str) -> tuple[str, ...]:
-    """``--precision fp32,bf16``."""
-    return parse_name_list("--precision", text, PRECISIONS)
+if TYPE_CHECKING:
+    from mlperf_track.pipeline.config import PipelineConfig
 
 
-def names(text: str) -> tuple[str, ...]:
-    """A comma-separated list of names, checked later against the right registry."""
-    return parse_name_list("list", text)
+def add_pipeline_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    """The flags of ``command`` (``bench``, ``run`` or ``profile``) from the option table."""
+    add_options(parser, command)
 
 
+def pipeline_config_from_args(args: argparse.Namespace, *, profile: bool = False) -> PipelineConfig:
+    """Build and validate a :class:`PipelineConfig` from the flags.
+
+    Values left at ``auto`` take the device's defaults (:func:`mlperf_track.pipeline.defaults.auto_defaults`),
+    so the device is resolved here (``--device cuda`` without a GPU fails now, with exit code 2).
+
+    Args:
+        args: Parsed flags of ``bench``, ``run`` or ``profile``.
+        profile: Force profiling on (``profile``); else ``--profile`` decides where the command has it.
+
+    Raises:
+        ConfigError: A bad value, dataset or ``--option``.
+        DeviceError: ``--device cuda`` without a GPU.
+    """
+    from mlperf_track.engine.device import resolve_device
+    from mlperf_track.pipeline.config import PipelineConfig
+    from mlperf_track.pipeline.defaults import auto_defaults
+
+    device = resolve_device(read(args, "device") or "auto")
+    defaults = auto_defaults(device)
+    variants = read(args, "variants", defaults) or ()
+    dataset = read(args, "dataset") or (defaults["dataset"] if variants else "synthetic")
+    timing = defaults["timing"]
+    max_time = read(args, "max_time")
+    if max_time is not None:
+        timing = replace(timing, max_time_s=max_time)
+    target_ci = read(args, "target_ci")
+    if target_ci is not None:
+        timing = replace(timing, target_rel_ci=target_ci)
+    max_accuracy_drop = read(args, "max_accuracy_drop")
+    config = PipelineConfig(
+        model=read(args, "model"),
+        weights=read(args, "weights"),
+        device=device,
+        variants=tuple(variants),
+        runtimes=tuple(read(args, "runtimes", defaults)),
+        precisions=tuple(read(args, "precisions", defaults)),
+        batch_sizes=tuple(read(args, "batch_sizes", defaults)),
+        image_size=read(args, "image_size", defaults),
+        dataset=dataset,
+        epochs=read(args, "epochs", defaults),  # auto: the device default, passed through as it is
+        num_threads=read(args, "num_threads"),
+        channels_last=bool(read(args, "channels_last")),
+        options=read(args, "options") or (),
+        timing=timing,
+        seed=read(args, "seed"),
+        profile=profile or bool(getattr(args, "profile", None) and read(args, "profile")),
+        measure_accuracy=bool(read(args, "accuracy")),
+        output_dir=Path(read(args, "output_dir")),
+        max_accuracy_drop=max_accuracy_drop,
+        repeats=read(args, "repeats"),
+        pin_cores=read(args, "pin_cores"),
+    )
+    check_declared_options(config)
+    return config
+
+
+def output_file(args: argparse.Namespace) -> Path | None:
+    """``--output``, checked writable now (creates nothing)."""
+    value = read(args, "output")
+    return Path(value) if value is not None else None
+
+
+# Converters in the shapes other subcommands (cli/load.py) use; they share the parsers of the option table.
 def positive_int(parameter: str) -> Callable[[str], int]:
     """A converter for a positive integer option named ``parameter``."""
-
-    def convert(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise ConfigError(parameter, text, "a positive integer") from None
-        if value <= 0:
-            raise ConfigError(parameter, value, "a positive integer")
-        return value
-
-    return convert
+    return lambda text: p.positive_int(parameter, text)
 
 
-def device(text: str) -> str:
-    """``--device auto|cpu|cuda``."""
-    return check_choice("--device", text, DEVICES)
+def parse_options(pairs: list[str]) -> tuple[tuple[str, str], ...]:
+    """``["a=1", "b=2,c=3"]`` -> ``(("a", "1"), ("b", "2"), ("c", "3"))`` (empty items refused)."""
+    return p.key_values("--option", pairs) if pairs else ()
 
 
 def writable_file(parameter: str, path: Path) -> Path:
     """Check that ``path`` can be created or overwritten, before any long work starts (creates nothing)."""
-    import os
-
-    target = path.expanduser().resolve()
-    if not target.parent.is_dir():
-        raise ConfigError(parameter, str(path), "a file in an existing directory")
-    if target.is_dir():
-        raise ConfigError(parameter, str(path), "a file path, not a directory")
-    writable = os.access(target, os.W_OK) if target.exists() else os.access(target.parent, os.W_OK)
-    if not writable:
-        raise ConfigError(parameter, str(path), "a writable file path", hint="permission denied")
-    return path
-
-
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--model``, ``--weights``."""
-    parser.add_argument("--model", required=True, help="torchvision name, model file, models:/ or runs:/ URI")
-    parser.add_argument("--weights", default=None, help="weights file for a torchvision model")
-
-
-def add_case_arguments(parser: argparse.ArgumentParser) -> None:
-    """Device, runtime, precision, batch size, image size, threads, channels-last."""
-    parser.add_argument("--device", type=str, default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--runtime", type=str, default="eager", help="comma-separated runtimes")
-    parser.add_argument("--precision", type=str, default="fp32", help="comma-separated precisions")
-    parser.add_argument("--batch-size", type=str, default="1", help="comma-separated batch sizes")
-    parser.add_argument("--image-size", type=str, default="224", help="input height and width")
-    parser.add_argument("--num-threads", type=str, default=None, help="CPU threads (default: torch's)")
-    parser.add_argument("--channels-last", action="store_true", help="use the channels-last memory format")
-    parser.add_argument(
-        "--option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="runtime or variant option, e.g. compile_mode=max-autotune (repeatable)",
-    )
-
-
-def parse_options(pairs: list[str]) -> tuple[tuple[str, str], ...]:
-    """``["a=1", "b=2"]`` -> ``(("a", "1"), ("b", "2"))``."""
-    options = []
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError("--option", pair, "KEY=VALUE")
-        options.append((key.strip(), value.strip()))
-    return tuple(options)
-
-
-def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
-    """Everything a pipeline run takes: model, case, variants, dataset, timing."""
-    add_model_arguments(parser)
-    add_case_arguments(parser)
-    parser.add_argument(
-        "--variants",
-        default="",
-        help="comma-separated variants or groups (quantized, pruned, distilled, all); the baseline always runs",
-    )
-    parser.add_argument(
-        "--dataset",
-        default="auto",
-        help="digits, synthetic, imagefolder:PATH, "
-        "torchvision:NAME:ROOT (auto: synthetic, or digits when variants are asked for)",
-    )
-    parser.add_argument("--epochs", default="auto", help="fine-tuning epochs for the baseline on a labelled dataset")
-    parser.add_argument("--seed", default="0", help="seed for data splits, training and inputs")
-    parser.add_argument("--max-time", default="auto", help="time cap per case in seconds")
-    parser.add_argument(
-        "--target-ci",
-        default="auto",
-        help="stop when the median's 95%% CI is this fraction of it (default 0.01 GPU, 0.02 CPU)",
-    )
-    parser.add_argument("--no-accuracy", action="store_true", help="skip accuracy even on a labelled dataset")
-    parser.add_argument("--output-dir", default="mlperf_track_output", help="per-case files (samples, JSON)")
-
-
-def _number(parameter: str, text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ConfigError(parameter, text, "a positive number") from None
-    if not value > 0:
-        raise ConfigError(parameter, text, "a positive number")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ConfigError("--seed", text, "an integer >= 0") from None
-    if value < 0:
-        raise ConfigError("--seed", text, "an integer >= 0")
-    return value
-
-
-def pipeline_config_from_args(args: argparse.Namespace, *, profile: bool = False) -> PipelineConfig:
-    """Build and validate a :class:`PipelineConfig` from :func:`add_pipeline_arguments`' flags.
-
-    Values left at ``auto`` take the device's defaults (:func:`mlperf_track.pipeline.defaults.auto_defaults`),
-    so the device is resolved here (``--device cuda`` without a GPU fails now, with exit code 2).
-    """
-    from dataclasses import replace
-
-    from mlperf_track.engine.device import resolve_device
-    from mlperf_track.pipeline.defaults import auto_defaults, is_auto
-
-    device = resolve_device(check_choice("--device", args.device, DEVICES))
-    defaults = auto_defaults(device)
-    variants = () if is_auto(args.variants) or args.variants == "none" else names(args.variants)
-    dataset = args.dataset
-    if is_auto(dataset):
-        dataset = defaults["dataset"] if variants else "synthetic"
-    timing = defaults["timing"]
-    if not is_auto(args.max_time):
-        timing = replace(timing, max_time_s=_number("--max-time", args.max_time))
-    if not is_auto(args.target_ci):
-        target = _number("--target-ci", args.target_ci)
-        if target >= 1:
-            raise ConfigError("--target-ci", args.target_ci, "a fraction in (0, 1)")
-        timing = replace(timing, target_rel_ci=target)
-    epochs = defaults["epochs"] if is_auto(args.epochs) else _non_negative_int("--epochs", args.epochs)
-    return PipelineConfig(
-        model=args.model,
-        weights=_existing_file("--weights", args.weights),
-        device=device,
-        variants=variants,
-        runtimes=parse_name_list("--runtime", args.runtime),
-        precisions=precisions(args.precision),
-        batch_sizes=batch_sizes(args.batch_size),
-        image_size=positive_int("--image-size")(args.image_size),
-        dataset=dataset,
-        epochs=epochs,
-        num_threads=None if args.num_threads in (None, "", "auto") else positive_int("--num-threads")(args.num_threads),
-        channels_last=bool(args.channels_last),
-        options=parse_options(args.option),
-        timing=timing,
-        seed=_seed(args.seed),
-        profile=profile,
-        measure_accuracy=not args.no_accuracy,
-        output_dir=Path(args.output_dir),
-    )
-
-
-def _non_negative_int(parameter: str, text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ConfigError(parameter, text, "an integer >= 0") from None
-    if value < 0:
-        raise ConfigError(parameter, text, "an integer >= 0")
-    return value
-
-
-def _existing_file(parameter: str, path: str | None) -> str | None:
-    if path is None or path == "":
-        return None
-    if not Path(path).expanduser().is_file():
-        raise ConfigError(parameter, path, "an existing file")
-    return path
+    return p.writable_file(parameter, str(path))

@@ -35,6 +35,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--baseline", required=True, metavar="RUN", help="run id, runs:/ URI, samples.csv or JSON")
     parser.add_argument("--candidate", required=True, metavar="RUN", help="run id, runs:/ URI, samples.csv or JSON")
+    parser.add_argument("--experiment", default=None, help="RUN may also be a run name: looked up in this experiment")
     parser.add_argument(
         "--fail-on",
         default="p50:5%",
@@ -88,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     """Compare, print the table and the verdict; 1 on a regression."""
     from mlperf_track.report.compare import check_regressions, compare_samples, parse_thresholds
     from mlperf_track.report.noise import parse_noise_floor, run_context
-    from mlperf_track.report.samples import load_samples
+    from mlperf_track.report.samples import load_samples, resolve_ref
 
     thresholds = parse_thresholds(args.fail_on)
     alpha = _fraction("--alpha", args.alpha)
@@ -97,12 +98,14 @@ def run(args: argparse.Namespace) -> int:
     seed = _integer("--seed", args.seed, 0)
     noise_floor = None if args.noise_floor is None else parse_noise_floor(args.noise_floor)
     tracking_uri = _tracking_uri(args.baseline, args.candidate)
-    baseline = load_samples(args.baseline, tracking_uri=tracking_uri)
-    candidate = load_samples(args.candidate, tracking_uri=tracking_uri)
-    contexts = {
-        "baseline": run_context(args.baseline, tracking_uri=tracking_uri),
-        "candidate": run_context(args.candidate, tracking_uri=tracking_uri),
+    where = {"tracking_uri": tracking_uri, "experiment": args.experiment}
+    refs = {
+        "baseline": resolve_ref(args.baseline, parameter="--baseline", **where),
+        "candidate": resolve_ref(args.candidate, parameter="--candidate", **where),
     }
+    baseline = load_samples(refs["baseline"], tracking_uri=tracking_uri)
+    candidate = load_samples(refs["candidate"], tracking_uri=tracking_uri)
+    contexts = {side: run_context(ref, tracking_uri=tracking_uri) for side, ref in refs.items()}
     statistics = tuple(dict.fromkeys([*SHOWN_STATISTICS, *(t.statistic for t in thresholds)]))
     comparison = compare_samples(
         baseline.latency_ms,

@@ -2,7 +2,8 @@
 
 ``--to results.duckdb`` (or ``.db``) writes one DuckDB database; ``--to results.parquet`` writes a directory
 of Parquet files, one per table (``results.parquet/runs.parquet``, ``params``, ``metrics``, ``tags``,
-``samples``). See :mod:`mlperf_track.report.export` for the schema.
+``samples``). ``--experiment`` takes a name or a prefix (``mlperf_track``: every ``mlperf_track/<model>``
+experiment). See :mod:`mlperf_track.report.export` for the schema.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ def register(subparsers: Any) -> None:
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
     parser.add_argument(
-        "--experiment", default=os.environ.get(EXPERIMENT_ENV), help=f"experiment name (default: ${EXPERIMENT_ENV})"
+        "--experiment",
+        default=os.environ.get(EXPERIMENT_ENV),
+        help=f"experiment name, or a prefix such as mlperf_track (default: ${EXPERIMENT_ENV})",
     )
     parser.add_argument("--to", required=True, metavar="PATH", help="results.duckdb, results.db or results.parquet")
     parser.add_argument("--no-samples", action="store_true", help="leave out the raw latency samples")
@@ -37,7 +40,12 @@ def run(args: argparse.Namespace) -> int:
     from mlperf_track.tracking.setup import configure_tracking
 
     if not args.experiment:
-        raise ConfigError("--experiment", None, "an experiment name", hint=f"or set ${EXPERIMENT_ENV}")
+        raise ConfigError(
+            "--experiment",
+            None,
+            "an experiment name or a prefix such as mlperf_track",
+            hint=f"or set ${EXPERIMENT_ENV}",
+        )
     target = Path(args.to).expanduser()
     kind = export_format(target)
     if not target.parent.resolve().is_dir():

@@ -1,11 +1,13 @@
 """``mlperf-track run``: the whole pipeline, every case logged to MLflow as a nested run of one parent run.
 
-Also the command of the MLproject's ``main`` and ``benchmark`` entry points. Device-dependent settings
-(``--batch-size``, ``--precision``, ``--runtime``, ``--variants``, ``--image-size``, ``--epochs``) default to
-``auto``: :func:`mlperf_track.pipeline.defaults.auto_defaults` picks them for the resolved device. ``none``
-for ``--variants`` measures the baseline only. Exit codes: 0 when the pipeline completed (failed cases are
-FAILED child runs), 1 when every case failed, 2 for bad input (the parent run, when ``mlflow run`` made one,
-is FAILED with ``error.type``/``error.message`` tags), 130 on Ctrl-C or SIGTERM (open runs end KILLED).
+Also the command of the MLproject's ``main`` and ``benchmark`` entry points. Options come from one table
+(:mod:`mlperf_track.cli.options`); device-dependent ones default to ``auto``, which
+:func:`mlperf_track.pipeline.defaults.auto_defaults` picks for the resolved device; ``none`` for ``--variants``
+measures the baseline only. Runs go to the experiment ``--experiment-name`` names, else ``$MLFLOW_EXPERIMENT_NAME``,
+else ``mlperf_track/<model>`` (see :func:`mlperf_track.tracking.setup.experiment_for`). Exit codes: 0 when the
+pipeline completed (failed cases are FAILED child runs), 1 when every case failed, 2 for bad input (the parent run,
+when ``mlflow run`` made one, is FAILED with ``error.type``/``error.message`` tags), 130 on Ctrl-C or SIGTERM
+(open runs end KILLED).
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlperf_track.cli.common import add_pipeline_arguments, pipeline_config_from_args, writable_file
+from mlperf_track.cli.common import add_pipeline_arguments, output_file, pipeline_config_from_args
+from mlperf_track.cli.options import read
 from mlperf_track.errors import MlperfTrackError
 
 if TYPE_CHECKING:
@@ -28,78 +30,30 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Flags whose ``auto`` value is replaced by the device's default: flag dest -> auto_defaults key.
-AUTO_FLAGS = {
-    "batch_size": "batch_sizes",
-    "precision": "precisions",
-    "runtime": "runtimes",
-    "variants": "variants",
-    "image_size": "image_size",
-    "epochs": "epochs",
-}
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
-
 
 def register(subparsers: Any) -> None:
     """Add the ``run`` subcommand."""
     parser = subparsers.add_parser(
         "run", help="run the pipeline and log every case to MLflow", description=__doc__.split("\n\n")[0]
     )
-    add_run_arguments(parser)
-    parser.set_defaults(func=run)
+    add_pipeline_arguments(parser, "run")
+    parser.set_defaults(func=run, keeps_log=True)
 
 
-def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """The pipeline flags with ``auto`` defaults, plus ``--experiment``, ``--profile`` and ``--output``."""
-    add_pipeline_arguments(parser)
-    parser.set_defaults(**{dest: "auto" for dest in AUTO_FLAGS})
-    parser.add_argument("--experiment", default=None, help="MLflow experiment name (ignored inside mlflow run)")
-    parser.add_argument(
-        "--profile",
-        nargs="?",
-        const="true",
-        default="false",
-        help="also record a torch.profiler trace and flame graph per case (--profile, or --profile true|false)",
-    )
-    parser.add_argument("--output", default=None, help="also write every result as JSON to this file")
-
-
-def _bool(parameter: str, text: str) -> bool:
-    from mlperf_track.errors import ConfigError
-
-    value = str(text).strip().lower()
-    if value in _TRUE or value in _FALSE:
-        return value in _TRUE
-    raise ConfigError(parameter, text, "true or false")
-
-
-def resolve_auto_flags(args: argparse.Namespace) -> argparse.Namespace:
-    """A copy of ``args`` with every ``auto`` value of :data:`AUTO_FLAGS` replaced by the device's default."""
-    from mlperf_track.engine.device import resolve_device
-    from mlperf_track.pipeline.defaults import auto_defaults, is_auto
-    from mlperf_track.spec import DEVICES, check_choice
-
-    resolved = argparse.Namespace(**vars(args))
-    defaults = auto_defaults(resolve_device(check_choice("--device", args.device, DEVICES)))
-    for dest, key in AUTO_FLAGS.items():
-        if is_auto(getattr(args, dest, None)):
-            value = defaults[key]
-            text = ",".join(str(item) for item in value) if isinstance(value, (tuple, list)) else str(value)
-            setattr(resolved, dest, text)
-    if str(getattr(args, "weights", None) or "").strip().lower() in ("none", "auto"):
-        resolved.weights = None  # the MLproject passes "none" for "no weights file"
-    return resolved
-
-
-def run_config_from_args(args: argparse.Namespace) -> PipelineConfig:
+def run_config_from_args(args: argparse.Namespace, *, profile: bool = False) -> PipelineConfig:
     """Build and validate the pipeline configuration (``auto`` resolved for the device)."""
-    return pipeline_config_from_args(resolve_auto_flags(args), profile=_bool("--profile", args.profile))
+    return pipeline_config_from_args(args, profile=profile)
 
 
 def record_bad_input(error: MlperfTrackError) -> None:
-    """Inside ``mlflow run``, mark its run FAILED with the error's tags (elsewhere no run exists yet)."""
-    if not os.environ.get("MLFLOW_RUN_ID"):
+    """Inside ``mlflow run``, mark its run FAILED with the error's tags (elsewhere no run exists yet).
+
+    Nothing is tried when the tracking store itself is the problem; a failure here is logged to the log file only,
+    so the console keeps its one line.
+    """
+    from mlperf_track.errors import StorageError
+
+    if not os.environ.get("MLFLOW_RUN_ID") or isinstance(error, StorageError):
         return
     try:
         from mlperf_track.tracking.logging import mark_run_failed
@@ -109,8 +63,8 @@ def record_bad_input(error: MlperfTrackError) -> None:
         configure_tracking(None)
         start_parent_run()
         mark_run_failed(error)
-    except Exception:  # the one-line error message matters more than the tags
-        logger.warning("could not mark the MLflow run as failed", exc_info=True)
+    except Exception as failure:  # the one-line error message matters more than the tags
+        logger.debug("could not mark the MLflow run as failed: %s", failure, exc_info=True)
 
 
 @contextlib.contextmanager
@@ -135,35 +89,45 @@ def run(args: argparse.Namespace) -> int:
     return execute(args)
 
 
-def execute(args: argparse.Namespace, *, profile: bool = False, shown_files: tuple[str, ...] = ()) -> int:
-    """Run the tracked pipeline (``profile`` forces profiling on) and print the cases and ``shown_files``.
+def execute(args: argparse.Namespace, *, profile: bool = False, footer: str | None = None) -> int:
+    """Run the tracked pipeline (``profile`` forces profiling on), print the cases, then ``footer``.
 
     Returns:
         0 when the pipeline completed with at least one measured case, 1 when every case failed, 130 when
         interrupted.
     """
-    from dataclasses import replace
-
     import mlflow
 
-    from mlperf_track.cli.bench import print_outcome
+    from mlperf_track.cli.console import print_outcome
+    from mlperf_track.cli.logs import progress_console
     from mlperf_track.engine.result import results_to_json
     from mlperf_track.pipeline.progress import ProgressListener
     from mlperf_track.tracking.pipeline_run import run_tracked_pipeline
+    from mlperf_track.tracking.setup import check_tracking_store, resolve_tracking_uri
 
     try:
-        config = run_config_from_args(args)
-        config = replace(config, profile=True) if profile else config
-        output = writable_file("--output", Path(args.output)) if args.output else None
+        config = run_config_from_args(args, profile=profile)
+        output = output_file(args)
+        check_tracking_store(resolve_tracking_uri())
     except MlperfTrackError as error:
         record_bad_input(error)
         raise
     with sigterm_as_interrupt():
-        outcome = run_tracked_pipeline(config, experiment=args.experiment, extra_listener=ProgressListener())
-    console = print_outcome(outcome, shown_files)
+        outcome = run_tracked_pipeline(
+            config,
+            experiment=read(args, "experiment_name"),
+            extra_listener=ProgressListener(progress_console()),
+            log_file=getattr(args, "log_file", None),
+        )
+    console = print_outcome(outcome)
+    if footer:
+        console.print(footer)
     last = mlflow.last_active_run()
     if last is not None:
-        console.print(f"logged to {mlflow.get_tracking_uri()}: parent run {last.info.run_id}")
+        experiment = mlflow.get_experiment(last.info.experiment_id)
+        console.print(
+            f"logged to {mlflow.get_tracking_uri()}: experiment {experiment.name}, parent run {last.info.run_id}"
+        )
     if output is not None:
         output.write_text(results_to_json(outcome.results), encoding="utf-8")
     if outcome.interrupted:

@@ -91,3 +91,30 @@ def load_dataset(ref: str, *, image_size: int, seed: int = 0) -> DatasetSplits:
     from mlperf_track.data.common import with_holdout
 
     return with_holdout(splits, seed) if splits.has_labels else splits
+
+
+def check_dataset(ref: str) -> None:
+    """Check a reference before any work starts: a known scheme, and what its source checks without loading.
+
+    A source may define ``check(argument)`` (the imagefolder source checks the folder and refuses files that
+    are not images); the others are checked when they load.
+
+    Raises:
+        ConfigError: Unknown scheme (the message lists the schemes), or a bad argument.
+        DataError: What the source's check finds (a missing folder).
+    """
+    scheme, separator, argument = ref.strip().partition(":")
+    schemes = dataset_schemes()
+    if scheme not in schemes:
+        matches = closest_matches(scheme, schemes)
+        raise ConfigError(
+            "--dataset",
+            ref,
+            [_FORMS.get(name, f"{name}[:<argument>]") for name in schemes],
+            f"did you mean {', '.join(matches)}?" if matches else None,
+        )
+    with _lock:
+        source = _sources[scheme]
+    check = getattr(source, "check", None)
+    if callable(check):
+        check(argument if separator else None)

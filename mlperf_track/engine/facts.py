@@ -4,7 +4,8 @@
   quantized ``Linear``/``Conv`` expose them through a ``weight()`` method, not as parameters) and the int8
   weight buffers of PT2E-converted graphs (``_frozen_param*``: weights stored as buffers, not parameters).
 * Size is the serialized size of what is deployed: the ONNX file (plus its external-data files) when one is
-  given, else ``torch.save(module.state_dict())`` into memory. "MB" is MiB (2**20 bytes).
+  given, else ``torch.save(module.state_dict())`` into memory, at the precision the case runs in when the
+  caller gives one (:func:`state_dict_bytes`). "MB" is MiB (2**20 bytes) everywhere.
 * FLOPs are counted by :class:`torch.utils.flop_counter.FlopCounterMode` on a batch of one: 2 x the
   multiply-accumulates of matmuls, convolutions and attention; elementwise ops are not counted. Quantized
   kernels are invisible to it, so a count of zero is left out with a note rather than reported.
@@ -72,10 +73,19 @@ def sparsity(module: nn.Module) -> float | None:
     return zeros / total if total else None
 
 
-def state_dict_bytes(module: nn.Module) -> int:
-    """Bytes of ``torch.save(module.state_dict())``."""
+def state_dict_bytes(module: nn.Module, dtype: torch.dtype | None = None) -> int:
+    """Bytes of ``torch.save(module.state_dict())``, with floating-point tensors cast to ``dtype`` when given.
+
+    The cast gives the size of the model as a runtime holds it at a precision (fp16 weights take half the
+    bytes of fp32 ones); integer and quantized tensors keep their type.
+    """
+    state = module.state_dict()  # a new dict on every call: replacing its entries leaves the module alone
+    if dtype is not None:
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor) and value.is_floating_point():
+                state[key] = value.to(dtype)
     buffer = io.BytesIO()
-    torch.save(module.state_dict(), buffer)
+    torch.save(state, buffer)
     return buffer.tell()
 
 

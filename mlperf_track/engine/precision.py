@@ -5,6 +5,10 @@ PyTorch's defaults let "fp32" convolutions on Ampere and newer GPUs run in TF32
 of a case: ``tf32`` turns TF32 on for cuDNN and cuBLAS; every other precision turns it off, so fp32 is IEEE
 fp32 and the fp32 parts of fp16/bf16/int8/fp8 models are not silently downgraded.
 
+It also pins ``torch.backends.cudnn.benchmark`` (cuDNN autotuning of convolution algorithms: another kernel
+choice, so other timings and other rounding), to the case's setting (default off, torch's default), whatever
+the process had set, and records it as the tag ``precision.cudnn_benchmark``.
+
 torch 2.9+ has a second API (``torch.backends.cuda.matmul.fp32_precision``); reading the legacy flags after
 someone set the new one raises ``RuntimeError``. We set the legacy flags (every reader, old or new, then sees
 them) and restore the state through whichever API it could be read with.
@@ -43,16 +47,19 @@ def _snapshot() -> tuple[str, dict[str, Any]]:
             "cudnn": backends.cudnn.allow_tf32,
             "matmul": backends.cuda.matmul.allow_tf32,
             "float32_matmul_precision": torch.get_float32_matmul_precision(),
+            "cudnn_benchmark": backends.cudnn.benchmark,
         }
     except RuntimeError:  # the new API was used: legacy reads refuse, so save the new-API strings
         return "new", {
             "cudnn": getattr(backends.cudnn, "conv").fp32_precision,  # noqa: B009 - untyped submodule
             "matmul": backends.cuda.matmul.fp32_precision,
+            "cudnn_benchmark": backends.cudnn.benchmark,
         }
 
 
 def _restore(api: str, state: dict[str, Any]) -> None:
     backends = torch.backends
+    backends.cudnn.benchmark = state["cudnn_benchmark"]
     if api == "legacy":
         backends.cudnn.allow_tf32 = state["cudnn"]
         backends.cuda.matmul.allow_tf32 = state["matmul"]
@@ -69,27 +76,30 @@ def _apply(tf32: bool) -> None:
 
 
 def effective_tags(precision: str) -> dict[str, str]:
-    """The current TF32 flags and the precision's dtype as tags."""
+    """The current TF32 and cuDNN autotuning flags and the precision's dtype as tags."""
     dtype = dtype_for(precision)
     return {
         "precision.dtype": str(dtype).removeprefix("torch.") if dtype is not None else precision,
         "precision.cudnn_allow_tf32": str(torch.backends.cudnn.allow_tf32).lower(),
         "precision.matmul_allow_tf32": str(torch.backends.cuda.matmul.allow_tf32).lower(),
         "precision.float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "precision.cudnn_benchmark": str(torch.backends.cudnn.benchmark).lower(),
     }
 
 
 @contextlib.contextmanager
-def precision_settings(precision: str, device: str) -> Iterator[dict[str, str]]:
-    """Pin TF32 and float32 matmul precision for ``precision`` and restore them afterwards.
+def precision_settings(precision: str, device: str, *, cudnn_benchmark: bool = False) -> Iterator[dict[str, str]]:
+    """Pin TF32, float32 matmul precision and cuDNN autotuning for the case and restore them afterwards.
 
     Args:
         precision: One of :data:`mlperf_track.spec.PRECISIONS`.
         device: ``cpu`` or ``cuda``; recorded as a tag (the flags are process-wide and set on both).
+        cudnn_benchmark: The value of ``torch.backends.cudnn.benchmark`` during the case.
 
     Yields:
         Tags with the effective settings: ``precision.dtype``, ``precision.cudnn_allow_tf32``,
-        ``precision.matmul_allow_tf32``, ``precision.float32_matmul_precision``, ``precision.device``.
+        ``precision.matmul_allow_tf32``, ``precision.float32_matmul_precision``, ``precision.cudnn_benchmark``,
+        ``precision.device``.
 
     Raises:
         ConfigError: For an unknown precision.
@@ -98,6 +108,7 @@ def precision_settings(precision: str, device: str) -> Iterator[dict[str, str]]:
     api, state = _snapshot()
     try:
         _apply(tf32=precision == "tf32")
+        torch.backends.cudnn.benchmark = cudnn_benchmark
         tags = effective_tags(precision)
         tags["precision.device"] = device
         yield tags

@@ -8,6 +8,13 @@ end, so the device's queue stays full as in serving, as ``torch.utils.benchmark`
 Runtimes that launch on another stream must join the current stream before returning (or synchronise), or
 the events would under-count; an injected clock switches CUDA timing to "synchronise, then read the host
 clock", which has no such caveat.
+
+How each runtime's GPU work is fenced by the events: eager and compile launch on the current stream itself (a
+CUDA-graph replay of ``reduce-overhead`` too), so the end event follows their kernels. ONNX Runtime's CUDA
+provider computes on a dedicated stream passed as ``user_compute_stream``, TensorRT's ``execute_async_v3`` on
+a dedicated torch stream; both make that stream wait for the current stream before the call and the current
+stream wait for it after, so the end event is recorded behind their work (never the legacy default stream,
+no host synchronisation inside the call).
 """
 
 from __future__ import annotations

@@ -22,6 +22,8 @@ class ModelArtifact:
         num_classes: Size of the output layer, when known.
         precision: A precision the artifact is fixed to (``int8`` for a quantized model), or ``None``.
         runtime: A runtime the artifact needs (``compile`` for PT2E int8, ``onnxruntime`` for QDQ), or ``None``.
+        device: The device the artifact must run on (``cpu`` for a PT2E int8 graph with x86 kernels), or ``None``
+            when runtimes move it to the case's device (every float artifact, half-precision ones included).
         tags: Facts about how the artifact was made (recipe, quantizer, sparsity, ...).
     """
 
@@ -32,6 +34,7 @@ class ModelArtifact:
     num_classes: int | None = None
     precision: str | None = None
     runtime: str | None = None
+    device: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

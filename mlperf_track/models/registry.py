@@ -1,10 +1,15 @@
 """The one place model sources are registered and model references resolved.
 
 Resolution order: each registered source is asked ``matches(ref)`` in order and the first that says yes loads
-the model. Built-in order: ``torchvision`` (names), ``tiny`` (``tinycnn``), ``file`` (model files). Sources
-registered with ``first=True`` (the default) go in front, so the MLflow source of the tracking layer
-(``models:/``, ``runs:/``) is asked before the built-ins. Registering imports nothing; the built-ins (and torch)
-are imported on the first lookup.
+the model. Built-in order: ``mlflow`` (``models:/``, ``runs:/``, a folder with an ``MLmodel`` file),
+``torchvision`` (names), ``tiny`` (``tinycnn``), ``file`` (model files). Sources registered with ``first=True``
+(the default) go in front of them. Registering imports nothing; the built-ins (and torch) are imported on the
+first lookup.
+
+The ``mlflow`` source lives in the tracking layer (loading those URIs is MLflow's business) and this layer may
+not import it, so the registry knows it by module path and imports it only when a reference with one of its
+URI schemes is loaded (:class:`DeferredSource`): ``models:/`` works for every caller, whether or not
+:mod:`mlperf_track.tracking` was imported first.
 
 Example::
 
@@ -14,6 +19,7 @@ Example::
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 from pathlib import Path
@@ -30,6 +36,40 @@ _back: list[ModelSource] = []  # registered with first=False, in registration or
 _builtins: list[ModelSource] = []
 
 
+class DeferredSource(ModelSource):
+    """A source of a higher layer, named by ``module:Class`` and imported on the first load it serves.
+
+    ``matches`` is answered here, from URI prefixes and an optional marker file in a directory, without
+    importing anything.
+    """
+
+    name = "mlflow"
+    #: ``module:Class`` of the real source.
+    target = "mlperf_track.tracking.model_source:MlflowModelSource"
+    #: Reference prefixes the real source claims.
+    prefixes: tuple[str, ...] = ("models:/", "runs:/")
+    #: A file whose presence makes a directory a reference of this source (``None``: none).
+    marker_file: str | None = "MLmodel"
+
+    def matches(self, ref: str) -> bool:
+        """A reference with one of :attr:`prefixes`, or a directory holding :attr:`marker_file`."""
+        if ref.startswith(self.prefixes):
+            return True
+        if self.marker_file is None:
+            return False
+        try:
+            path = Path(ref).expanduser()
+            return path.is_dir() and (path / self.marker_file).is_file()
+        except OSError:
+            return False
+
+    def load(self, ref: str, *, weights: str | None = None) -> LoadedModel:
+        """Import the real source and let it load ``ref``."""
+        module_name, _, class_name = self.target.partition(":")
+        source: ModelSource = getattr(importlib.import_module(module_name), class_name)()
+        return source.load(ref, weights=weights)
+
+
 def _builtin_sources() -> list[ModelSource]:
     # Imported on first use: registering a source (which tracking does while ``import mlflow`` runs) must not
     # import torch.
@@ -39,7 +79,7 @@ def _builtin_sources() -> list[ModelSource]:
             from mlperf_track.models.tiny import TinySource
             from mlperf_track.models.torchvision_zoo import TorchvisionSource
 
-            _builtins.extend([TorchvisionSource(), TinySource(), FileSource()])
+            _builtins.extend([DeferredSource(), TorchvisionSource(), TinySource(), FileSource()])
         return list(_builtins)
 
 

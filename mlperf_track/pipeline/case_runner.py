@@ -1,11 +1,22 @@
-"""Runs one case: prepare (or reuse) the runtime model, measure it, and assemble the result."""
+"""Runs one case: prepare (or reuse) the runtime model, measure it, and assemble the result.
+
+Memory on a GPU is measured per case, not per process history:
+
+* the preparation (export/compile/engine build, the warm-up calls over every batch size, the first call and the
+  accuracy pass) is watched on its own (:mod:`~mlperf_track.pipeline.prepare_watch`), once per prepared model;
+* before each timed window the previous case's tensors are dropped and torch's cached blocks returned
+  (``torch.cuda.empty_cache``), so the window's allocator peaks (reset when it starts) hold only this batch
+  size's blocks, not those of a larger batch prepared earlier;
+* the device's used memory is read before a model is prepared; ``memory/gpu_device_delta_peak_mb`` is the
+  window's peak above that baseline, which sees ONNX Runtime's and TensorRT's memory too.
+"""
 
 from __future__ import annotations
 
 import csv
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,9 +26,11 @@ from mlperf_track import metrics as m
 from mlperf_track.engine.device import is_out_of_memory, release_memory, synchronize
 from mlperf_track.errors import OutOfMemoryError, UnsupportedError
 from mlperf_track.pipeline.events import CaseOutcome
+from mlperf_track.pipeline.prepare_watch import NO_WINDOW, end_prepare_watch, start_prepare_watch
 from mlperf_track.spec import CaseSpec
 
 if TYPE_CHECKING:
+    from mlperf_track.engine.monitors import MonitorGroup
     from mlperf_track.engine.result import BenchmarkResult
     from mlperf_track.models.artifact import ModelArtifact
     from mlperf_track.pipeline.session import BenchmarkSession
@@ -34,6 +47,12 @@ class _Prepared:
     model: PreparedModel
     prepare_s: float
     called: bool = False
+    #: The device's used memory before the model was prepared (CUDA; ``None`` elsewhere or unreadable).
+    gpu_baseline_bytes: int | None = None
+    #: Watches the preparation until the first case of this model has run its accuracy pass.
+    watch: MonitorGroup | None = None
+    memory: dict[str, float] = field(default_factory=dict)
+    memory_notes: dict[str, str] = field(default_factory=dict)
 
 
 class CaseRunner:
@@ -43,10 +62,15 @@ class CaseRunner:
         self.session = session
         self._prepared: dict[PreparedKey, _Prepared] = {}
         self._facts: dict[str, tuple[dict[str, float], dict[str, str]]] = {}
+        self._sizes: dict[tuple[str, str], float] = {}
         self._accuracy: dict[PreparedKey, tuple[dict[str, float], dict[str, str]]] = {}
 
     def run(self, case: CaseSpec, *, profile: bool = False) -> CaseOutcome:
-        """Measure ``case``; its own failures come back in the outcome."""
+        """Measure ``case``; its own failures come back in the outcome.
+
+        A case asking for ``channels_last`` where the runtime ignores it is measured, and reported, without it.
+        """
+        case = self.effective_case(case)
         outcome = CaseOutcome(case=case)
         try:
             outcome.result = self._measure(case, outcome, profile=profile)
@@ -63,10 +87,22 @@ class CaseRunner:
             release_memory(case.device)
         return outcome
 
+    def effective_case(self, case: CaseSpec) -> CaseSpec:
+        """``case`` without ``channels_last`` where its runtime ignores the flag for its variant's artifact."""
+        if not case.channels_last:
+            return case
+        try:
+            artifact = self.session.variant(case.variant)
+            honoured = self.session.runtime(case.runtime).honours_channels_last(artifact)
+        except Exception:  # a variant that cannot be built: its run reports that error
+            return case
+        return case if honoured else replace(case, channels_last=False)
+
     def _measure(self, case: CaseSpec, outcome: CaseOutcome, *, profile: bool) -> BenchmarkResult:
         from mlperf_track.engine.compute import compute_metrics
         from mlperf_track.engine.environment import environment_tags
         from mlperf_track.engine.measure import measure_callable
+        from mlperf_track.engine.monitors import default_monitors
         from mlperf_track.engine.precision import precision_settings
         from mlperf_track.pipeline.session import cpu_threads
 
@@ -80,7 +116,11 @@ class CaseRunner:
                 hint=f"variant {case.variant} is fixed to {artifact.precision}",
             )
         key: PreparedKey = replace(case, batch_size=1)
-        with precision_settings(case.precision, case.device) as precision_tags, cpu_threads(case.num_threads):
+        cudnn_benchmark = _bool_option(case, "cudnn_benchmark")
+        with (
+            precision_settings(case.precision, case.device, cudnn_benchmark=cudnn_benchmark) as precision_tags,
+            cpu_threads(case.num_threads),
+        ):
             entry = self._prepare(key, artifact, case)
             prepared = entry.model
             inputs = prepared.make_input(case.batch_size, seed=session.config.seed)
@@ -93,11 +133,16 @@ class CaseRunner:
                 )
             else:
                 startup[m.STARTUP_FIRST_INFERENCE] = first_ms
+            # The accuracy pass belongs to the preparation (its memory too), so it runs before the timed window.
+            accuracy, accuracy_tags = self._accuracy_metrics(key, prepared, case)
+            self._end_prepare_watch(entry)
+            release_memory(case.device)  # the previous case's tensors and cached blocks go before the window
             measurement = measure_callable(
                 lambda: prepared(inputs),
                 device=case.device,
                 batch_size=case.batch_size,
                 timing=session.config.timing,
+                monitor_list=default_monitors(case.device, gpu_baseline_bytes=entry.gpu_baseline_bytes),
             )
             if profile:
                 from mlperf_track.profiling import profile_prepared
@@ -111,9 +156,8 @@ class CaseRunner:
                         label=case.name,
                     )
                 )
-            accuracy, accuracy_tags = self._accuracy_metrics(key, prepared, case)
         result = measurement.to_result(case)
-        facts, fact_notes = self._model_facts(case.variant, artifact)
+        facts, fact_notes = self._model_facts(case, artifact)
         compute, compute_notes, compute_tags = compute_metrics(
             facts.get(m.MODEL_FLOPS),
             result.metrics.get(m.THROUGHPUT),
@@ -131,11 +175,16 @@ class CaseRunner:
             **accuracy_tags,
         }
         return result.with_metrics(
-            {**facts, **compute, **startup, **accuracy}, {**fact_notes, **compute_notes, **notes}
+            {**facts, **compute, **startup, **accuracy, **entry.memory},
+            {**fact_notes, **compute_notes, **notes, **entry.memory_notes},
         ).with_tags(tags)
 
     def _prepare(self, key: PreparedKey, artifact: ModelArtifact, case: CaseSpec) -> _Prepared:
-        """Prepare once per (variant, runtime, precision) for every batch size; time it as startup."""
+        """Prepare once per (variant, runtime, precision) for every batch size; time it as startup.
+
+        On a GPU the previous models are released first, the device's used memory is read as the baseline,
+        and monitors watch the preparation (stopped by :meth:`_end_prepare_watch`).
+        """
         if key not in self._prepared:
             # Interleaved replicates revisit every case: on the CPU keep prepared models (host memory is
             # plentiful, RSS is a process-wide peak anyway); on a GPU re-prepare from the runtimes' disk caches
@@ -157,10 +206,24 @@ class CaseRunner:
                 options=case.option_dict,
                 cache_dir=config.cache_dir / "runtimes",
             )
+            baseline, watch = start_prepare_watch(case.device)
             start = time.perf_counter()
-            prepared = runtime.prepare(artifact, request)
-            self._prepared[key] = _Prepared(prepared, time.perf_counter() - start)
+            try:
+                prepared = runtime.prepare(artifact, request)
+            except BaseException:
+                if watch is not None:
+                    watch.stop(NO_WINDOW)
+                raise
+            elapsed = time.perf_counter() - start
+            self._prepared[key] = _Prepared(prepared, elapsed, gpu_baseline_bytes=baseline, watch=watch)
         return self._prepared[key]
+
+    @staticmethod
+    def _end_prepare_watch(entry: _Prepared) -> None:
+        """Stop the preparation's monitors (once per prepared model) and keep their readings under prepare keys."""
+        if entry.watch is not None:
+            entry.memory, entry.memory_notes = end_prepare_watch(entry.watch)
+            entry.watch = None
 
     @staticmethod
     def _first_inference_ms(entry: _Prepared, inputs: Any, device: str) -> float | None:
@@ -200,16 +263,26 @@ class CaseRunner:
             self._accuracy[key] = (report.metrics(), tags)
         return self._accuracy[key]
 
-    def _model_facts(self, variant: str, artifact: ModelArtifact) -> tuple[dict[str, float], dict[str, str]]:
-        if variant not in self._facts:
-            from mlperf_track.engine.facts import model_facts
-            from mlperf_track.engine.precision import dtype_for
+    def _model_facts(self, case: CaseSpec, artifact: ModelArtifact) -> tuple[dict[str, float], dict[str, str]]:
+        """The variant's facts, with ``model/size_mb`` at the case's precision (fp16 weights are half the size)."""
+        from mlperf_track.engine.facts import model_facts, state_dict_bytes
+        from mlperf_track.engine.monitors.base import BYTES_PER_MB
+        from mlperf_track.engine.precision import dtype_for
+        from mlperf_track.runtimes.base import keeps_own_form
 
+        if case.variant not in self._facts:
             # A half-precision variant's weights need an input of their dtype to be run for FLOP counting.
             dtype = (dtype_for(artifact.precision) if artifact.precision else None) or torch.float32
             example = torch.randn(1, *artifact.input_shape).to(dtype)
-            self._facts[variant] = model_facts(artifact.module, example, artifact.onnx_path)
-        return self._facts[variant]
+            self._facts[case.variant] = model_facts(artifact.module, example, artifact.onnx_path)
+        metrics, notes = self._facts[case.variant]
+        case_dtype = dtype_for(case.precision)
+        if artifact.module is not None and case_dtype is not None and not keeps_own_form(artifact):
+            size_key = (case.variant, case.precision)
+            if size_key not in self._sizes:
+                self._sizes[size_key] = state_dict_bytes(artifact.module, case_dtype) / BYTES_PER_MB
+            metrics = {**metrics, m.MODEL_SIZE: self._sizes[size_key]}
+        return metrics, notes
 
     def _case_dir(self, case: CaseSpec) -> Path:
         path = self.session.config.output_dir / case.name
@@ -226,11 +299,26 @@ class CaseRunner:
             writer.writerows(enumerate(result.samples_ms))
         return {"samples.csv": samples, "result.json": result.write_json(folder / "result.json")}
 
+    def prepared_model(self, case: CaseSpec) -> PreparedModel | None:
+        """The prepared model that served ``case`` (still open), for checks that time it by hand; else ``None``."""
+        entry = self._prepared.get(replace(self.effective_case(case), batch_size=1))
+        return entry.model if entry is not None else None
+
     def release(self, keep: PreparedKey | None = None) -> None:
         """Close every prepared model except ``keep``."""
         for key in [key for key in self._prepared if key != keep]:
             entry = self._prepared.pop(key)
+            if entry.watch is not None:  # a case failed during its preparation: stop the monitors' thread
+                entry.watch.stop(NO_WINDOW)
             try:
                 entry.model.close()
             except Exception:  # closing must never hide the real outcome
                 logger.debug("closing %s failed", key, exc_info=True)
+
+
+def _bool_option(case: CaseSpec, key: str, default: bool = False) -> bool:
+    """A ``true``/``false`` case option (``--option cudnn_benchmark=true``)."""
+    from mlperf_track.spec import check_choice
+
+    value = case.option_dict.get(key)
+    return default if value is None else check_choice(f"option {key}", value.lower(), ("true", "false")) == "true"

@@ -21,6 +21,7 @@ from mlperf_track.errors import ConfigError, UnsupportedError
 from mlperf_track.pipeline.case_runner import CaseRunner, PreparedKey
 from mlperf_track.pipeline.config import PipelineConfig
 from mlperf_track.pipeline.events import CaseOutcome
+from mlperf_track.runtimes.base import ARTIFACT_PRECISIONS
 from mlperf_track.spec import CaseSpec
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from mlperf_track.engine.accuracy import AccuracyReport
     from mlperf_track.models.artifact import ModelArtifact
     from mlperf_track.models.base import LoadedModel
-    from mlperf_track.runtimes.base import Runtime
+    from mlperf_track.runtimes.base import PreparedModel, Runtime
     from mlperf_track.variants.base import Variant
 
 logger = logging.getLogger(__name__)
@@ -65,8 +66,22 @@ class BenchmarkSession:
         self._runner = CaseRunner(self)
 
     def _check_precisions(self) -> None:
-        """A precision that no requested runtime runs on this device is bad input, not a failed case."""
+        """A precision that no requested runtime runs on this device is bad input, not a failed case.
+
+        So is ``int8``/``fp8`` without a requested variant that produces a model in it for this device: runtimes
+        run those from a quantized artifact (TensorRT from a Q/DQ ONNX graph), they never make one up.
+        """
         for precision in self.config.precisions:
+            if precision in ARTIFACT_PRECISIONS and not any(
+                variant.pinned_precision == precision for variant in self.variants.values()
+            ):
+                raise UnsupportedError(
+                    "precision",
+                    precision,
+                    hint=f"{precision} runs a model a quantized variant produced, and none of the requested variants "
+                    f"({', '.join(self.variants) or 'none'}) produces one on {self.device}; add such a variant "
+                    f"that runs on {self.device}, or drop {precision}",
+                )
             if not any(runtime.capabilities().supports(self.device, precision) for runtime in self.runtimes.values()):
                 allowed = sorted(
                     set().union(*(runtime.capabilities().precisions(self.device) for runtime in self.runtimes.values()))
@@ -194,7 +209,9 @@ class BenchmarkSession:
             return [self.make_case(variant, config.runtimes[0], config.precisions[0], config.batch_sizes[0])]
         artifact = self.variant(variant)
         runtimes = [artifact.runtime] if artifact.runtime else list(self.config.runtimes)
-        precisions = [artifact.precision] if artifact.precision else list(self.config.precisions)
+        # int8/fp8 run only a model quantized in them: not the baseline, not a float variant
+        floats = [precision for precision in self.config.precisions if precision not in ARTIFACT_PRECISIONS]
+        precisions = [artifact.precision] if artifact.precision else floats
         if artifact.precision and not artifact.runtime:
             fitting = [name for name in runtimes if self._supports(name, artifact.precision)]
             runtimes = fitting or runtimes[:1]
@@ -210,8 +227,8 @@ class BenchmarkSession:
         return [case for variant in self.variant_names() for case in self.cases_for(variant)]
 
     def make_case(self, variant: str, runtime: str, precision: str, batch_size: int) -> CaseSpec:
-        """A case of this session's model, device and dataset."""
-        return CaseSpec(
+        """A case of this session's model, device and dataset (``channels_last`` only where the runtime honours it)."""
+        case = CaseSpec(
             model=self.config.model,
             variant=variant,
             runtime=runtime,
@@ -224,6 +241,7 @@ class BenchmarkSession:
             channels_last=self.config.channels_last,
             options=self.config.options,
         )
+        return self._runner.effective_case(case)
 
     def runtime(self, name: str) -> Runtime:
         """The runtime ``name``: the session's own instance, or one from the registry (a tuner may ask for more)."""
@@ -244,14 +262,20 @@ class BenchmarkSession:
             return str(error)
         if variant != BASELINE and variant not in self.variants:
             return f"variant {variant!r} is not part of this session"
-        reason = self.variants[variant].unavailable_reason(self.device) if variant in self.variants else None
-        return reason
+        recipe = self.variants.get(variant)
+        if precision in ARTIFACT_PRECISIONS and (recipe is None or recipe.pinned_precision != precision):
+            return f"{precision} runs only a model a variant quantized in {precision}; {variant} is not one"
+        return recipe.unavailable_reason(self.device) if recipe is not None else None
 
     # -- running -------------------------------------------------------------------------------------------
 
     def run_case(self, case: CaseSpec, *, profile: bool = False) -> CaseOutcome:
         """Measure one case. A failure of the case itself is returned in the outcome, never raised."""
         return self._runner.run(case, profile=profile or self.config.profile)
+
+    def prepared_model(self, case: CaseSpec) -> PreparedModel | None:
+        """The prepared model that served ``case``, while the session keeps it (benchmarks time it by hand)."""
+        return self._runner.prepared_model(case)
 
     def release(self, keep: PreparedKey | None = None) -> None:
         """Close prepared models (all but ``keep``) and give memory back."""

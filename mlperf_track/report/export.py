@@ -2,7 +2,9 @@
 
 Tables (long format, one row per value, so runs with different metrics share one schema):
 
-- ``runs``: run_id, run_name, experiment_id, status, start_time, end_time, parent_run_id
+- ``runs``: run_id, run_name, experiment_id, experiment_name, status, start_time, end_time, parent_run_id
+
+``--experiment`` takes a name or a prefix (``mlperf_track`` exports every ``mlperf_track/<model>`` experiment).
 - ``params``: run_id, key, value (strings, as MLflow stores them)
 - ``metrics``: run_id, key, value (the latest value of each metric; pipeline metrics have one)
 - ``tags``: run_id, key, value (``mlflow.*`` system tags included)
@@ -24,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from mlperf_track.errors import ConfigError, MissingDependencyError, StorageError
-from mlperf_track.report.runs import SAMPLES_ARTIFACT, client, download_artifact, search_runs
+from mlperf_track.report.runs import SAMPLES_ARTIFACT, client, download_artifact, resolve_experiments, search_runs
 from mlperf_track.report.samples import LATENCY_COLUMN
 
 if TYPE_CHECKING:
@@ -39,7 +41,7 @@ DUCKDB_SUFFIXES: Final = (".duckdb", ".db")
 PARQUET_SUFFIXES: Final = (".parquet",)
 
 
-def _runs_table(runs: list[Run]) -> pd.DataFrame:
+def _runs_table(runs: list[Run], names: dict[str, str]) -> pd.DataFrame:
     import pandas as pd
 
     def stamp(milliseconds: int | None) -> pd.Timestamp:
@@ -50,6 +52,7 @@ def _runs_table(runs: list[Run]) -> pd.DataFrame:
             "run_id": [run.info.run_id for run in runs],
             "run_name": [run.info.run_name or "" for run in runs],
             "experiment_id": [str(run.info.experiment_id) for run in runs],
+            "experiment_name": [names.get(str(run.info.experiment_id), "") for run in runs],
             "status": [run.info.status for run in runs],
             "start_time": pd.Series([stamp(run.info.start_time) for run in runs], dtype="datetime64[ms, UTC]"),
             "end_time": pd.Series([stamp(run.info.end_time) for run in runs], dtype="datetime64[ms, UTC]"),
@@ -98,11 +101,12 @@ def _samples_table(mlflow_client: MlflowClient, runs: list[Run]) -> pd.DataFrame
 def collect_tables(
     experiment: str, *, tracking_uri: str | None = None, include_samples: bool = True
 ) -> dict[str, pd.DataFrame]:
-    """The export tables of ``experiment`` (see the module docstring) as pandas frames."""
+    """The export tables of ``experiment`` (a name or a prefix; see the module docstring) as pandas frames."""
     mlflow_client = client(tracking_uri)
-    runs = search_runs(mlflow_client, experiment)
+    names = resolve_experiments(mlflow_client, experiment)
+    runs = search_runs(mlflow_client, experiment, ids=names)
     tables = {
-        "runs": _runs_table(runs),
+        "runs": _runs_table(runs, names),
         "params": _key_values(runs, "params"),
         "metrics": _metrics_table(runs),
         "tags": _key_values(runs, "tags"),

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import base64
 import html
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-from mlperf_track import metrics as m
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,7 +24,27 @@ FIGURE_TITLES = {
     "accuracy_vs_latency": "Accuracy against latency and throughput (Pareto front)",
     "hardware_comparison": "Hardware comparison",
 }
-_UNITS = {m.THROUGHPUT: "samples/s", m.LATENCY_P50: "ms", m.ACCURACY_TOP1: "top-1"}
+
+
+@dataclass
+class SectionContent:
+    """What a report shows for one question (model, image size, dataset).
+
+    Attributes:
+        title: The question (``resnet50 · 64 px · digits``).
+        recommendation: The answer in words (one sentence per line).
+        summary: The formatted summary table (by batch size, fastest first within each).
+        excluded: The cases that may not be named best, with why.
+        figures: PNG bytes by file stem, in display order (stems may carry the section's prefix).
+        notes: Why a figure is missing, how the limits were chosen.
+    """
+
+    title: str
+    recommendation: list[str]
+    summary: pd.DataFrame
+    excluded: pd.DataFrame
+    figures: dict[str, bytes] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -36,20 +54,21 @@ class ReportContent:
     Attributes:
         title: Heading.
         facts: One-line facts under the heading (source, counts, machines), in order.
-        best: Best cases by criterion (see :func:`mlperf_track.report.tables.best_cases`).
-        summary: The formatted summary table.
-        failed: Failed runs with their error tags.
-        figures: PNG bytes by file stem, in display order.
-        notes: Why a figure or section is missing.
+        sections: One per question.
+        failed: Failed and killed runs with their error tags.
+        notes: Report-wide notes (what was left out and why).
     """
 
     title: str
     facts: list[str]
-    best: dict[str, dict[str, Any]]
-    summary: pd.DataFrame
-    failed: pd.DataFrame
-    figures: dict[str, bytes] = field(default_factory=dict)
+    sections: list[SectionContent] = field(default_factory=list)
+    failed: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def figures(self) -> dict[str, bytes]:
+        """Every section's figures by file stem."""
+        return {stem: png for section in self.sections for stem, png in section.figures.items()}
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
@@ -73,15 +92,19 @@ def format_value(value: float) -> str:
     return f"{value:.4g}"
 
 
-def _best_lines(best: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    lines = []
-    for title, pick in best.items():
-        unit = _UNITS.get(pick["metric"], pick["metric"])
-        value = format_value(pick["value"])
-        lines.append(
-            f"{title}: {pick['config']}, batch {pick['batch_size']} on {pick['hardware']}: "
-            f"{value} {unit} (run {str(pick['run_id'])[:8]})"
-        )
+def _figure_title(stem: str) -> str:
+    return next((title for key, title in FIGURE_TITLES.items() if stem.endswith(key)), stem)
+
+
+def _section_markdown(section: SectionContent, level: str, figure_dir: str) -> list[str]:
+    lines = [f"{level} Summary", "", "Sorted by batch size, fastest first within each batch size.", ""]
+    lines += [markdown_table(section.summary) if not section.summary.empty else "No case runs.", ""]
+    if not section.excluded.empty:
+        lines += [f"{level} Not eligible to be recommended", "", markdown_table(section.excluded), ""]
+    for stem in section.figures:
+        lines += [f"{level} {_figure_title(stem)}", "", f"![{stem}]({figure_dir}/{stem}.png)", ""]
+    if section.notes:
+        lines += [f"{level} Notes", ""] + [f"- {note}" for note in section.notes] + [""]
     return lines
 
 
@@ -89,14 +112,20 @@ def render_markdown(content: ReportContent, figure_dir: str = "figures") -> str:
     """The report as Markdown; figures are referenced as ``<figure_dir>/<stem>.png`` next to the file."""
     lines = [f"# {content.title}", ""]
     lines += [f"- {fact}" for fact in content.facts] + [""]
-    if content.best:
-        lines += ["## Best configurations", ""] + [f"- {line}" for line in _best_lines(content.best)] + [""]
-    lines += ["## Summary", ""]
-    lines += [markdown_table(content.summary) if not content.summary.empty else "No case runs.", ""]
-    for stem in content.figures:
-        lines += [f"## {FIGURE_TITLES.get(stem, stem)}", "", f"![{stem}]({figure_dir}/{stem}.png)", ""]
-    if not content.failed.empty:
-        lines += ["## Failed runs", "", markdown_table(content.failed), ""]
+    several = len(content.sections) > 1
+    if content.sections:
+        lines += ["## Recommendation", ""]
+        for section in content.sections:
+            lines += [f"**{section.title}**", ""] if several else []
+            lines += [f"- {line}" for line in section.recommendation] + [""]
+    for section in content.sections:
+        if several:
+            lines += [f"## {section.title}", ""]
+        lines += _section_markdown(section, "###" if several else "##", figure_dir)
+    if not content.sections:
+        lines += ["## Summary", "", "No case runs.", ""]
+    if content.failed is not None and not content.failed.empty:
+        lines += ["## Failed and killed runs", "", markdown_table(content.failed), ""]
     if content.notes:
         lines += ["## Notes", ""] + [f"- {note}" for note in content.notes] + [""]
     return "\n".join(lines)
@@ -112,26 +141,41 @@ def _html_list(items: Sequence[str], css: str = "") -> str:
     return f"<ul{attribute}>" + "".join(f"<li>{html.escape(item)}</li>" for item in items) + "</ul>"
 
 
+def _section_html(section: SectionContent, tag: str) -> list[str]:
+    parts = [f"<{tag}>Summary</{tag}><p>Sorted by batch size, fastest first within each batch size.</p>"]
+    parts.append(_html_table(section.summary) if not section.summary.empty else "<p>No case runs.</p>")
+    if not section.excluded.empty:
+        parts.append(f"<{tag}>Not eligible to be recommended</{tag}>" + _html_table(section.excluded))
+    for stem, png in section.figures.items():
+        encoded = base64.b64encode(png).decode("ascii")
+        title = html.escape(_figure_title(stem))
+        parts.append(f'<{tag}>{title}</{tag}><img alt="{html.escape(stem)}" src="data:image/png;base64,{encoded}">')
+    if section.notes:
+        parts.append(f"<{tag}>Notes</{tag}>" + _html_list(section.notes))
+    return parts
+
+
 def render_html(content: ReportContent) -> str:
     """The report as one HTML page with inline CSS and base64 PNG figures."""
     parts = [f"<h1>{html.escape(content.title)}</h1>", _html_list(content.facts, "facts")]
-    if content.best:
-        cards = "".join(
-            f'<div class="card"><div class="label">{html.escape(title)}</div>'
-            f'<div class="value">{format_value(pick["value"])} {html.escape(_UNITS.get(pick["metric"], ""))}</div>'
-            f'<div class="detail">{html.escape(str(pick["config"]))}, batch {pick["batch_size"]}<br>'
-            f"{html.escape(str(pick['hardware']))}</div></div>"
-            for title, pick in content.best.items()
+    several = len(content.sections) > 1
+    if content.sections:
+        boxes = "".join(
+            '<div class="answer">'
+            + (f'<div class="label">{html.escape(section.title)}</div>' if several else "")
+            + "".join(f"<p>{html.escape(line)}</p>" for line in section.recommendation)
+            + "</div>"
+            for section in content.sections
         )
-        parts.append(f'<h2>Best configurations</h2><div class="cards">{cards}</div>')
-    parts.append("<h2>Summary</h2>")
-    parts.append(_html_table(content.summary) if not content.summary.empty else "<p>No case runs.</p>")
-    for stem, png in content.figures.items():
-        encoded = base64.b64encode(png).decode("ascii")
-        title = html.escape(FIGURE_TITLES.get(stem, stem))
-        parts.append(f'<h2>{title}</h2><img alt="{html.escape(stem)}" src="data:image/png;base64,{encoded}">')
-    if not content.failed.empty:
-        parts.append("<h2>Failed runs</h2>" + _html_table(content.failed))
+        parts.append(f"<h2>Recommendation</h2>{boxes}")
+    for section in content.sections:
+        if several:
+            parts.append(f"<h2>{html.escape(section.title)}</h2>")
+        parts += _section_html(section, "h3" if several else "h2")
+    if not content.sections:
+        parts.append("<h2>Summary</h2><p>No case runs.</p>")
+    if content.failed is not None and not content.failed.empty:
+        parts.append("<h2>Failed and killed runs</h2>" + _html_table(content.failed))
     if content.notes:
         parts.append("<h2>Notes</h2>" + _html_list(content.notes))
     body = "\n".join(parts)
@@ -149,6 +193,9 @@ ul.facts { color: #57606a; padding-left: 1.1rem; margin-top: .3rem; }
 .card .label { font-size: .8rem; text-transform: uppercase; letter-spacing: .04em; color: #57606a; }
 .card .value { font-size: 1.5rem; font-weight: 600; margin: .2rem 0; }
 .card .detail { font-size: .85rem; color: #57606a; }
+.answer { border-left: 4px solid #1f883d; background: #f6fff8; padding: .4rem 1rem; margin: .6rem 0; }
+.answer .label { font-weight: 600; margin-top: .3rem; }
+.answer p { margin: .35rem 0; }
 .scroll { overflow-x: auto; max-width: 100%; }
 table.table { border-collapse: collapse; font-size: .85rem; width: 100%; }
 table.table th { background: #f6f8fa; text-align: left; position: sticky; top: 0; }

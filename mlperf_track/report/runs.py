@@ -56,17 +56,65 @@ def experiment_id(mlflow_client: MlflowClient, name: str) -> str:
         experiment = mlflow_client.get_experiment_by_name(name)
         if experiment is not None:
             return str(experiment.experiment_id)
-        names = [item.name for item in mlflow_client.search_experiments()]
+        names = [item.name for item in _all_experiments(mlflow_client)]
     except MlflowException as error:
         raise StorageError(f"cannot read experiments from the tracking store: {error.message}") from None
+    raise _unknown_experiment(name, names)
+
+
+def _unknown_experiment(name: str, names: list[str]) -> ConfigError:
     matches = closest_matches(name, names)
     hint = f"did you mean {', '.join(matches)}?" if matches else f"existing: {', '.join(sorted(names)) or 'none'}"
-    raise ConfigError("experiment", name, "the name of an existing MLflow experiment", hint=hint)
+    return ConfigError("experiment", name, "the name of an existing MLflow experiment, or a prefix of names", hint=hint)
 
 
-def search_runs(mlflow_client: MlflowClient, experiment: str) -> list[Run]:
-    """Every active run of the experiment called ``experiment``, oldest first (all pages)."""
-    ids = [experiment_id(mlflow_client, experiment)]
+def _all_experiments(mlflow_client: MlflowClient) -> list[Any]:
+    """Every active experiment (all pages)."""
+    from mlflow.entities import ViewType
+
+    experiments: list[Any] = []
+    token: str | None = None
+    while True:
+        page = mlflow_client.search_experiments(view_type=ViewType.ACTIVE_ONLY, max_results=1000, page_token=token)
+        experiments.extend(page)
+        token = page.token
+        if not token:
+            return experiments
+
+
+def resolve_experiments(mlflow_client: MlflowClient, name_or_prefix: str) -> dict[str, str]:
+    """The experiments ``name_or_prefix`` means, as ``{id: name}`` sorted by name.
+
+    The experiment of that name and every one under ``name/`` (runs go to ``mlperf_track/<model>``, so
+    ``mlperf_track`` means all of them); ``mlperf_track/`` or ``mlperf_track/*`` only those under it. The same
+    rule as ``resolve_experiments`` of :mod:`mlperf_track.tracking.setup`, kept here so the report layer reads
+    the store without the tracking layer.
+
+    Raises:
+        ConfigError: Nothing matches; the message lists the closest names.
+        StorageError: The tracking store cannot be read.
+    """
+    from mlflow.exceptions import MlflowException
+
+    wanted = name_or_prefix.strip().rstrip("*")
+    exact = None if wanted.endswith("/") else wanted
+    children = wanted if wanted.endswith("/") else f"{wanted}/"
+    try:
+        experiments = _all_experiments(mlflow_client)
+    except MlflowException as error:
+        raise StorageError(f"cannot read experiments from the tracking store: {error.message}") from None
+    found = {str(e.experiment_id): e.name for e in experiments if e.name == exact or e.name.startswith(children)}
+    if not found:
+        raise _unknown_experiment(name_or_prefix, [item.name for item in experiments])
+    return dict(sorted(found.items(), key=lambda item: item[1]))
+
+
+def search_runs(mlflow_client: MlflowClient, experiment: str, ids: Iterable[str] | None = None) -> list[Run]:
+    """Every active run of the experiment(s) ``experiment`` names (a name or a prefix), oldest first.
+
+    ``ids``: the experiment ids when already resolved (``experiment`` is then only used in messages).
+    """
+    ids = list(ids) if ids is not None else list(resolve_experiments(mlflow_client, experiment))
     runs: list[Run] = []
     token: str | None = None
     while True:
@@ -123,14 +171,65 @@ def load_runs(experiment: str, *, tracking_uri: str | None = None, parent_run_id
     """The runs of ``experiment`` as a tidy frame (see :func:`runs_frame`).
 
     Args:
-        experiment: Experiment name.
+        experiment: Experiment name, or a prefix of names (see :func:`resolve_experiments`); the column
+            ``experiment`` holds each run's experiment name.
         tracking_uri: Tracking URI, or ``None`` for MLflow's current one.
         parent_run_id: Keep only the child runs of this parent run.
     """
-    frame = runs_frame(search_runs(client(tracking_uri), experiment))
+    mlflow_client = client(tracking_uri)
+    names = resolve_experiments(mlflow_client, experiment)
+    frame = runs_frame(search_runs(mlflow_client, experiment, ids=names))
+    frame["experiment"] = frame["experiment_id"].astype(str).map(names)
     if parent_run_id is not None and not frame.empty:
         frame = frame[frame["parent_run_id"] == parent_run_id].reset_index(drop=True)
     return frame
+
+
+def resolve_run(mlflow_client: MlflowClient, ref: str, *, experiment: str | None = None, parameter: str = "run") -> str:
+    """The id of the run ``ref`` names: a run id, or a run name (within ``experiment`` when given).
+
+    Raises:
+        ConfigError: No run has that id or name, or several runs share the name (the message lists them with
+            their ids, experiments and start times, and says how to pick one).
+        StorageError: The tracking store cannot be read.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(mlflow_client.get_run(ref).info.run_id)
+    except MlflowException:
+        pass
+    try:
+        if experiment is not None:
+            names = resolve_experiments(mlflow_client, experiment)
+        else:
+            names = {str(item.experiment_id): item.name for item in _all_experiments(mlflow_client)}
+        quoted = f'"{ref}"' if "'" in ref else f"'{ref}'"
+        found = mlflow_client.search_runs(
+            list(names), filter_string=f"attributes.run_name = {quoted}", max_results=50, order_by=["start_time DESC"]
+        )
+    except MlflowException as error:
+        raise StorageError(f"cannot search runs in the tracking store: {error.message}") from None
+    allowed = "a run id, a run name, runs:/<id>, or a samples.csv/result JSON file"
+    where = f" in experiment(s) {', '.join(names.values())}" if experiment is not None else ""
+    if not found:
+        hint = (
+            f"no run has that id or name{where}; find run ids in the MLflow UI, with "
+            "`mlflow runs list --experiment-id ID`, or with `mlperf-track export`"
+        )
+        raise ConfigError(parameter, ref, allowed, hint=hint)
+    if len(found) > 1:
+        listed = "; ".join(
+            f"{run.info.run_id} in {names.get(str(run.info.experiment_id), run.info.experiment_id)}, "
+            f"started {_timestamp(run.info.start_time):%Y-%m-%d %H:%M} UTC"
+            for run in found[:5]
+        )
+        more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+        hint = f"{len(found)} runs are named so{where} ({listed}{more}): pass one of their ids"
+        if experiment is None:
+            hint += ", or narrow the search with --experiment"
+        raise ConfigError(parameter, ref, allowed, hint=hint)
+    return str(found[0].info.run_id)
 
 
 def download_artifact(mlflow_client: MlflowClient, run_id: str, path: str, directory: Path) -> Path | None:

@@ -9,13 +9,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlperf_track.errors import DataError
-from mlperf_track.report.runs import RESULT_ARTIFACT, SAMPLES_ARTIFACT, client, download_artifact
+from mlperf_track.report.runs import RESULT_ARTIFACT, SAMPLES_ARTIFACT, client, download_artifact, resolve_run
 
 if TYPE_CHECKING:
     import numpy as np
 
 #: Column of the latencies in ``samples.csv``.
 LATENCY_COLUMN = "latency_ms"
+#: Artifact folder of an evaluator run (``mlperf_track/samples_bs<N>.csv``).
+EVALUATOR_DIR = "mlperf_track"
 #: Fewest samples a comparison accepts.
 MIN_SAMPLES = 5
 
@@ -83,15 +85,8 @@ def samples_from_file(path: Path) -> Samples:
 
 def samples_from_run(run_id: str, *, tracking_uri: str | None = None) -> Samples:
     """Latencies of an MLflow run: its ``samples.csv`` artifact, else the ``samples_ms`` of ``result.json``."""
-    from mlflow.exceptions import MlflowException
-
     mlflow_client = client(tracking_uri)
-    try:
-        run = mlflow_client.get_run(run_id)
-    except MlflowException:
-        raise DataError(
-            f"{run_id!r} is neither a samples.csv/result JSON file nor a run id in the tracking store"
-        ) from None
+    run = mlflow_client.get_run(run_id)
     name = f"run {run_id[:8]} ({run.info.run_name})"
     with tempfile.TemporaryDirectory(prefix="mlperf_track_samples_") as tmp:
         path = download_artifact(mlflow_client, run_id, SAMPLES_ARTIFACT, Path(tmp))
@@ -100,15 +95,45 @@ def samples_from_run(run_id: str, *, tracking_uri: str | None = None) -> Samples
         path = download_artifact(mlflow_client, run_id, RESULT_ARTIFACT, Path(tmp))
         if path is not None:
             return samples_from_json(path, name)
+    per_batch = [item.path for item in mlflow_client.list_artifacts(run_id, EVALUATOR_DIR) if "samples_bs" in item.path]
+    if per_batch:
+        raise DataError(
+            f"{name} is an evaluator run with one file per batch size ({', '.join(per_batch)}): download one "
+            f"(mlflow artifacts download -r {run_id} -a {per_batch[0]}) and compare the file"
+        )
     raise DataError(f"{name} has neither a {SAMPLES_ARTIFACT} nor a {RESULT_ARTIFACT} artifact")
 
 
-def load_samples(ref: str, *, tracking_uri: str | None = None) -> Samples:
-    """Latencies from a local ``samples.csv``/result JSON path, a run id, or a ``runs:/<id>`` URI."""
+def resolve_ref(
+    ref: str, *, tracking_uri: str | None = None, experiment: str | None = None, parameter: str = "run"
+) -> str:
+    """``ref`` as a file path or a run id: a run name (within ``experiment`` when given) becomes its run's id.
+
+    Raises:
+        DataError: ``ref`` looks like a file (``.csv``/``.json``) that does not exist.
+        ConfigError: No run has that id or name, or several runs share the name (their ids are listed).
+    """
     path = Path(ref).expanduser()
     if path.is_file():
-        return samples_from_file(path)
+        return ref
     if path.suffix.lower() in (".csv", ".json"):
         raise DataError(f"no such file: {ref}")
-    run_id = ref.removeprefix("runs:/").strip("/").split("/")[0]
-    return samples_from_run(run_id, tracking_uri=tracking_uri)
+    run = ref.removeprefix("runs:/").strip("/").split("/")[0] if ref.startswith("runs:/") else ref
+    return resolve_run(client(tracking_uri), run, experiment=experiment, parameter=parameter)
+
+
+def load_samples(
+    ref: str, *, tracking_uri: str | None = None, experiment: str | None = None, parameter: str = "run"
+) -> Samples:
+    """Latencies from a local ``samples.csv``/result JSON path, a run id, a ``runs:/<id>`` URI or a run name.
+
+    Args:
+        ref: What to read.
+        tracking_uri: Tracking URI, or ``None`` for MLflow's current one.
+        experiment: Where a run name is looked up (a name or a prefix); ``None``: every experiment.
+        parameter: The flag ``ref`` came from, for error messages (``--baseline``).
+    """
+    resolved = resolve_ref(ref, tracking_uri=tracking_uri, experiment=experiment, parameter=parameter)
+    if Path(resolved).expanduser().is_file():
+        return samples_from_file(Path(resolved).expanduser())
+    return samples_from_run(resolved, tracking_uri=tracking_uri)

@@ -16,7 +16,10 @@ from typing import TYPE_CHECKING
 import torch
 
 from mlperf_track.errors import ConfigError, MissingDependencyError, UnsupportedError
+from mlperf_track.runtimes.base import ARTIFACT_PRECISIONS, keeps_own_form
 from mlperf_track.spec import check_choice
+
+__all__ = ["ARTIFACT_PRECISIONS", "keeps_own_form"]  # re-exported for the members
 
 if TYPE_CHECKING:
     from mlperf_track.models.artifact import ModelArtifact
@@ -24,9 +27,6 @@ if TYPE_CHECKING:
 
 #: Precisions computed in a float dtype (:func:`mlperf_track.engine.precision.dtype_for` gives it).
 FLOAT_PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
-
-#: Precisions that an artifact must already carry (a quantized model); a runtime cannot make them up.
-ARTIFACT_PRECISIONS = frozenset({"int8", "fp8"})
 
 
 def import_optional(module: str, extra: str, purpose: str) -> ModuleType:
@@ -66,12 +66,17 @@ def int_option(options: Mapping[str, str], key: str, default: int) -> int:
     return value
 
 
-def check_artifact(runtime: str, artifact: ModelArtifact, precision: str) -> None:
+def check_artifact(runtime: str, artifact: ModelArtifact, precision: str, device: str | None = None) -> None:
     """Raise :class:`UnsupportedError` when the artifact's pins forbid running it as asked.
 
     An artifact fixed to a precision (a quantized model) runs only in that precision; one that needs a
-    runtime runs only there; ``int8``/``fp8`` need an artifact that is already quantized.
+    runtime runs only there, one that needs a device only there; ``int8``/``fp8`` need an artifact that is
+    already quantized.
     """
+    if device is not None and artifact.device is not None and artifact.device != device:
+        raise UnsupportedError(
+            "device", device, [artifact.device], hint=f"the artifact {artifact.name!r} must stay on {artifact.device}"
+        )
     if artifact.runtime is not None and artifact.runtime != runtime:
         raise UnsupportedError(
             "runtime", runtime, [artifact.runtime], hint=f"the artifact {artifact.name!r} needs that runtime"

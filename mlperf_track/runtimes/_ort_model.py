@@ -1,4 +1,10 @@
-"""The prepared model of the onnxruntime runtime: numpy in and out on CPU, IO binding of torch tensors on CUDA."""
+"""The prepared model of the onnxruntime runtime: numpy in and out on CPU, IO binding of torch tensors on CUDA.
+
+On CUDA the session computes on its own stream (see :mod:`mlperf_track.runtimes.ort`); every call makes that
+stream wait for the caller's current stream (the inputs are ready), runs without ORT's host synchronisation,
+then makes the caller's stream wait for it, so work queued after the call, such as the engine's end event,
+starts only when the session's kernels are done.
+"""
 
 from __future__ import annotations
 
@@ -36,12 +42,24 @@ class OrtPreparedModel(PreparedModel):
     """
 
     def __init__(
-        self, session: Any, request: PrepareRequest, tags: dict[str, str], on_close: Callable[[], None] | None = None
+        self,
+        session: Any,
+        request: PrepareRequest,
+        tags: dict[str, str],
+        on_close: Callable[[], None] | None = None,
+        stream: Any = None,
     ) -> None:
         self.device = request.device
         self.tags = tags
         self._session: Any = session
         self._on_close = on_close
+        self._stream: Any = stream
+        self._run_options: Any = None
+        if stream is not None:
+            import onnxruntime as ort
+
+            self._run_options = ort.RunOptions()
+            self._run_options.add_run_config_entry("disable_synchronize_execution_providers", "1")
         graph_input = session.get_inputs()[0]
         self._input_name = str(graph_input.name)
         self._output_name = str(session.get_outputs()[0].name)
@@ -72,7 +90,13 @@ class OrtPreparedModel(PreparedModel):
         if self.device == "cpu":
             return session.run([self._output_name], {self._input_name: inputs})[0]
         binding, output = self._binding(session, inputs)
-        session.run_with_iobinding(binding)
+        if self._stream is None:
+            session.run_with_iobinding(binding)
+            return output
+        caller = torch.cuda.current_stream()
+        self._stream.wait_stream(caller)
+        session.run_with_iobinding(binding, self._run_options)
+        caller.wait_stream(self._stream)
         return output
 
     def _binding(self, session: Any, inputs: torch.Tensor) -> tuple[Any, torch.Tensor]:
@@ -125,6 +149,9 @@ class OrtPreparedModel(PreparedModel):
         self._outputs.clear()
         self._last = None
         self._session = None
+        if self._stream is not None:
+            self._stream.synchronize()
+            self._stream = None
         if self._on_close is not None:
             self._on_close()
             self._on_close = None

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from mlperf_track.engine.precision import dtype_for
 from mlperf_track.errors import UnsupportedError
-from mlperf_track.runtimes._common import chunked_predict, synthetic_batch
+from mlperf_track.runtimes._common import chunked_predict, keeps_own_form, synthetic_batch
 from mlperf_track.runtimes.base import PreparedModel, RuntimeCapabilities
 
 if TYPE_CHECKING:
@@ -36,9 +37,12 @@ def cuda_precisions() -> frozenset[str]:
 def torch_capabilities() -> RuntimeCapabilities:
     """What plain torch runs here: fp32/fp16/bf16 and quantized int8 artifacts on CPU, floats on CUDA.
 
-    fp16 on CPU is a real fp16 computation in torch 2.14 (conv2d/linear have CPU half kernels).
+    fp16 on CPU is a real fp16 computation in torch 2.14 (conv2d/linear have CPU half kernels). The
+    channels-last memory format is honoured (weights and inputs are laid out NHWC).
     """
-    return RuntimeCapabilities({"cpu": frozenset({"fp32", "fp16", "bf16", "int8"}), "cuda": cuda_precisions()})
+    return RuntimeCapabilities(
+        {"cpu": frozenset({"fp32", "fp16", "bf16", "int8"}), "cuda": cuda_precisions()}, channels_last=True
+    )
 
 
 def require_module(runtime: str, artifact: ModelArtifact) -> torch.nn.Module:
@@ -58,23 +62,50 @@ def compute_dtype(precision: str) -> torch.dtype:
     return dtype_for(precision) or torch.float32
 
 
-def place_module(module: torch.nn.Module, request: PrepareRequest, quantized: bool) -> torch.nn.Module:
-    """Return ``module`` on the request's device, dtype and memory format, copying it before any change.
+@dataclass(frozen=True)
+class Placement:
+    """Where and how a runtime runs an artifact's module.
 
-    ``nn.Module.to`` works in place, and the artifact must stay as it is for the next case. A quantized
-    artifact keeps its own dtypes and layout.
+    Attributes:
+        device: The device the module goes to, or ``None`` to leave it where it is.
+        dtype: The dtype floating-point weights are cast to, or ``None`` to keep them.
+        channels_last: Whether weights and inputs use the channels-last memory format.
     """
-    if quantized:
+
+    device: str | None
+    dtype: torch.dtype | None
+    channels_last: bool
+
+
+def placement(artifact: ModelArtifact, request: PrepareRequest) -> Placement:
+    """How ``artifact`` runs for ``request``: on the case's device, in the precision's dtype and memory format.
+
+    Only an artifact that must keep its own form (pinned to a device, or quantized: int8 kernels keep their
+    dtypes and layout) stays as it is; every other one, half-precision variants included, is moved.
+    """
+    if keeps_own_form(artifact):
+        return Placement(device=None, dtype=None, channels_last=False)
+    return Placement(request.device, compute_dtype(request.precision), request.channels_last)
+
+
+def place_module(module: torch.nn.Module, target: Placement) -> torch.nn.Module:
+    """Return ``module`` placed as ``target`` says, copying it before any change.
+
+    ``nn.Module.to`` works in place, and the artifact must stay as it is for the next case.
+    """
+    if target.device is None:
         return module
-    dtype = compute_dtype(request.precision)
     first = next(iter(module.parameters()), None)
     unchanged = (
-        first is not None and first.device.type == request.device and first.dtype == dtype and not request.channels_last
+        first is not None
+        and first.device.type == target.device
+        and first.dtype == target.dtype
+        and not target.channels_last
     )
     if unchanged:
         return module
-    placed = copy.deepcopy(module).to(device=request.device, dtype=dtype)
-    if request.channels_last:
+    placed = copy.deepcopy(module).to(device=target.device, dtype=target.dtype)
+    if target.channels_last:
         placed = placed.to(memory_format=torch.channels_last)
     return placed
 
@@ -84,9 +115,10 @@ class TorchPreparedModel(PreparedModel):
 
     Args:
         call: The module or compiled module.
-        request: What was prepared (device, input shape, batch sizes, memory format).
+        request: What was prepared (device, input shape, batch sizes).
         dtype: Input dtype.
         tags: Effective settings.
+        channels_last: Give inputs the channels-last memory format (as the module's weights have).
         pad_predict: Pad :meth:`predict` batches to the largest prepared batch size, so a shape-specialised
             compiled model never recompiles.
         on_close: Extra clean-up (e.g. resetting torch.compile's caches).
@@ -99,6 +131,7 @@ class TorchPreparedModel(PreparedModel):
         dtype: torch.dtype,
         tags: dict[str, str],
         *,
+        channels_last: bool = False,
         pad_predict: bool = False,
         on_close: Callable[[], None] | None = None,
     ) -> None:
@@ -107,7 +140,7 @@ class TorchPreparedModel(PreparedModel):
         self._call: Callable[[torch.Tensor], Any] | None = call
         self._dtype = dtype
         self._input_shape = request.input_shape
-        self._channels_last = request.channels_last
+        self._channels_last = channels_last
         self._largest = max(request.batch_sizes)
         self._pad_predict = pad_predict
         self._on_close = on_close

@@ -1,4 +1,10 @@
-"""The prepared model of the tensorrt runtime: named-tensor execution (``execute_async_v3``) on torch CUDA memory."""
+"""The prepared model of the tensorrt runtime: named-tensor execution (``execute_async_v3``) on torch CUDA memory.
+
+Each call enqueues the engine on a dedicated torch CUDA stream, never on the legacy default stream (where
+``enqueueV3`` adds its own synchronisation and TensorRT warns): the stream first waits for the caller's current
+stream (the inputs are ready), and the caller's stream then waits for it, so work queued after the call, such
+as the engine's end event or a copy of the output, runs only once the engine is done.
+"""
 
 from __future__ import annotations
 
@@ -38,7 +44,7 @@ class TensorRtPreparedModel(PreparedModel):
     """A deserialized engine and one execution context.
 
     Inputs are torch CUDA tensors; outputs are preallocated torch CUDA tensors per batch size; every call
-    enqueues on the current torch CUDA stream (``execute_async_v3``), so torch's synchronisation covers it.
+    enqueues on the model's own stream, joined to the caller's current stream on both sides (module docstring).
 
     Args:
         trt: The imported ``tensorrt`` module.
@@ -75,6 +81,7 @@ class TensorRtPreparedModel(PreparedModel):
         self._min_batch, self._max_batch = min(request.batch_sizes), max(request.batch_sizes)
         self._buffers: dict[int, dict[str, torch.Tensor]] = {}
         self._bound: tuple[int, int] | None = None
+        self._stream: torch.cuda.Stream | None = torch.cuda.Stream()
 
     def _check_batch(self, batch_size: int) -> None:
         if not self._min_batch <= batch_size <= self._max_batch:
@@ -116,11 +123,15 @@ class TensorRtPreparedModel(PreparedModel):
         return self._buffers[batch_size]
 
     def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Enqueue one batch on the current torch stream; returns the first output buffer (being written)."""
+        """Enqueue one batch on the model's stream, joined to the caller's; returns the first output buffer."""
         outputs = self._bind(inputs)
-        stream = torch.cuda.current_stream()
-        if not self._context_or_raise().execute_async_v3(stream.cuda_stream):
+        context = self._context_or_raise()
+        assert self._stream is not None
+        caller = torch.cuda.current_stream()
+        self._stream.wait_stream(caller)
+        if not context.execute_async_v3(self._stream.cuda_stream):
             raise MeasurementError("TensorRT execute_async_v3 failed (see the TensorRT log)")
+        caller.wait_stream(self._stream)
         return outputs[self._outputs[0]]
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:
@@ -136,6 +147,9 @@ class TensorRtPreparedModel(PreparedModel):
 
     def close(self) -> None:
         """Release the execution context, the engine, the buffers and the temporary files."""
+        if self._stream is not None:
+            self._stream.synchronize()
+            self._stream = None
         self._buffers.clear()
         self._bound = None
         self._context = None

@@ -7,6 +7,7 @@ Heavy dependencies are imported inside :meth:`Runtime.prepare`, never at module 
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,21 @@ if TYPE_CHECKING:
     import torch
 
     from mlperf_track.models.artifact import ModelArtifact
+    from mlperf_track.options import OptionSpec
+
+logger = logging.getLogger(__name__)
+
+#: Precisions that an artifact must already carry (a quantized model); a runtime cannot make them up.
+ARTIFACT_PRECISIONS = frozenset({"int8", "fp8"})
+#: Tag set on every prepared model of a path that has not yet been proven on its hardware.
+EXPERIMENTAL_TAG = "runtime.experimental"
+_WARNED: set[tuple[str, str]] = set()
+
+
+def keeps_own_form(artifact: ModelArtifact) -> bool:
+    """Whether a runtime must run ``artifact`` as it is: pinned to a device, or quantized (int8/fp8 kernels keep
+    their own dtypes and layout). Everything else is moved to the case's device, dtype and memory format."""
+    return artifact.device is not None or artifact.precision in ARTIFACT_PRECISIONS
 
 
 @dataclass(frozen=True)
@@ -26,12 +42,16 @@ class RuntimeCapabilities:
     """What a runtime can run.
 
     Attributes:
-        precisions_by_device: For each device (``cpu``, ``cuda``), the precisions it runs there.
+        precisions_by_device: For each device (``cpu``, ``cuda``), the precisions it runs there. ``int8``/``fp8``
+            are run from an artifact that already carries them (a quantized variant), never made up.
         dynamic_batch: Whether one prepared model serves every batch size.
+        channels_last: Whether the runtime honours ``channels_last`` (lays out weights and inputs NHWC). A
+            runtime that does not ignores the flag, and a case there is planned and logged without it.
     """
 
     precisions_by_device: Mapping[str, frozenset[str]]
     dynamic_batch: bool = True
+    channels_last: bool = False
 
     @property
     def devices(self) -> frozenset[str]:
@@ -122,6 +142,12 @@ class Runtime(ABC):
     name: ClassVar[str]
     #: The pip extra that installs this runtime's dependencies, or ``None`` when torch suffices.
     extra: ClassVar[str | None] = None
+    #: The ``--option`` keys this runtime reads (checked up front by :func:`mlperf_track.options.check_options`).
+    accepted_options: ClassVar[tuple[OptionSpec, ...]] = ()
+    #: Devices on which this runtime's code has never run against real hardware: results there are tagged
+    #: ``runtime.experimental=true`` and the first use per process logs a warning. ``benchmarks/gpu_check.py``
+    #: is the check that lets a device leave this set.
+    experimental_devices: ClassVar[frozenset[str]] = frozenset()
 
     @abstractmethod
     def capabilities(self) -> RuntimeCapabilities:
@@ -134,6 +160,26 @@ class Runtime(ABC):
     @abstractmethod
     def prepare(self, artifact: ModelArtifact, request: PrepareRequest) -> PreparedModel:
         """Prepare ``artifact`` (export/compile/build: the time this takes is ``startup/prepare_s``)."""
+
+    def honours_channels_last(self, artifact: ModelArtifact) -> bool:
+        """Whether ``channels_last`` changes how this runtime runs ``artifact`` (a quantized artifact keeps its own
+        layout, and a runtime without the capability ignores the flag)."""
+        return self.capabilities().channels_last and not keeps_own_form(artifact)
+
+    def experimental_tags(self, device: str) -> dict[str, str]:
+        """``{"runtime.experimental": "true"}`` on an unproven device (warning once per process), else ``{}``."""
+        if device not in self.experimental_devices:
+            return {}
+        if (self.name, device) not in _WARNED:
+            _WARNED.add((self.name, device))
+            logger.warning(
+                "the %s runtime on %s has not yet been verified on real hardware (benchmarks/gpu_check.py does "
+                "that); its results are tagged %s=true",
+                self.name,
+                device,
+                EXPERIMENTAL_TAG,
+            )
+        return {EXPERIMENTAL_TAG: "true"}
 
     def check(self, device: str, precision: str) -> None:
         """Raise a clear error when this runtime cannot run ``precision`` on ``device`` here."""

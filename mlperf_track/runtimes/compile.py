@@ -13,22 +13,29 @@ Options:
         CPU), ``true`` or ``false``.
 
 int8 runs PT2E-quantized artifacts (``artifact.runtime == "compile"``, exported with a dynamic batch axis).
+
+Inductor caches compiled graphs on disk (the FX graph cache and the AOTAutograd cache, under
+``TORCHINDUCTOR_CACHE_DIR``), so a second run of the same case prepares in a fraction of the time. Whether this
+preparation hit those caches is recorded (``runtime.inductor_cache`` = ``cold``/``warm``/``mixed``/
+``bypass``/``unused``, with the hit and miss counts), so a cold and a warm ``startup/prepare_s`` are never
+compared as if alike.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from typing import TYPE_CHECKING, ClassVar
 
 import torch
 
 from mlperf_track.errors import MlperfTrackError, UnsupportedError
-from mlperf_track.runtimes._common import check_artifact, check_batch_sizes, option
+from mlperf_track.options import OptionSpec
+from mlperf_track.runtimes._common import ARTIFACT_PRECISIONS, check_artifact, check_batch_sizes, option
 from mlperf_track.runtimes._torch import (
     TorchPreparedModel,
     compute_dtype,
     place_module,
+    placement,
     require_module,
     torch_capabilities,
 )
@@ -48,6 +55,43 @@ CUDA_GRAPH_MODES = frozenset({"reduce-overhead", "max-autotune"})
 _GRAPH_CALLS = 3
 
 
+#: Inductor/AOTAutograd counters that say whether compiled graphs came from the on-disk caches.
+_CACHE_COUNTERS = {
+    "hit": (("inductor", "fxgraph_cache_hit"), ("aot_autograd", "autograd_cache_hit")),
+    "miss": (("inductor", "fxgraph_cache_miss"), ("aot_autograd", "autograd_cache_miss")),
+    "bypass": (("inductor", "fxgraph_cache_bypass"), ("aot_autograd", "autograd_cache_bypass")),
+}
+
+
+def cache_counts() -> dict[str, int]:
+    """Hits, misses and bypasses of Inductor's FX graph cache and the AOTAutograd cache so far in this process."""
+    from torch._dynamo.utils import counters
+
+    return {kind: sum(int(counters[group][name]) for group, name in keys) for kind, keys in _CACHE_COUNTERS.items()}
+
+
+def cache_tags(before: dict[str, int], after: dict[str, int]) -> dict[str, str]:
+    """Tags saying whether a compilation between two :func:`cache_counts` readings hit the on-disk caches."""
+    from torch._inductor import config as inductor_config
+
+    delta = {kind: after[kind] - before[kind] for kind in after}
+    if delta["hit"] and delta["miss"]:
+        state = "mixed"
+    elif delta["hit"]:
+        state = "warm"
+    elif delta["miss"]:
+        state = "cold"
+    else:
+        state = "bypass" if delta["bypass"] else "unused"
+    enabled = bool(inductor_config.fx_graph_cache) and not bool(getattr(inductor_config, "force_disable_caches", False))
+    return {
+        "runtime.inductor_cache": state,
+        "runtime.inductor_cache_hits": str(delta["hit"]),
+        "runtime.inductor_cache_misses": str(delta["miss"]),
+        "runtime.inductor_fx_graph_cache": "enabled" if enabled else "disabled",
+    }
+
+
 def _reset_compiler() -> None:
     # torch.compile caches compiled code on the module class's forward: without a reset, later cases with
     # other dtypes or shapes pile up entries until the recompile limit silently falls back to eager.
@@ -58,6 +102,17 @@ class CompileRuntime(Runtime):
     """``torch.compile`` (inductor) on CPU (C++/OpenMP code) and CUDA (Triton kernels)."""
 
     name: ClassVar[str] = "compile"
+    accepted_options: ClassVar[tuple[OptionSpec, ...]] = (
+        OptionSpec("compile_mode", "torch.compile mode", choices=COMPILE_MODES, default="default"),
+        OptionSpec(
+            "compile_dynamic",
+            "one dynamic-shape graph for every batch size",
+            choices=("false", "true"),
+            default="false",
+        ),
+        OptionSpec("inductor_freezing", "inductor freezing", choices=("auto", "true", "false"), default="auto"),
+    )
+    experimental_devices: ClassVar[frozenset[str]] = frozenset({"cuda"})
 
     def capabilities(self) -> RuntimeCapabilities:
         """The same precisions as eager: inductor compiles whatever torch runs."""
@@ -66,7 +121,7 @@ class CompileRuntime(Runtime):
     def prepare(self, artifact: ModelArtifact, request: PrepareRequest) -> PreparedModel:
         """Compile a placed copy of the module and run it once per batch size (the compile itself)."""
         self.check(request.device, request.precision)
-        check_artifact(self.name, artifact, request.precision)
+        check_artifact(self.name, artifact, request.precision, request.device)
         batch_sizes = check_batch_sizes(request.batch_sizes)
         module = require_module(self.name, artifact)
         mode = option(request, "compile_mode", COMPILE_MODES, "default")
@@ -74,13 +129,12 @@ class CompileRuntime(Runtime):
             allowed = [name for name in COMPILE_MODES if name != "reduce-overhead"]
             raise UnsupportedError("option compile_mode", mode, allowed, hint="CUDA graphs need a GPU")
         dynamic = option(request, "compile_dynamic", ("false", "true"), "false") == "true"
-        quantized = artifact.precision is not None
+        quantized = artifact.precision in ARTIFACT_PRECISIONS
         freezing_option = option(request, "inductor_freezing", ("auto", "true", "false"), "auto")
         freezing = quantized if freezing_option == "auto" else freezing_option == "true"
-        if quantized:
-            request = replace(request, channels_last=False)
+        target = placement(artifact, request)
         dtype = compute_dtype(request.precision)
-        placed = place_module(module, request, quantized)
+        placed = place_module(module, target)
         compiled = torch.compile(placed, mode=mode, backend="inductor", dynamic=dynamic)
         tags = {
             "runtime.compile_mode": mode,
@@ -90,11 +144,21 @@ class CompileRuntime(Runtime):
             "runtime.cuda_graphs": str(request.device == "cuda" and mode in CUDA_GRAPH_MODES).lower(),
             "runtime.compiled_batch_sizes": ",".join(str(size) for size in batch_sizes),
             "runtime.dtype": str(dtype).removeprefix("torch."),
-            "runtime.channels_last": str(request.channels_last).lower(),
+            "runtime.channels_last": str(target.channels_last).lower(),
+            **self.experimental_tags(request.device),
         }
-        prepared = TorchPreparedModel(compiled, request, dtype, tags, pad_predict=not dynamic, on_close=_reset_compiler)
+        prepared = TorchPreparedModel(
+            compiled,
+            request,
+            dtype,
+            tags,
+            channels_last=target.channels_last,
+            pad_predict=not dynamic,
+            on_close=_reset_compiler,
+        )
         calls = _GRAPH_CALLS if request.device == "cuda" and mode in CUDA_GRAPH_MODES else 1
         limit = max(int(torch._dynamo.config.recompile_limit), len(batch_sizes) + 2)
+        counts = cache_counts()
         try:
             with (
                 torch._dynamo.config.patch(recompile_limit=limit, fail_on_recompile_limit_hit=True),
@@ -112,5 +176,6 @@ class CompileRuntime(Runtime):
         except Exception as error:
             prepared.close()
             raise export_error(f"torch.compile (mode {mode}) of {artifact.name!r}", error) from error
-        logger.debug("compiled %s (%s) for batch sizes %s", artifact.name, mode, batch_sizes)
+        tags.update(cache_tags(counts, cache_counts()))
+        logger.debug("compiled %s (%s) for batch sizes %s: %s", artifact.name, mode, batch_sizes, tags)
         return prepared

@@ -1,21 +1,23 @@
 """The eager runtime: the PyTorch module as it is, cast to the precision, under ``torch.inference_mode``.
 
 fp16/bf16 are true casts of weights and inputs; fp32/tf32 keep float32 (the TF32 switches are set around
-the case by :func:`mlperf_track.engine.precision.precision_settings`). int8 runs an artifact that is
-already quantized (e.g. dynamic-quantized ``Linear`` layers), on CPU, where torch has the kernels.
+the case by :func:`mlperf_track.engine.precision.precision_settings`). Every float artifact, a half-precision
+variant included, is moved to the case's device (:func:`~mlperf_track.runtimes._torch.placement`). int8 runs
+an artifact that is already quantized (e.g. dynamic-quantized ``Linear`` layers) where it is, on the CPU,
+where torch has the kernels.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from typing import TYPE_CHECKING, ClassVar
 
-from mlperf_track.runtimes._common import check_artifact, check_batch_sizes
+from mlperf_track.runtimes._common import check_artifact, check_batch_sizes, keeps_own_form
 from mlperf_track.runtimes._torch import (
     TorchPreparedModel,
     compute_dtype,
     place_module,
+    placement,
     require_module,
     torch_capabilities,
 )
@@ -32,6 +34,7 @@ class EagerRuntime(Runtime):
     """Plain PyTorch execution (the reference every other runtime is compared with)."""
 
     name: ClassVar[str] = "eager"
+    experimental_devices: ClassVar[frozenset[str]] = frozenset({"cuda"})
 
     def capabilities(self) -> RuntimeCapabilities:
         """fp32/fp16/bf16/int8 on CPU; fp32/fp16 (and tf32/bf16 from Ampere on) on a CUDA GPU."""
@@ -40,20 +43,19 @@ class EagerRuntime(Runtime):
     def prepare(self, artifact: ModelArtifact, request: PrepareRequest) -> PreparedModel:
         """Place a copy of the module on the device in the precision's dtype (and memory format)."""
         self.check(request.device, request.precision)
-        check_artifact(self.name, artifact, request.precision)
+        check_artifact(self.name, artifact, request.precision, request.device)
         check_batch_sizes(request.batch_sizes)
         module = require_module(self.name, artifact)
-        quantized = artifact.precision is not None
-        if quantized:  # a quantized artifact keeps its own layout
-            request = replace(request, channels_last=False)
-        placed = place_module(module, request, quantized)
+        target = placement(artifact, request)
+        placed = place_module(module, target)
         dtype = compute_dtype(request.precision)
         tags = {
             "runtime.dtype": str(dtype).removeprefix("torch."),
-            "runtime.channels_last": str(request.channels_last).lower(),
+            "runtime.channels_last": str(target.channels_last).lower(),
             "runtime.grad_mode": "inference_mode",
+            **self.experimental_tags(request.device),
         }
-        if quantized:
-            tags["runtime.quantized_artifact"] = "true"
+        if keeps_own_form(artifact):
+            tags["runtime.artifact_kept_as_is"] = "true"  # quantized or pinned to its device: not moved or cast
         logger.debug("eager %s prepared on %s in %s", artifact.name, request.device, dtype)
-        return TorchPreparedModel(placed, request, dtype, tags)
+        return TorchPreparedModel(placed, request, dtype, tags, channels_last=target.channels_last)

@@ -24,6 +24,7 @@ import torch
 
 from mlperf_track.engine.precision import dtype_for
 from mlperf_track.errors import ExportError, MlperfTrackError, UnsupportedError
+from mlperf_track.options import OptionSpec
 from mlperf_track.runtimes._common import FLOAT_PRECISIONS, import_optional, int_option
 from mlperf_track.spec import check_choice
 
@@ -38,6 +39,11 @@ OUTPUT_NAME = "logits"
 #: The opset torch's ONNX function library is written in (others go through the version converter).
 DEFAULT_OPSET = 18
 EXPORTERS = ("dynamo", "torchscript")
+#: The export options every ONNX-based runtime accepts (declared here, read by :func:`export_settings`).
+EXPORT_OPTIONS = (
+    OptionSpec("onnx_opset", "ONNX opset of the export", "int", low=1, default=str(DEFAULT_OPSET)),
+    OptionSpec("onnx_exporter", "torch.onnx exporter", choices=EXPORTERS, default="dynamo"),
+)
 #: Upper bound of the dynamic batch dimension given to torch.export.
 MAX_BATCH = 1 << 16
 _CHUNK = 1 << 20
@@ -207,7 +213,7 @@ def export_onnx(
     if path.exists():
         logger.debug("reusing ONNX export %s", path)
         return path
-    work = module if dtype == torch.float32 else _cast_copy(module, dtype)
+    work = module if _float_dtypes(module) <= {dtype} else _cast_copy(module, dtype)
     example = torch.zeros((2, *input_shape), dtype=dtype)
     partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.onnx")
     import_optional("onnx", "onnx", "exporting to ONNX")
@@ -227,6 +233,12 @@ def export_onnx(
     os.replace(partial, path)  # atomic: a concurrent reader sees no half-written file
     logger.info("exported %s to %s", name, path)
     return path
+
+
+def _float_dtypes(module: torch.nn.Module) -> set[torch.dtype]:
+    """The dtypes of the module's floating-point parameters and buffers (a half-precision variant's are fp16)."""
+    tensors = [*module.parameters(), *module.buffers()]
+    return {tensor.dtype for tensor in tensors if tensor.is_floating_point()}
 
 
 def _cast_copy(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:

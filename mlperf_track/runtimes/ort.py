@@ -12,6 +12,13 @@ Options:
 
 fp16 (GPU) converts the float32 graph with ``onnxruntime.transformers.float16``; int8 runs the artifact's
 Q/DQ ONNX file. fp16 is not offered on CPU: the CPU provider would insert casts and compute in float32.
+
+On a GPU the session computes on a dedicated torch CUDA stream given to the provider as ``user_compute_stream``
+(never the legacy default stream), runs without ORT's end-of-run host synchronisation
+(``disable_synchronize_execution_providers``, as ``onnxruntime.transformers.io_binding_helper`` does with a
+user stream), and each call joins that stream with the caller's current stream on both sides, so the engine's
+CUDA events fence exactly the session's work. The TensorRT provider's engine cache is reported as
+``runtime.engine_cache`` = ``hit`` or ``built``.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 from mlperf_track.errors import MlperfTrackError, UnsupportedError
+from mlperf_track.options import OptionSpec
 from mlperf_track.runtimes._common import (
     WorkDir,
     check_artifact,
@@ -35,7 +43,7 @@ from mlperf_track.runtimes._common import (
 from mlperf_track.runtimes._ort_model import OrtPreparedModel
 from mlperf_track.runtimes._torch import AMPERE
 from mlperf_track.runtimes.base import PreparedModel, Runtime, RuntimeCapabilities
-from mlperf_track.runtimes.onnx_export import convert_fp16, export_error, export_settings, typed_onnx
+from mlperf_track.runtimes.onnx_export import EXPORT_OPTIONS, convert_fp16, export_error, export_settings, typed_onnx
 
 if TYPE_CHECKING:
     from mlperf_track.models.artifact import ModelArtifact
@@ -71,6 +79,14 @@ class OnnxRuntimeRuntime(Runtime):
 
     name: ClassVar[str] = "onnxruntime"
     extra: ClassVar[str | None] = "onnx"
+    accepted_options: ClassVar[tuple[OptionSpec, ...]] = (
+        OptionSpec(
+            "execution_provider", "cpu on CPU; cuda or tensorrt on GPU", choices=tuple(PROVIDERS), default="cpu/cuda"
+        ),
+        OptionSpec("graph_optimization_level", "ORT graph optimizations", choices=tuple(GRAPH_LEVELS), default="all"),
+        *EXPORT_OPTIONS,
+    )
+    experimental_devices: ClassVar[frozenset[str]] = frozenset({"cuda"})
 
     def unavailable_reason(self) -> str | None:
         """Why onnxruntime (or onnx) cannot be imported here, or ``None``."""
@@ -127,11 +143,16 @@ class OnnxRuntimeRuntime(Runtime):
             source += "+onnxruntime.transformers.float16"
         return _Plan(provider, path, source)
 
-    def _provider_list(self, plan: _Plan, request: PrepareRequest, work: WorkDir) -> list[Any]:
+    def _provider_list(self, plan: _Plan, request: PrepareRequest, work: WorkDir, stream: Any) -> list[Any]:
         if plan.provider == "cpu":
             return [PROVIDERS["cpu"]]
         device_id = torch.cuda.current_device()
-        cuda_options = {"device_id": str(device_id), "use_tf32": "1" if request.precision == "tf32" else "0"}
+        stream_options = {"has_user_compute_stream": "1", "user_compute_stream": str(stream.cuda_stream)}
+        cuda_options = {
+            "device_id": str(device_id),
+            "use_tf32": "1" if request.precision == "tf32" else "0",
+            **stream_options,
+        }
         providers: list[Any] = [(PROVIDERS["cuda"], cuda_options), PROVIDERS["cpu"]]
         if plan.provider == "tensorrt":
             sizes = sorted(request.batch_sizes)
@@ -146,6 +167,7 @@ class OnnxRuntimeRuntime(Runtime):
                 "trt_profile_min_shapes": f"{name}:{sizes[0]}x{shape}",
                 "trt_profile_opt_shapes": f"{name}:{sizes[-1]}x{shape}",
                 "trt_profile_max_shapes": f"{name}:{sizes[-1]}x{shape}",
+                **stream_options,
             }
             providers.insert(0, (PROVIDERS["tensorrt"], trt_options))
         return providers
@@ -154,10 +176,11 @@ class OnnxRuntimeRuntime(Runtime):
         """Export (or reuse) the ONNX file, convert it for fp16, and open a session on the chosen provider."""
         ort = import_optional("onnxruntime", "onnx", _PURPOSE)
         self.check(request.device, request.precision)
-        check_artifact(self.name, artifact, request.precision)
+        check_artifact(self.name, artifact, request.precision, request.device)
         check_batch_sizes(request.batch_sizes)
         level = option(request, "graph_optimization_level", tuple(GRAPH_LEVELS), "all")
         work = WorkDir(request.cache_dir, self.name)
+        stream = torch.cuda.Stream() if request.device == "cuda" else None
         try:
             plan = self._plan(artifact, request, work)
             session_options = ort.SessionOptions()
@@ -165,9 +188,11 @@ class OnnxRuntimeRuntime(Runtime):
             session_options.log_severity_level = 3
             if request.num_threads is not None:
                 session_options.intra_op_num_threads = request.num_threads
-            providers = self._provider_list(plan, request, work)
+            providers = self._provider_list(plan, request, work, stream)
+            engines_before = _engine_files(work, plan.provider)
             session = ort.InferenceSession(str(plan.model_path), session_options, providers=providers)
             self._check_provider(session, plan.provider)
+            engines_after = _engine_files(work, plan.provider)
         except Exception as error:
             work.cleanup()
             if isinstance(error, MlperfTrackError):
@@ -185,8 +210,12 @@ class OnnxRuntimeRuntime(Runtime):
         }
         if request.device == "cuda":
             tags["runtime.cuda_use_tf32"] = str(request.precision == "tf32").lower()
+            tags["runtime.cuda_stream"] = "dedicated (user_compute_stream), joined to the caller's stream"
+        if plan.provider == "tensorrt":
+            tags["runtime.engine_cache"] = "built" if engines_after - engines_before else "hit"
+        tags.update(self.experimental_tags(request.device))
         logger.debug("onnxruntime session for %s on %s", artifact.name, tags["runtime.providers"])
-        return OrtPreparedModel(session, request, tags, on_close=work.cleanup)
+        return OrtPreparedModel(session, request, tags, on_close=work.cleanup, stream=stream)
 
     @staticmethod
     def _check_provider(session: Any, provider: str) -> None:
@@ -200,6 +229,13 @@ class OnnxRuntimeRuntime(Runtime):
                 active,
                 hint=f"onnxruntime could not load {PROVIDERS[provider]} (are its CUDA libraries installed?)",
             )
+
+
+def _engine_files(work: WorkDir, provider: str) -> set[str]:
+    """The TensorRT provider's cached engine files (empty for other providers)."""
+    if provider != "tensorrt":
+        return set()
+    return {path.name for path in work.sub("ort-tensorrt").glob("*.engine")}
 
 
 def _input_name(path: Path) -> str:

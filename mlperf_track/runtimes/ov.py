@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 from mlperf_track.errors import MlperfTrackError, UnsupportedError
+from mlperf_track.options import OptionSpec
 from mlperf_track.runtimes._common import (
     WorkDir,
     check_artifact,
@@ -34,7 +35,7 @@ from mlperf_track.runtimes._common import (
 )
 from mlperf_track.runtimes._ov_model import OpenVinoPreparedModel
 from mlperf_track.runtimes.base import PreparedModel, Runtime, RuntimeCapabilities
-from mlperf_track.runtimes.onnx_export import MAX_BATCH, export_error, export_settings, typed_onnx
+from mlperf_track.runtimes.onnx_export import EXPORT_OPTIONS, MAX_BATCH, export_error, export_settings, typed_onnx
 
 if TYPE_CHECKING:
     from mlperf_track.models.artifact import ModelArtifact
@@ -78,6 +79,15 @@ class OpenVinoRuntime(Runtime):
 
     name: ClassVar[str] = "openvino"
     extra: ClassVar[str | None] = "openvino"
+    accepted_options: ClassVar[tuple[OptionSpec, ...]] = (
+        OptionSpec(
+            "openvino_frontend", "read the ONNX export or the torch module", choices=("onnx", "torch"), default="onnx"
+        ),
+        OptionSpec(
+            "performance_hint", "OpenVINO PERFORMANCE_HINT", choices=tuple(PERFORMANCE_HINTS), default="latency"
+        ),
+        *EXPORT_OPTIONS,
+    )
 
     def unavailable_reason(self) -> str | None:
         """Why openvino cannot be imported here, or ``None``."""
@@ -115,7 +125,7 @@ class OpenVinoRuntime(Runtime):
         """Read or convert the model, fix its sample shape, compile it with pinned properties, read them back."""
         ov = import_optional("openvino", "openvino", _PURPOSE)
         self.check(request.device, request.precision)
-        check_artifact(self.name, artifact, request.precision)
+        check_artifact(self.name, artifact, request.precision, request.device)
         check_batch_sizes(request.batch_sizes)
         hint = option(request, "performance_hint", tuple(PERFORMANCE_HINTS), "latency")
         work = WorkDir(request.cache_dir, self.name)

@@ -4,8 +4,11 @@ Precision handling follows the TensorRT version: TensorRT 10 builds a weakly typ
 ONNX graph with builder flags (FP16/BF16/INT8/FP8; TF32 cleared for fp32). TensorRT 11 removed weak typing:
 the network is strongly typed and its ONNX graph is already cast to the precision (see
 :func:`mlperf_track.runtimes.onnx_export.typed_onnx`). int8 and fp8 always come from the artifact's explicit
-Q/DQ ONNX file. Engines are cached under ``cache_dir/tensorrt`` keyed by the ONNX file's hash, the precision,
-the batch range, the TensorRT version and the GPU name.
+Q/DQ ONNX file, so a plan asking TensorRT for int8/fp8 without a variant that produces such a file for the GPU
+is refused before any case runs (see :meth:`~mlperf_track.runtimes.base.RuntimeCapabilities` and the session's
+precision check). Engines are cached under ``cache_dir/tensorrt`` keyed by the ONNX file's hash, the precision,
+the batch range, the TensorRT version and the GPU name; ``runtime.engine_cache`` says ``hit`` or ``built``.
+Execution runs on a dedicated CUDA stream (see :mod:`mlperf_track.runtimes._trt_model`).
 
 Options:
     tensorrt_typing: ``auto`` (default: weak on TensorRT 10, strong from 11), ``strong`` or ``weak``.
@@ -22,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 from mlperf_track.errors import ConfigError, ExportError, MlperfTrackError, UnsupportedError
+from mlperf_track.options import OptionSpec
 from mlperf_track.runtimes._common import (
     WorkDir,
     check_artifact,
@@ -35,7 +39,7 @@ from mlperf_track.runtimes._torch import AMPERE
 from mlperf_track.runtimes._trt_build import EngineSpec, cached_engine, make_logger, trt_major
 from mlperf_track.runtimes._trt_model import TensorRtPreparedModel
 from mlperf_track.runtimes.base import PreparedModel, Runtime, RuntimeCapabilities
-from mlperf_track.runtimes.onnx_export import export_error, export_settings, file_digest, typed_onnx
+from mlperf_track.runtimes.onnx_export import EXPORT_OPTIONS, export_error, export_settings, file_digest, typed_onnx
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -77,6 +81,13 @@ class TensorRtRuntime(Runtime):
 
     name: ClassVar[str] = "tensorrt"
     extra: ClassVar[str | None] = "tensorrt"
+    accepted_options: ClassVar[tuple[OptionSpec, ...]] = (
+        OptionSpec("tensorrt_typing", "network typing", choices=("auto", "strong", "weak"), default="auto"),
+        OptionSpec("workspace_mb", "builder workspace limit in MiB", "int", low=1, default=str(DEFAULT_WORKSPACE_MB)),
+        OptionSpec("opt_batch", "batch size the kernels are tuned for", "int", low=1, default="largest batch size"),
+        *EXPORT_OPTIONS,
+    )
+    experimental_devices: ClassVar[frozenset[str]] = frozenset({"cuda"})
 
     def unavailable_reason(self) -> str | None:
         """Why TensorRT cannot run here: the package is missing, or there is no CUDA GPU."""
@@ -115,7 +126,7 @@ class TensorRtRuntime(Runtime):
         """Type the ONNX graph as needed, build (or load) the engine, and open an execution context."""
         trt = import_optional("tensorrt", "tensorrt", _PURPOSE)
         self.check(request.device, request.precision)
-        check_artifact(self.name, artifact, request.precision)
+        check_artifact(self.name, artifact, request.precision, request.device)
         check_batch_sizes(request.batch_sizes)
         typing_option = option(request, "tensorrt_typing", ("auto", "strong", "weak"), "auto")
         strong = strongly_typed(str(trt.__version__), typing_option)
@@ -142,5 +153,7 @@ class TensorRtRuntime(Runtime):
             "tensorrt.onnx_file": onnx_path.name,
             "tensorrt.engine_key": spec.cache_key(),
             "sw.tensorrt": str(trt.__version__),
+            "runtime.engine_cache": "hit" if build_tags.get("tensorrt.engine_cached") == "true" else "built",
+            **self.experimental_tags(request.device),
         }
         return TensorRtPreparedModel(trt, (runtime, engine), request, tags, on_close=work.cleanup)

@@ -10,19 +10,15 @@ Public API::
     MlperfTrackEvaluator                                     # tracking.evaluator (mlflow.models.evaluate)
     MlperfTrackRunContextProvider                            # tracking.context (hw/sw tags on every run)
 
-Importing this package registers :class:`~mlperf_track.tracking.model_source.MlflowModelSource` with the
-model registry, so ``load_model("models:/name/1")`` works. MLflow imports this package while ``import mlflow``
-runs (the run context provider entry point), so nothing here imports mlflow or torch at module level.
+The model registry knows :class:`~mlperf_track.tracking.model_source.MlflowModelSource` by name and imports it
+when a ``models:/`` or ``runs:/`` reference is loaded, so nothing needs to import this package first. MLflow
+imports this package while ``import mlflow`` runs (the run context provider entry point), so nothing here
+imports mlflow, torch or any other module of the package at module level.
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-from mlperf_track.models.registry import register_model_source
-from mlperf_track.tracking.model_source import MlflowModelSource
-
-register_model_source(MlflowModelSource())
 
 __all__ = [
     "MlflowModelSource",
@@ -34,6 +30,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "MlflowModelSource": "mlperf_track.tracking.model_source",
     "configure_tracking": "mlperf_track.tracking.setup",
     "log_case_result": "mlperf_track.tracking.logging",
     "mark_run_failed": "mlperf_track.tracking.logging",

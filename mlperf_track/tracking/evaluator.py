@@ -6,7 +6,12 @@ Usage::
         "models:/digits-mlp/1", X_test, targets=y_test, model_type="classifier",
         evaluators="mlperf_track", evaluator_config={"batch_sizes": [1, 32]},
     )
-    result.metrics["latency/p50_ms"], result.metrics["throughput/samples_per_s_bs32"]
+    result.metrics["latency/p50_ms_bs1"], result.metrics["throughput/samples_per_s_bs32"]
+
+It runs only when asked for: when ``evaluators`` names it (``"mlperf_track"`` or a list holding it), or, with
+``evaluators=None`` (MLflow then offers the evaluation to every installed evaluator), when the evaluator config
+carries its settings, e.g. ``evaluator_config={"mlperf_track": {"batch_sizes": [1, 32]}}``. A plain
+``mlflow.models.evaluate(data=df, predictions="pred", targets="y", model_type="classifier")`` never reaches it.
 
 For each batch size the evaluator builds one batch from the first rows of the data (cycling when the data
 is shorter), then times the model on it with the engine's :func:`measure_callable` (warm-up, adaptive run
@@ -17,11 +22,14 @@ length, monitors). What is called:
 - ``pyfunc`` (every other model, or ``call="pyfunc"``): ``model.predict(batch)``, the path a served model
   takes, on the CPU.
 
-Metrics: the first batch size's under the DESIGN.md names (``latency/p50_ms``, ``throughput/samples_per_s``,
-``memory/cpu_rss_peak_mb`` ...) and every batch size's with a ``_bs<N>`` suffix (``latency/p50_ms_bs32``).
+Metrics: with one batch size, under the DESIGN.md names (``latency/p50_ms``, ``throughput/samples_per_s``,
+``memory/cpu_rss_peak_mb`` ...); with several, every batch-size-dependent metric once per batch size with a
+``_bs<N>`` suffix (``latency/p50_ms_bs32``) and none without, so no metric is a copy of another. The tag
+``mlperf_track.batch_sizes`` lists the batch sizes. ``cpu/utilization_pct`` is percent of one core, at most
+100 x the cores the process may use (tag ``cpu.utilization_scope``).
 With targets and a classifier (or no model type): ``accuracy/top1`` (a fraction, 0-1) and ``accuracy/top5``
-for score outputs with five or more columns. ``model/size_mb`` (serialized MLflow model) when MLflow recorded
-it; for native models the engine's ``model/params`` and ``model/flops_per_sample`` too. A metric that cannot
+for score outputs with five or more columns. ``model/size_mb`` (serialized MLflow model, MiB) when MLflow
+recorded it; for native models the engine's ``model/params`` and ``model/flops_per_sample`` too. A metric that cannot
 be measured is absent and a ``note.<metric>`` tag says why. Artifacts: ``mlperf_track/samples_bs<N>.csv``
 (raw latencies) and ``mlperf_track/evaluation.json``.
 
@@ -48,9 +56,12 @@ from mlperf_track.tracking.context import hardware_software_tags
 from mlperf_track.tracking.evaluator_data import (
     EvaluatorSettings,
     accuracy_metrics,
+    carries_settings,
+    device_baseline,
     make_batch,
     native_caller,
     native_module,
+    offered_by_default,
     predict_all,
     signature_shape,
     to_tensor,
@@ -71,8 +82,14 @@ class MlperfTrackEvaluator(ModelEvaluator):
 
     @classmethod
     def can_evaluate(cls, *, model_type: Any, evaluator_config: Any, **kwargs: Any) -> bool:
-        """Performance applies to every model type, so this is always true."""
-        return True
+        """Claims an evaluation only when asked for (see the module docstring).
+
+        Named in ``evaluators``: yes, for any model type. Offered by ``evaluators=None``: only when
+        ``evaluator_config`` carries this evaluator's settings (``{"mlperf_track": {"batch_sizes": [1]}}``).
+        """
+        if not offered_by_default():
+            return True
+        return carries_settings(evaluator_config)
 
     def evaluate(
         self,
@@ -110,6 +127,7 @@ class MlperfTrackEvaluator(ModelEvaluator):
         self, model: Any, model_type: str | None, dataset: Any, settings: EvaluatorSettings
     ) -> tuple[dict[str, float], dict[str, str], dict[str, str], list[dict[str, Any]]]:
         from mlperf_track.engine.measure import measure_callable
+        from mlperf_track.engine.monitors import default_monitors
 
         features = dataset.features_data
         module = native_module(model) if settings.call == "native" else None
@@ -118,12 +136,20 @@ class MlperfTrackEvaluator(ModelEvaluator):
         metrics: dict[str, float] = {}
         notes: dict[str, str] = {}
         details: list[dict[str, Any]] = []
+        baseline = device_baseline(device)  # before the module moves to the GPU: the delta then counts it
         caller_for = native_caller(module, model, device, settings) if module is not None else None
+        single = len(settings.batch_sizes) == 1
+        tags["mlperf_track.batch_sizes"] = ",".join(str(size) for size in settings.batch_sizes)
         for index, batch_size in enumerate(settings.batch_sizes):
             batch = make_batch(features, batch_size)
             call = caller_for(batch) if caller_for is not None else _pyfunc_call(model, batch)
             measurement = measure_callable(
-                call, device=device, batch_size=batch_size, timing=settings.timing, monitors=settings.monitors
+                call,
+                device=device,
+                batch_size=batch_size,
+                timing=settings.timing,
+                monitors=settings.monitors,
+                monitor_list=default_monitors(device, gpu_baseline_bytes=baseline),
             )
             details.append(
                 {
@@ -135,14 +161,11 @@ class MlperfTrackEvaluator(ModelEvaluator):
                     "warnings": list(measurement.warnings),
                 }
             )
-            for key, value in measurement.metrics.items():
-                if key.startswith(PER_BATCH_PREFIXES):
-                    metrics[f"{key}_bs{batch_size}"] = float(value)
-                if index == 0:
-                    metrics[key] = float(value)
+            suffix = "" if single else f"_bs{batch_size}"
+            metrics.update({_per_batch(key, suffix): float(value) for key, value in measurement.metrics.items()})
+            notes.update({_per_batch(key, suffix): note for key, note in measurement.notes.items()})
             if index == 0:
                 tags.update({key: str(value) for key, value in measurement.tags.items()})
-                notes.update(measurement.notes)
         size_mb = _model_size_mb(model)
         if size_mb is None:
             notes[m.MODEL_SIZE] = "MLflow recorded no model size for this model"
@@ -208,6 +231,11 @@ class MlperfTrackEvaluator(ModelEvaluator):
         return artifacts
 
 
+def _per_batch(key: str, suffix: str) -> str:
+    """``key`` with the batch-size suffix when it depends on the batch size."""
+    return f"{key}{suffix}" if key.startswith(PER_BATCH_PREFIXES) else key
+
+
 def _pyfunc_call(model: Any, batch: Any) -> Any:
     def call() -> object:
         return model.predict(batch)
@@ -216,8 +244,11 @@ def _pyfunc_call(model: Any, batch: Any) -> Any:
 
 
 def _model_size_mb(model: Any) -> float | None:
+    """MLflow's recorded model size in MiB (``*_mb`` is MiB everywhere), or ``None``."""
+    from mlperf_track.engine.monitors.base import BYTES_PER_MB
+
     size = getattr(getattr(model, "metadata", None), "model_size_bytes", None)
-    return float(size) / 1e6 if isinstance(size, (int, float)) and size > 0 else None
+    return float(size) / BYTES_PER_MB if isinstance(size, (int, float)) and size > 0 else None
 
 
 def _module_facts(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -9,6 +11,8 @@ from typing import Any
 from mlperf_track import metrics as m
 from mlperf_track.errors import ConfigError
 from mlperf_track.spec import TimingConfig, check_choice, check_positive_int, parse_int_list
+
+logger = logging.getLogger(__name__)
 
 #: How the model is called: the PyTorch module itself, or pyfunc ``predict``.
 CALLS = ("native", "pyfunc")
@@ -200,3 +204,53 @@ def accuracy_metrics(outputs: Any, labels: Any) -> tuple[dict[str, float], dict[
             result[m.ACCURACY_TOP5] = float(np.mean(np.any(ranked[:, :5] == truth[:, None], axis=1)))
         return result, {}
     return {m.ACCURACY_TOP1: float(np.mean(scores.reshape(len(truth)) == truth))}, {}
+
+
+#: MLflow's function that offers an ``evaluators=None`` evaluation to every registered evaluator.
+_DEFAULT_SELECTION = ("mlflow.models.evaluation.base", "resolve_evaluators_and_configs")
+#: Stack frames searched for it (its call of ``can_evaluate`` is direct).
+_SELECTION_DEPTH = 6
+
+
+def offered_by_default() -> bool:
+    """Whether MLflow is asking because ``evaluate(evaluators=None)`` offers the evaluation to everyone.
+
+    ``can_evaluate`` does not see the ``evaluators`` argument. In the MLflow versions we support (3.x),
+    ``resolve_evaluators_and_configs`` calls ``can_evaluate`` itself only in that case; when the user names the
+    evaluator the question comes later, from the evaluation loop. The stack tells the two apart;
+    ``tests/tracking/test_tracking_evaluator.py`` runs the real ``mlflow.models.evaluate`` both ways, so a
+    change in MLflow shows there.
+    """
+    frame = inspect.currentframe()
+    try:
+        for _ in range(_SELECTION_DEPTH):
+            frame = frame.f_back if frame is not None else None
+            if frame is None:
+                return False
+            if (frame.f_globals.get("__name__"), frame.f_code.co_name) == _DEFAULT_SELECTION:
+                return True
+        return False
+    finally:
+        del frame
+
+
+def carries_settings(config: Any) -> bool:
+    """A non-empty config made only of this evaluator's settings (so it was meant for it)."""
+    allowed = {item.name for item in fields(EvaluatorSettings)}
+    return isinstance(config, Mapping) and bool(config) and set(config) <= allowed
+
+
+def device_baseline(device: str) -> int | None:
+    """The GPU's used memory before the model is placed on it (``None`` off CUDA or when unreadable)."""
+    if device != "cuda":
+        return None
+    from mlperf_track.engine.device import release_memory
+    from mlperf_track.engine.monitors.gpu_device_memory import device_used_reader
+
+    release_memory(device)
+    reader = device_used_reader()
+    try:
+        return reader[0]() if reader is not None else None
+    except Exception:  # the delta metric is then left out with a note
+        logger.debug("no device-memory baseline", exc_info=True)
+        return None

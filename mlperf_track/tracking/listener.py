@@ -4,8 +4,11 @@ Run tree::
 
     parent (the pipeline; the run ``mlflow run`` created, or a new one)
       params   config.* (resolved configuration; ``mlflow run`` already logged the raw -P values)
-      metrics  cases/planned, cases/completed, cases/failed, best/<metric> (the highest-throughput case)
-      tags     hw.*, sw.*, best.case, best.run_id, baseline.*, note.figures/<stem>.png (a figure left out, and why)
+      metrics  cases/planned, cases/completed, cases/failed, best/<metric> (the best eligible case: finished,
+               valid, within the accuracy limit, highest throughput; see mlperf_track.report.eligibility)
+      tags     hw.*, sw.*, best.case, best.run_id, best.status (found | none_eligible), baseline.*,
+               mlflow.note.content (the recommendation, shown as the run's description in the MLflow UI),
+               note.figures/<stem>.png (a figure left out, and why)
       artifacts summary.json (mlflow.log_table, one row appended per case), summary.csv,
                figures/<stem>.png (mlflow.log_figure: latency, throughput and memory against batch size,
                accuracy against latency with its Pareto front), report/report.{md,html,json},
@@ -28,6 +31,8 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mlperf_track.pipeline.events import CaseOutcome, PipelineListener, PipelineOutcome
+from mlperf_track.report.candidates import from_outcome
+from mlperf_track.report.eligibility import Candidate, rank
 from mlperf_track.tracking import logging as tracking_logging
 from mlperf_track.tracking import summary
 from mlperf_track.tracking.model_logging import log_baseline_model
@@ -38,6 +43,7 @@ if TYPE_CHECKING:
     from mlperf_track.engine.result import BenchmarkResult
     from mlperf_track.models.artifact import ModelArtifact
     from mlperf_track.pipeline.config import PipelineConfig
+    from mlperf_track.report.recommend import Recommendation
     from mlperf_track.spec import CaseSpec
 
 logger = logging.getLogger(__name__)
@@ -45,6 +51,8 @@ _T = TypeVar("_T")
 
 SUMMARY_TABLE = "summary.json"
 SUMMARY_CSV = "summary.csv"
+#: MLflow shows this tag as the run's description: the parent carries the recommendation there.
+DESCRIPTION_TAG = "mlflow.note.content"
 #: Artifact folders of the figures (``mlflow.log_figure``) and of report.md, report.html and report.json.
 FIGURE_DIR = "figures"
 REPORT_DIR = "report"
@@ -58,6 +66,7 @@ REPORT_CONFIG = (
     ("batch_sizes", "batch sizes"),
     ("image_size", "image size"),
     ("dataset", "dataset"),
+    ("max_accuracy_drop", "max accuracy drop"),
 )
 
 
@@ -78,6 +87,8 @@ def config_params(config: PipelineConfig, device: str | None = None) -> dict[str
         "channels_last": str(config.channels_last).lower(),
         "seed": str(config.seed),
         "profile": str(config.profile).lower(),
+        "max_accuracy_drop": "none" if config.max_accuracy_drop is None else f"{config.max_accuracy_drop:g}",
+        "repeats": str(config.repeats),
     }
     params.update({f"option.{key}": value for key, value in config.options})
     params.update({f"timing.{key}": str(value) for key, value in config.timing.to_dict().items()})
@@ -102,6 +113,8 @@ class MlflowPipelineListener(PipelineListener):
         self.rows: list[dict[str, Any]] = []
         self.child_runs: dict[str, str] = {}
         self.best: BenchmarkResult | None = None
+        #: Every case so far, as the eligibility rule sees it.
+        self.candidates: list[Candidate] = []
         self.notes: dict[str, str] = {}
         self._open_case: CaseSpec | None = None
         self._pending_baseline: ModelArtifact | None = None
@@ -227,7 +240,11 @@ class MlflowPipelineListener(PipelineListener):
         import pandas as pd
         from mlflow.entities import Metric
 
-        row = summary.summary_row(outcome, self.child_runs.get(outcome.case.name))
+        run_id = self.child_runs.get(outcome.case.name)
+        limits = summary.pipeline_limits(self._config)
+        row = summary.summary_row(outcome, run_id, limits)
+        candidate = from_outcome(outcome, run_id or "")
+        self.candidates.append(candidate)
         self.rows.append(row)
         self.summary_logged = False
         client = self.client
@@ -239,7 +256,7 @@ class MlflowPipelineListener(PipelineListener):
             Metric("cases/failed", float(failed), now_ms, step),
         ]
         result = outcome.result
-        if result is not None and summary.best_result([r for r in (self.best, result) if r is not None]) is result:
+        if result is not None and rank(self.candidates, limits).best is candidate:
             self.best = result
             metrics += [Metric(key, value, now_ms, step) for key, value in summary.best_metrics(result).items()]
             best_tags = {"best.case": result.case.name, "best.run_id": row["run_id"]}
@@ -268,7 +285,15 @@ class MlflowPipelineListener(PipelineListener):
         if self.rows:
             csv = summary.summary_frame(self.rows).to_csv(index=False)
             _attempt(SUMMARY_CSV, lambda: client.log_text(run_id, csv, SUMMARY_CSV))
-        report = _attempt("the report", lambda: report_parent_run(run_id, title=self._title(), facts=self._facts()))
+        answer = self.recommendation()
+        status = summary.BEST_FOUND if answer.best is not None else summary.BEST_NONE
+        tags = {summary.BEST_STATUS_TAG: status, DESCRIPTION_TAG: answer.text}
+        _attempt("the recommendation", lambda: client.log_batch(run_id, tags=_run_tags(tags)))
+        limits = summary.pipeline_limits(self._config)
+        report = _attempt(
+            "the report",
+            lambda: report_parent_run(run_id, title=self._title(), facts=self._facts(), limits=limits),
+        )
         if report is None:
             return
         for name, text in render_report(report, figure_dir=f"../{FIGURE_DIR}").items():
@@ -281,6 +306,20 @@ class MlflowPipelineListener(PipelineListener):
         if report.missing_figures:
             notes = {f"note.{FIGURE_DIR}/{stem}.png": why for stem, why in report.missing_figures.items()}
             _attempt("the figure notes", lambda: client.log_batch(run_id, tags=_run_tags(notes)))
+
+    def recommendation(self) -> Recommendation:
+        """The answer over every case so far: what to ship under the run's limits, and the runner-up."""
+        from mlperf_track.report.recommend import recommend
+
+        return recommend(self.candidates, summary.pipeline_limits(self._config), heading=self._question())
+
+    def _question(self) -> str:
+        if self._config is None:
+            return ""
+        from mlperf_track.report.recommend import question_heading
+
+        config = self._config
+        return question_heading(config.model, config.image_size, config.dataset, self._device or config.device)
 
     def _facts(self) -> list[str]:
         """Lines under the report's heading: the configuration and the notes of the run."""

@@ -7,9 +7,10 @@ without the PyTorch flavour (scikit-learn, a custom pyfunc) is refused here with
 does work for it: ``mlflow.models.evaluate(uri, data, evaluators="mlperf_track")``, which times pyfunc
 ``predict`` (see :mod:`mlperf_track.tracking.evaluator`).
 
-Registered with :func:`mlperf_track.models.registry.register_model_source` when :mod:`mlperf_track.tracking` is
-imported. mlflow itself is imported only when a model is loaded. URIs resolve against ``MLFLOW_TRACKING_URI``,
-else against ``sqlite:///mlflow.db`` in the working directory (where ``mlperf-track run`` logs).
+The model registry knows this source by name (:class:`mlperf_track.models.registry.DeferredSource`) and
+imports this module when such a reference is loaded; mlflow itself is imported only then. URIs resolve against
+``MLFLOW_TRACKING_URI``, else against ``sqlite:///mlflow.db`` in the working directory (where ``mlperf-track run``
+logs).
 """
 
 from __future__ import annotations

@@ -8,19 +8,26 @@ Inside ``mlflow run`` the parent is the run ``mlflow run`` created (``MLFLOW_RUN
 - ``FAILED``: bad input, an error outside any case, or every case failed; ``error.type`` and
   ``error.message`` tags say why, and the error is re-raised (the CLI prints one line, exit 2 for bad input).
 - ``KILLED``: Ctrl-C; the open child run is KILLED too and everything logged so far is kept.
+
+The experiment is :func:`~mlperf_track.tracking.setup.experiment_for`'s: the one named, else
+``mlperf_track/<model>``. The command line's log file (third-party output included) is logged to the parent run
+as ``logs/mlperf_track.log`` however the pipeline ends.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlperf_track.errors import MeasurementError
 from mlperf_track.tracking import logging as tracking_logging
 from mlperf_track.tracking.context import hardware_software_tags
 from mlperf_track.tracking.listener import MlflowPipelineListener
-from mlperf_track.tracking.setup import configure_tracking
+from mlperf_track.tracking.setup import configure_tracking, experiment_for
 
 if TYPE_CHECKING:
     from mlflow import ActiveRun
@@ -32,6 +39,22 @@ logger = logging.getLogger(__name__)
 
 #: Tag marking a parent run made by the pipeline (reports and the tuner look for it).
 ROLE_TAG = "mlperf_track.role"
+#: Where the command line's log file goes in the parent run's artifacts.
+LOG_ARTIFACT_DIR = "logs"
+LOG_ARTIFACT_NAME = "mlperf_track.log"
+
+
+def log_log_file(run_id: str, log_file: Path) -> None:
+    """Log ``log_file`` to ``run_id`` as ``logs/mlperf_track.log`` (the run may have ended); never raises."""
+    import mlflow
+
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            copy = Path(folder) / LOG_ARTIFACT_NAME
+            shutil.copyfile(log_file, copy)
+            mlflow.MlflowClient().log_artifact(run_id, str(copy), LOG_ARTIFACT_DIR)
+    except Exception:  # the log is a convenience; losing it must not fail the run
+        logger.warning("could not log %s to run %s", log_file, run_id, exc_info=True)
 
 
 def start_parent_run(config: PipelineConfig | None = None, run_name: str | None = None) -> ActiveRun:
@@ -80,13 +103,16 @@ def run_tracked_pipeline(
     *,
     experiment: str | None = None,
     extra_listener: PipelineListener | None = None,
+    log_file: Path | None = None,
 ) -> PipelineOutcome:
     """Run the pipeline with every case logged to MLflow as it finishes.
 
     Args:
         config: The pipeline configuration.
-        experiment: Experiment name (ignored inside ``mlflow run``, which picks the experiment itself).
+        experiment: Experiment name, or ``None`` for ``$MLFLOW_EXPERIMENT_NAME``/``_ID`` when set, else
+            ``mlperf_track/<model>`` (inside ``mlflow run``, see :mod:`mlperf_track.tracking.setup`).
         extra_listener: Another listener (a progress display) that receives every event after MLflow's.
+        log_file: A log file to attach to the parent run at the end (``logs/mlperf_track.log``).
 
     Returns:
         The pipeline outcome; ``outcome.interrupted`` is set when the pipeline stopped early.
@@ -96,13 +122,23 @@ def run_tracked_pipeline(
         MeasurementError: Every case failed (the parent run is FAILED first).
         KeyboardInterrupt: Ctrl-C (the runs are KILLED first).
     """
-    from mlperf_track.pipeline import run_pipeline
     from mlperf_track.pipeline.events import ListenerGroup
 
-    configure_tracking(experiment)
+    configure_tracking(experiment_for(experiment, config.model))
     run = start_parent_run(config, run_name=f"{config.model}")
     listener = MlflowPipelineListener(run.info.run_id)
     group = ListenerGroup(listener, *([extra_listener] if extra_listener else []))
+    try:
+        return _run_and_end(config, group, listener)
+    finally:
+        if log_file is not None:
+            log_log_file(run.info.run_id, log_file)
+
+
+def _run_and_end(config: PipelineConfig, group: PipelineListener, listener: MlflowPipelineListener) -> PipelineOutcome:
+    """Run the pipeline and end the runs with the status its outcome (or error) calls for."""
+    from mlperf_track.pipeline import run_pipeline
+
     try:
         outcome = run_pipeline(config, group)
     except KeyboardInterrupt:

@@ -3,7 +3,21 @@
 MLflow 3 refuses the old ``./mlruns`` file store, so the default here is the SQLite file ``mlflow.db`` in the
 working directory. ``MLFLOW_TRACKING_URI`` (set by the user, or by ``mlflow run`` for its subprocess) wins.
 SQLite is fine for one writer; several processes writing at once (parallel tuning workers) want a tracking
-server or PostgreSQL.
+server or PostgreSQL. :func:`check_tracking_store` refuses, before any work, a store that cannot be reached,
+created or written.
+
+Experiments (:func:`experiment_for`): runs go to the experiment the user names (``--experiment-name``, or
+``MLFLOW_EXPERIMENT_NAME``/``MLFLOW_EXPERIMENT_ID`` as MLflow users expect), else to one named after the question,
+``mlperf_track/<model>``, so that runs of different models never share an experiment. ``report --experiment
+mlperf_track`` and ``export`` find them all through :func:`resolve_experiments` (a prefix matches ``prefix/*``).
+
+Inside ``mlflow run`` the run exists before our code starts, in the experiment ``mlflow run`` chose: with
+``--experiment-name X`` (or ``MLFLOW_EXPERIMENT_NAME``), X is used and nothing moves. Without one, ``mlflow run``
+puts its run in ``Default``; MLflow cannot move runs, so the pipeline's parent run is created in
+``mlperf_track/<model>`` (named like ``mlflow run``'s run, with its source tags) and ``mlflow run``'s run keeps a
+pointer: tags ``mlperf_track.run_id`` and ``mlperf_track.experiment`` and a note saying where the results are.
+That way ``mlflow run . -P model=resnet50`` and ``mlperf-track run --model resnet50`` answer into the same
+experiment, and a project run nested in another (a workflow step) stays where its parent put it.
 """
 
 from __future__ import annotations
@@ -13,8 +27,14 @@ import os
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mlperf_track.errors import StorageError
+from mlperf_track.errors import ConfigError, StorageError
+from mlperf_track.spec import closest_matches
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Experiment, Run
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +42,15 @@ logger = logging.getLogger(__name__)
 DEFAULT_DB_FILE = "mlflow.db"
 #: Seconds to wait for an HTTP tracking server to answer before giving up.
 REACHABILITY_TIMEOUT_S = 5.0
+#: First component of the experiments named after the question (``mlperf_track/resnet50``).
+EXPERIMENT_PREFIX = "mlperf_track"
+#: Tags on ``mlflow run``'s run in ``Default`` when the results went to another experiment, and back.
+POINTER_RUN_TAG = "mlperf_track.run_id"
+POINTER_EXPERIMENT_TAG = "mlperf_track.experiment"
+LAUNCHER_TAG = "mlperf_track.launched_by"
+#: Tags of ``mlflow run``'s run copied to the run that holds the results (where the code came from).
+_PROVENANCE_PREFIXES = ("mlflow.source.", "mlflow.project.", "mlflow.gitRepoURL", "mlflow.user")
+_SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 def default_tracking_uri(directory: Path | None = None) -> str:
@@ -59,36 +88,223 @@ def check_reachable(uri: str, timeout_s: float = REACHABILITY_TIMEOUT_S) -> None
         ) from None
 
 
+def _sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (``None`` for other stores and in-memory SQLite)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    location = uri[len("sqlite:///") :].split("?", 1)[0]
+    if not location or location == ":memory:":
+        return None
+    return Path(location)
+
+
+def check_tracking_store(uri: str) -> None:
+    """Fail fast, saying what to do, when the tracking store cannot be reached, created or written.
+
+    HTTP servers must answer (:func:`check_reachable`); a SQLite file must be a SQLite database this user can
+    write, or be creatable in an existing, writable folder. Other databases are left to MLflow.
+
+    Raises:
+        StorageError: One line naming the URI, what is wrong and how to fix it.
+    """
+    check_reachable(uri)
+    path = _sqlite_path(uri)
+    if path is None:
+        return
+    fix = "set MLFLOW_TRACKING_URI to a sqlite:/// file in a writable folder (or unset it for ./mlflow.db)"
+
+    def fail(problem: str) -> StorageError:
+        return StorageError(f"the tracking store {uri} cannot be used: {problem}; {fix}")
+
+    if path.is_dir():
+        raise fail(f"{path} is a folder, not a database file")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise fail(f"the folder {folder} does not exist (create it with mkdir -p {folder})")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise fail(f"the folder {folder} is not writable (SQLite writes its journal next to the database)")
+    if path.exists():
+        if not os.access(path, os.R_OK | os.W_OK):
+            raise fail(f"{path} is not readable and writable by this user")
+        with open(path, "rb") as handle:
+            header = handle.read(len(_SQLITE_HEADER))
+        if header and header != _SQLITE_HEADER:
+            raise fail(f"{path} is not a SQLite database")
+
+
+def question_experiment(model: str) -> str:
+    """The experiment named after the question: ``mlperf_track/<model>``.
+
+    ``models:/name/3`` and ``models:/name@alias`` give the registered name, ``runs:/<id>/path`` gives
+    ``run-<id[:8]>-<last path part>``, a file its stem, a name itself.
+    """
+    ref = model.strip()
+    if ref.startswith("models:/"):
+        name = ref[len("models:/") :].strip("/").split("/")[0].split("@")[0]
+    elif ref.startswith("runs:/"):
+        parts = [part for part in ref[len("runs:/") :].split("/") if part]
+        name = (
+            "-".join(["run", parts[0][:8], *parts[-1:]]) if len(parts) > 1 else f"run-{parts[0][:8]}" if parts else ""
+        )
+    elif "/" in ref or "\\" in ref or Path(ref).suffix:
+        name = Path(ref.replace("\\", "/")).stem
+    else:
+        name = ref
+    return f"{EXPERIMENT_PREFIX}/{name or 'model'}"
+
+
+def _launcher(run_id: str, client: MlflowClient) -> tuple[Run, str] | None:
+    """``mlflow run``'s run and the name of its experiment, or ``None`` when it cannot be read."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = client.get_run(run_id)
+        return run, client.get_experiment(run.info.experiment_id).name
+    except MlflowException:
+        logger.warning("the run MLFLOW_RUN_ID=%s cannot be read; runs stay where MLflow puts them", run_id)
+        return None
+
+
+def _is_unnamed_launch(run: Run, experiment_name: str) -> bool:
+    """Whether ``run`` is a top-level ``mlflow run`` run put in ``Default`` because nobody named an experiment."""
+    tags = run.data.tags
+    return (
+        experiment_name == "Default"
+        and tags.get("mlflow.source.type") == "PROJECT"
+        and "mlflow.parentRunId" not in tags
+        and not os.environ.get("MLFLOW_EXPERIMENT_NAME")
+    )
+
+
+def experiment_for(explicit: str | None, model: str) -> str | None:
+    """The experiment a run of ``model`` goes to (``None``: the one MLflow chose, see the module docstring).
+
+    Args:
+        explicit: ``--experiment-name`` when given.
+        model: The model reference, for ``mlperf_track/<model>``.
+    """
+    if explicit:
+        return explicit
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    if run_id:
+        from mlflow import MlflowClient
+
+        found = _launcher(run_id, MlflowClient(resolve_tracking_uri()))
+        return question_experiment(model) if found is not None and _is_unnamed_launch(*found) else None
+    if os.environ.get("MLFLOW_EXPERIMENT_NAME") or os.environ.get("MLFLOW_EXPERIMENT_ID"):
+        return None
+    return question_experiment(model)
+
+
 def configure_tracking(experiment: str | None = None) -> str:
     """Point MLflow at the tracking store and, optionally, an experiment.
 
-    Inside ``mlflow run`` (``MLFLOW_RUN_ID`` is set) the run already belongs to an experiment, so
-    ``experiment`` is ignored with a warning when it differs; use ``mlflow run --experiment-name`` there.
+    Inside ``mlflow run`` (``MLFLOW_RUN_ID`` is set) the run already belongs to an experiment: when ``mlflow run``
+    put it in ``Default`` because no experiment was named, a run in ``experiment`` takes its place and
+    ``MLFLOW_RUN_ID`` points there (see the module docstring); when ``mlflow run`` was given an experiment,
+    ``experiment`` is ignored with a warning.
 
     Args:
         experiment: Experiment name to create or use, or ``None`` for MLflow's choice
-            (``MLFLOW_EXPERIMENT_NAME``/``MLFLOW_EXPERIMENT_ID`` or ``Default``).
+            (``MLFLOW_EXPERIMENT_NAME``/``MLFLOW_EXPERIMENT_ID`` or ``Default``); see :func:`experiment_for`.
 
     Returns:
         The tracking URI in use.
 
     Raises:
-        StorageError: The tracking store cannot be reached or used.
+        StorageError: The tracking store cannot be reached, created, written or used.
     """
     import mlflow
     from mlflow.exceptions import MlflowException
 
     uri = resolve_tracking_uri()
-    check_reachable(uri)
+    check_tracking_store(uri)
     # Appending a row to a logged table downloads it first; MLflow's progress bar for that is noise here.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(uri)
-    if experiment and os.environ.get("MLFLOW_RUN_ID"):
-        logger.warning("inside mlflow run the experiment is chosen by mlflow run; ignoring %r", experiment)
-    elif experiment:
-        try:
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    try:
+        if experiment and run_id:
+            _take_over_launch(run_id, experiment)
+        elif experiment:
             mlflow.set_experiment(experiment)
-        except MlflowException as error:
-            raise StorageError(f"cannot use experiment {experiment!r} at {uri}: {error.message}") from None
+    except MlflowException as error:
+        raise StorageError(f"cannot use experiment {experiment!r} at {uri}: {error.message}") from None
     logger.info("tracking to %s", uri)
     return uri
+
+
+def _take_over_launch(run_id: str, experiment: str) -> None:
+    """Inside ``mlflow run``: use ``experiment`` when ``mlflow run`` put its run in ``Default`` (else warn)."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    found = _launcher(run_id, client)
+    if found is None:
+        return
+    launcher, current = found
+    if current == experiment:
+        return
+    if not _is_unnamed_launch(launcher, current):
+        logger.warning(
+            "inside mlflow run the experiment is %r (chosen by mlflow run --experiment-name); ignoring %r",
+            current,
+            experiment,
+        )
+        return
+    target = mlflow.set_experiment(experiment)
+    tags = {key: value for key, value in launcher.data.tags.items() if key.startswith(_PROVENANCE_PREFIXES)}
+    run = client.create_run(target.experiment_id, run_name=launcher.info.run_name, tags={**tags, LAUNCHER_TAG: run_id})
+    client.set_tag(run_id, POINTER_RUN_TAG, run.info.run_id)
+    client.set_tag(run_id, POINTER_EXPERIMENT_TAG, experiment)
+    client.set_tag(run_id, "mlperf_track.role", "pointer")  # reports skip it (pipeline_run.ROLE_TAG)
+    client.set_tag(
+        run_id,
+        "mlflow.note.content",
+        f"mlperf_track logged this run's results to experiment {experiment}, run {run.info.run_id} "
+        "(name an experiment with mlflow run --experiment-name to keep them here).",
+    )
+    os.environ["MLFLOW_RUN_ID"] = run.info.run_id
+    logger.info("results go to experiment %s (mlflow run's run %s in Default points there)", experiment, run_id)
+
+
+def resolve_experiments(name_or_prefix: str, client: MlflowClient | None = None) -> list[Experiment]:
+    """The active experiments ``name_or_prefix`` means: the one of that name and every one under ``name/``.
+
+    ``mlperf_track`` matches ``mlperf_track`` (if it exists) and ``mlperf_track/resnet50``, ``mlperf_track/
+    resnet18``, ...; ``mlperf_track/`` or ``mlperf_track/*`` only the latter; ``mlperf_track/resnet50`` that one
+    (and ``mlperf_track/resnet50/...``). Sorted by name.
+
+    Raises:
+        ConfigError: Nothing matches (``--experiment``, with the closest names and the ``mlperf_track`` prefix).
+    """
+    from mlflow import MlflowClient
+    from mlflow.entities import ViewType
+
+    client = client or MlflowClient(resolve_tracking_uri())
+    wanted = name_or_prefix.strip()
+    prefix = wanted.rstrip("*")
+    exact = None if prefix.endswith("/") else prefix
+    children = prefix if prefix.endswith("/") else f"{prefix}/"
+    experiments: list[Experiment] = []
+    token = None
+    while True:
+        page = client.search_experiments(view_type=ViewType.ACTIVE_ONLY, max_results=1000, page_token=token)
+        experiments.extend(page)
+        token = page.token
+        if not token:
+            break
+    matched = sorted(
+        (item for item in experiments if item.name == exact or item.name.startswith(children)), key=lambda e: e.name
+    )
+    if not matched:
+        names = sorted(item.name for item in experiments)
+        close = closest_matches(wanted, names)
+        hint = f"did you mean {', '.join(close)}?" if close else f"experiments here: {', '.join(names[:8]) or 'none'}"
+        raise ConfigError(
+            "--experiment",
+            wanted,
+            f"an experiment name, or a prefix such as {EXPERIMENT_PREFIX} (matches {EXPERIMENT_PREFIX}/*)",
+            hint,
+        )
+    return matched

@@ -62,10 +62,13 @@ MEMORY: Final = "memory"
 P99: Final = "p99_latency"
 ACCURACY_DROP: Final = "accuracy_drop"
 INVALID_MEASUREMENT: Final = "invalid_measurement"
-#: Memory metrics a limit is checked against, most complete first. On CUDA the NVML process peak also sees
-#: what other libraries (cuDNN, TensorRT, ONNX Runtime) allocate outside torch's allocator.
+#: Memory metrics a limit is checked against, most complete first. On CUDA only figures that see the memory of
+#: every runtime count: NVML's per-process peak (missing where NVML cannot see the process, e.g. in a container
+#: with its own PID namespace), else the device's used memory above the baseline taken before the case. torch's
+#: allocator peaks do not see ONNX Runtime or TensorRT, so a limit is never checked against them: with neither
+#: figure the memory is unknown and the trial fails (it is never reported feasible).
 MEMORY_KEYS: Final = {
-    "cuda": (m.GPU_PROCESS_PEAK, m.GPU_PEAK_RESERVED, m.GPU_PEAK_ALLOCATED),
+    "cuda": (m.GPU_PROCESS_PEAK, m.GPU_DEVICE_DELTA_PEAK),
     "cpu": (m.CPU_RSS_PEAK,),
 }
 
@@ -119,7 +122,10 @@ class Limits:
             keys = MEMORY_KEYS["cuda" if device.startswith("cuda") else "cpu"]
             key = next((key for key in keys if key in metrics), None)
             if key is None:
-                raise MeasurementError(f"a memory limit is set but none of {', '.join(keys)} was measured")
+                raise MeasurementError(
+                    f"a memory limit is set but this case's memory is unknown: none of {', '.join(keys)} was "
+                    "measured (install nvidia-ml-py for NVML, see the metrics' notes); the trial is not feasible"
+                )
             values[MEMORY] = metrics[key] / self.memory_limit_mb - 1.0
             attrs[ATTR_MEMORY_METRIC] = key
         if self.p99_slo_ms is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from mlperf_track.tuning.objective import Target
@@ -61,8 +61,15 @@ def pareto_figure(study: optuna.Study, targets: tuple[Target, ...]) -> Figure:
     return figure
 
 
-def tradeoff_figure(frame: pd.DataFrame, target: Target, memory_limit_mb: float | None) -> Figure | None:
-    """The objective against peak memory, one colour per configuration; ``None`` without memory data."""
+def tradeoff_figure(
+    frame: pd.DataFrame, target: Target, memory_limit_mb: float | None, best: Sequence[int] = ()
+) -> Figure | None:
+    """The objective against peak memory; ``None`` without memory data.
+
+    Readable at any number of configurations: colour says whether a trial may be the answer (the eligibility
+    rule's ``eligible`` column, else Optuna's feasibility), the marker is the runtime, the size the batch size,
+    and only the answer (``best`` trial numbers) carries a text label.
+    """
     import seaborn as sns
     from matplotlib.figure import Figure
 
@@ -71,21 +78,32 @@ def tradeoff_figure(frame: pd.DataFrame, target: Target, memory_limit_mb: float 
     if column is None or value not in frame or frame[value].isna().all():
         return None
     data = frame[frame[value].notna() & frame[column].notna()].copy()
-    data["feasible"] = data["feasible"].map({True: "feasible", False: "infeasible"})
-    figure = Figure(figsize=(9, 6))
+    flag = "eligible" if "eligible" in data else "feasible"
+    data["answer"] = data[flag].map({True: "eligible", False: "not eligible"})
+    data["runtime"] = data["runtime"].astype(str) if "runtime" in data else data["config"].astype(str)
+    figure = Figure(figsize=(9, 6), layout="constrained")
     axes = figure.subplots()
-    sns.scatterplot(data=data, x=column, y=value, hue="config", style="feasible", size="batch_size", ax=axes)
+    sns.scatterplot(
+        data=data, x=column, y=value, hue="answer", hue_order=["eligible", "not eligible"],
+        palette={"eligible": "#1f883d", "not eligible": "#9a9a9a"}, style="runtime", size="batch_size", ax=axes,
+    )  # fmt: skip
+    for _, row in data[data["number"].isin(list(best))].iterrows():
+        label = f"trial {row['number']}: {row['config']} bs{row['batch_size']}"
+        axes.annotate(label, (row[column], row[value]), xytext=(5, 5), textcoords="offset points", fontsize=8)
     if memory_limit_mb is not None:
         axes.axvline(memory_limit_mb, color="red", linestyle="--", label=f"limit {memory_limit_mb:g} MB")
     axes.set_xlabel(f"peak memory ({column})")
     axes.set_ylabel(f"{target.name} ({target.metric})")
-    axes.legend(fontsize="small", loc="best")
-    figure.tight_layout()
+    axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     return figure
 
 
 def study_figures(
-    study: optuna.Study, frame: pd.DataFrame, targets: tuple[Target, ...], memory_limit_mb: float | None
+    study: optuna.Study,
+    frame: pd.DataFrame,
+    targets: tuple[Target, ...],
+    memory_limit_mb: float | None,
+    best: Sequence[int] = (),
 ) -> dict[str, Figure]:
     """Every figure that can be drawn for the study, by artifact file name; a figure that fails is skipped."""
     figures: dict[str, Figure] = {}
@@ -95,7 +113,8 @@ def study_figures(
     ]
     if len(targets) in (2, 3):
         builders.append(("pareto_front.png", functools.partial(pareto_figure, study, targets)))
-    builders.append(("tradeoff_memory.png", functools.partial(tradeoff_figure, frame, targets[0], memory_limit_mb)))
+    trade_off = functools.partial(tradeoff_figure, frame, targets[0], memory_limit_mb, best)
+    builders.append(("tradeoff_memory.png", trade_off))
     for name, build in builders:
         try:
             figure = build()

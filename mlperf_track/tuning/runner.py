@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from mlperf_track.errors import ConfigError
 from mlperf_track.tuning.config import TuneConfig
 from mlperf_track.tuning.objective import Limits, Target, TrialObjective, point_of, targets_for
-from mlperf_track.tuning.results import StudySummary, summarize, trials_frame
+from mlperf_track.tuning.results import StudySummary, study_limits, summarize, trials_frame
 from mlperf_track.tuning.sampling import DESIGNED_SAMPLERS, initial_design, make_sampler, worker_seed
 from mlperf_track.tuning.storage import StaleTrialHandler, open_storage, open_study, redact, resolve_storage_url
 from mlperf_track.tuning.workers import run_worker
@@ -196,15 +196,16 @@ def _run(config: TuneConfig, backend: TuningBackend, *, track: bool) -> TuneOutc
             heartbeat=url is not None,
             callbacks=[_log_trial, *([tracker.log_trial] if tracker else []), objective.forget],
         )
-        summary = summarize(study, targets)
-        frame = trials_frame(study, targets)
+        answer_limits = study_limits(config)
+        summary = summarize(study, targets, limits=answer_limits, device=backend.device)
+        frame = trials_frame(study, targets, answer_limits)
         outcome = TuneOutcome(study, summary, frame, space, template, ran, tracker.run_id if tracker else None)
         if tracker is not None:
             from mlperf_track.tuning.plots import study_figures
 
-            tracker.finish(
-                summary, frame, study_figures(study, frame, targets, config.memory_limit_mb), outcome.case_of
-            )
+            best = [trial.number for trial in summary.best]
+            figures = study_figures(study, frame, targets, config.memory_limit_mb, best)
+            tracker.finish(summary, frame, figures, outcome.case_of)
     except KeyboardInterrupt as error:
         if tracker is not None:
             tracker.fail(error, status="KILLED")

@@ -3,10 +3,12 @@
 Our own adapter rather than optuna-integration's ``MLflowCallback`` (deprecated, and it skips failed trials):
 
 - parent run: the study's settings as params, the search space as ``search_space.json``; at the end the
-  best feasible configuration as ``best.*`` params and ``best/<metric>`` metrics (or the Pareto front as the
-  ``pareto_front.json`` table), counts as ``study/*`` metrics, the trials table (``trials.json``, via
-  :func:`mlflow.log_table`) and figures under ``figures/``; the tag ``tune.result`` says ``found`` or
-  ``no_feasible_configuration``.
+  best eligible configuration (:mod:`mlperf_track.tuning.results`: completed, valid, within every limit) as
+  ``best.*`` params and ``best/<metric>`` metrics (or the Pareto front as the ``pareto_front.json`` table),
+  counts as ``study/*`` metrics, the trials table (``trials.json``, via :func:`mlflow.log_table`, with
+  ``eligible``/``why_not``) and figures under ``figures/``; the tag ``tune.result`` says ``found`` or
+  ``no_feasible_configuration``; the recommendation in words is the run's description
+  (``mlflow.note.content``) and its first line the tag ``tune.recommendation``.
 - trial runs: the case's params, metrics, tags and files (:func:`mlperf_track.tracking.logging.log_case_result`),
   constraint values as ``constraint/<name>`` metrics, and the tags ``trial.number``, ``trial.state``,
   ``trial.feasible`` (plus ``trial.duplicate_of``, ``trial.retry_of``, ``trial.stale``). A trial that
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from optuna.trial import FrozenTrial, TrialState
 
+from mlperf_track.report.recommend import question_heading
 from mlperf_track.spec import CaseSpec
 from mlperf_track.tuning.objective import (
     ATTR_DUPLICATE_OF,
@@ -42,8 +45,18 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 RESULT_TAG = "tune.result"
+#: The recommendation's first line; the whole text is the run's description (MLflow's ``mlflow.note.content``).
+RECOMMENDATION_TAG = "tune.recommendation"
+DESCRIPTION_TAG = "mlflow.note.content"
 FOUND = "found"
 NOT_FOUND = "no_feasible_configuration"
+
+
+def _clip(text: str) -> str:
+    # tracking.logging imports mlflow at module level: import it only once mlflow is loaded (see tracking/__init__).
+    from mlperf_track.tracking.logging import clip
+
+    return clip(text)
 
 
 def _tag(value: object) -> str:
@@ -168,6 +181,10 @@ class MlflowTuneTracker:
             }
         )
         mlflow.set_tag(RESULT_TAG, FOUND if summary.found else NOT_FOUND)
+        template = self.template
+        heading = question_heading(template.model, template.image_size, template.dataset, template.device)
+        answer = summary.recommendation(heading)
+        mlflow.set_tags({DESCRIPTION_TAG: _clip(answer.text), RECOMMENDATION_TAG: _clip(answer.lines[0])})
         if summary.found and not summary.multi_objective:
             self._log_best(summary.best[0], best_case(summary.best[0]))
         elif summary.found:

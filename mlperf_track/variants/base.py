@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, ClassVar
 if TYPE_CHECKING:
     from mlperf_track.data.base import DatasetSplits
     from mlperf_track.models.artifact import ModelArtifact
+    from mlperf_track.options import OptionSpec
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,13 @@ class Variant(ABC):
     name: ClassVar[str]
     #: The pip extra its dependencies come from, or ``None``.
     extra: ClassVar[str | None] = None
+    #: The ``--option`` keys this recipe reads (checked up front by :func:`mlperf_track.options.check_options`).
+    accepted_options: ClassVar[tuple[OptionSpec, ...]] = ()
+    #: The precision every artifact of this recipe is fixed to (``int8``, ``fp16``), or ``None``: known before
+    #: anything is built, so a plan can be checked up front (the conformance suite checks the artifacts agree).
+    pinned_precision: ClassVar[str | None] = None
+    #: The runtime every artifact of this recipe needs, or ``None``.
+    pinned_runtime: ClassVar[str | None] = None
 
     def unavailable_reason(self, device: str) -> str | None:
         """``None`` when the recipe can run for ``device`` here, else why not."""
@@ -53,4 +61,9 @@ class Variant(ABC):
 
     @abstractmethod
     def build(self, baseline: ModelArtifact, context: VariantContext) -> ModelArtifact:
-        """Return the variant. The baseline artifact must not be modified (deep-copy first)."""
+        """Return the variant. The baseline artifact must not be modified (deep-copy first).
+
+        Build on the CPU (:func:`~mlperf_track.variants.common.copy_module`); the runtime moves the artifact
+        to the case's device unless the artifact says it must stay put (``ModelArtifact.device``, e.g. a PT2E
+        int8 graph with x86 kernels).
+        """

@@ -32,6 +32,10 @@ CONVERGE_TRAIN = dataclasses.replace(DEFAULT_TRAIN, schedule="plateau", plateau_
 def copy_module(baseline: ModelArtifact, recipe: str) -> nn.Module:
     """A deep copy of the baseline's module on the CPU, in eval mode (the baseline is never modified).
 
+    Recipes work on the CPU (calibration, casts, pruning bookkeeping); the runtime then places the artifact
+    on the case's device, unless the recipe pins it with ``ModelArtifact.device`` (:func:`derive`'s
+    ``device=...``) because its kernels exist on one device only.
+
     Raises:
         UnsupportedError: The baseline has no PyTorch module (an ONNX-only artifact).
     """

@@ -50,5 +50,16 @@ def compose(steps: Sequence[Variant]) -> ComposedVariant:
     """A variant named ``a+b+...`` that applies ``steps`` in order."""
     name = SEPARATOR.join(step.name for step in steps)
     extras = sorted({step.extra for step in steps if step.extra})
-    members = {"name": name, "extra": ",".join(extras) or None, "steps": tuple(steps)}
+    accepted = tuple(dict.fromkeys(spec for step in steps for spec in step.accepted_options))
+    pinned = {
+        "pinned_precision": next((step.pinned_precision for step in reversed(steps) if step.pinned_precision), None),
+        "pinned_runtime": next((step.pinned_runtime for step in reversed(steps) if step.pinned_runtime), None),
+    }
+    members = {
+        "name": name,
+        "extra": ",".join(extras) or None,
+        "steps": tuple(steps),
+        "accepted_options": accepted,
+        **pinned,
+    }
     return type("ComposedVariant", (ComposedVariant,), members)()

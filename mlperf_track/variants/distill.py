@@ -16,6 +16,7 @@ import torch
 
 from mlperf_track.errors import ConfigError
 from mlperf_track.models.artifact import ModelArtifact
+from mlperf_track.options import OptionSpec
 from mlperf_track.training.distill import distill
 from mlperf_track.variants.base import Variant, VariantContext
 from mlperf_track.variants.common import copy_module, count_params, derive
@@ -49,6 +50,23 @@ class DistilledVariant(Variant):
     """
 
     name = "distilled"
+    accepted_options = (
+        OptionSpec(
+            "student", "model name of the student", "text", default="resnet18 for resnet50, else mobilenet_v3_small"
+        ),
+        OptionSpec("temperature", "softmax temperature", "float", low=0, default=str(DEFAULT_TEMPERATURE)),
+        OptionSpec(
+            "alpha", "weight of the soft-target loss", "float", low=0, high=1, closed=True, default=str(DEFAULT_ALPHA)
+        ),
+        OptionSpec(
+            "distill_epochs",
+            "training epochs of the student (auto: until its holdout top-1 stops improving)",
+            "int",
+            low=1,
+            default="the pipeline's epochs (at least 1)",
+            accepts_auto=True,
+        ),
+    )
 
     @memoized
     def build(self, baseline: ModelArtifact, context: VariantContext) -> ModelArtifact:

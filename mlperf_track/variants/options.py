@@ -1,7 +1,10 @@
 """Reading recipe parameters from :attr:`VariantContext.options`.
 
-Options arrive as strings (``--option ratio=0.3``) and are shared with the runtimes, so a recipe reads only
-the keys it knows and ignores the rest. A bad value raises :class:`ConfigError` naming the key.
+Options arrive as strings (``--options ratio=0.3``) and are shared with the runtimes, so a recipe reads only the
+keys it knows. Which keys those are is declared on the recipe (``accepted_options``, see
+:mod:`mlperf_track.options`): the command line refuses a key no selected runtime or variant declares, and a value
+its declaration does not allow, before any work starts. These readers check the value again (the Python API and
+the tuner build configurations without the command line) and raise :class:`ConfigError` naming the key.
 """
 
 from __future__ import annotations

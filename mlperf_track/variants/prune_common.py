@@ -6,6 +6,7 @@ import logging
 
 from torch import nn
 
+from mlperf_track.options import OptionSpec
 from mlperf_track.training.config import TrainResult
 from mlperf_track.variants.base import VariantContext
 from mlperf_track.variants.options import option_float
@@ -17,6 +18,20 @@ DEFAULT_RATIO = 0.5
 #: Recovery epochs when the pipeline trains fixed epochs (``--epochs N``); with ``auto`` the recovery trains
 #: until its holdout top-1 stops improving (:data:`~mlperf_track.variants.retrain.VARIANT_STOPPING`).
 DEFAULT_FINE_TUNE_EPOCHS = 1
+#: The options both pruning recipes read (declared here, next to their readers).
+PRUNING_OPTIONS = (
+    OptionSpec(
+        "ratio", "fraction of weights or channels to remove", "float", low=0, high=1, default=str(DEFAULT_RATIO)
+    ),
+    OptionSpec(
+        "fine_tune_epochs",
+        "recovery fine-tuning epochs (auto: until the holdout top-1 stops improving)",
+        "int",
+        low=0,
+        default=f"auto with --epochs auto, else {DEFAULT_FINE_TUNE_EPOCHS}",
+        accepts_auto=True,
+    ),
+)
 
 
 def pruning_ratio(context: VariantContext) -> float:

@@ -17,7 +17,7 @@ from mlperf_track.models.artifact import ModelArtifact
 from mlperf_track.variants.base import Variant, VariantContext
 from mlperf_track.variants.common import copy_module, count_params, derive, example_input
 from mlperf_track.variants.memo import memoized
-from mlperf_track.variants.prune_common import fine_tune_epochs, head_layer, pruning_ratio, recover
+from mlperf_track.variants.prune_common import PRUNING_OPTIONS, fine_tune_epochs, head_layer, pruning_ratio, recover
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ class StructuredPruneVariant(Variant):
     """
 
     name = "pruned_structured"
+    accepted_options = PRUNING_OPTIONS
     extra = "prune"
 
     def unavailable_reason(self, device: str) -> str | None:

@@ -19,7 +19,7 @@ from mlperf_track.models.artifact import ModelArtifact
 from mlperf_track.variants.base import Variant, VariantContext
 from mlperf_track.variants.common import copy_module, derive
 from mlperf_track.variants.memo import memoized
-from mlperf_track.variants.prune_common import fine_tune_epochs, head_layer, pruning_ratio, recover
+from mlperf_track.variants.prune_common import PRUNING_OPTIONS, fine_tune_epochs, head_layer, pruning_ratio, recover
 
 
 def weight_sparsity(layers: Sequence[nn.Module]) -> float:
@@ -43,6 +43,7 @@ class UnstructuredPruneVariant(Variant):
     """
 
     name = "pruned_unstructured"
+    accepted_options = PRUNING_OPTIONS
 
     @memoized
     def build(self, baseline: ModelArtifact, context: VariantContext) -> ModelArtifact:

@@ -36,6 +36,8 @@ class DynamicInt8Variant(Variant):
     """Dynamic int8 quantization of every ``nn.Linear``; eager runtime on CPU."""
 
     name = "quantized_int8_dynamic"
+    pinned_precision = "int8"
+    pinned_runtime = "eager"
 
     def unavailable_reason(self, device: str) -> str | None:
         """CPU only (the quantized kernels are fbgemm/x86 CPU kernels)."""
@@ -76,4 +78,4 @@ class DynamicInt8Variant(Variant):
             "quant.quantized_layers": str(len(linears)),
             "quant.quantized_param_fraction": f"{fraction:.4f}",
         }
-        return derive(baseline, self.name, quantized, tags, precision="int8", runtime="eager")
+        return derive(baseline, self.name, quantized, tags, precision="int8", runtime="eager", device="cpu")

@@ -24,6 +24,8 @@ def _mkldnn_supports(check: str) -> bool:
 
 
 class _HalfVariant(Variant):
+    """Built on the CPU like every recipe; the runtime moves it to the case's device (it pins no device)."""
+
     precision: str
     dtype: torch.dtype
     cpu_check: str
@@ -50,6 +52,7 @@ class Fp16Variant(_HalfVariant):
     """The model in float16."""
 
     name = "quantized_fp16"
+    pinned_precision = "fp16"
     precision = "fp16"
     dtype = torch.float16
     cpu_check = "_is_mkldnn_fp16_supported"
@@ -60,6 +63,7 @@ class Bf16Variant(_HalfVariant):
     """The model in bfloat16."""
 
     name = "quantized_bf16"
+    pinned_precision = "bf16"
     precision = "bf16"
     dtype = torch.bfloat16
     cpu_check = "_is_mkldnn_bf16_supported"

@@ -23,6 +23,7 @@ from torch import nn
 
 from mlperf_track.errors import ExportError, MissingDependencyError
 from mlperf_track.models.artifact import ModelArtifact
+from mlperf_track.options import OptionSpec
 from mlperf_track.variants.base import Variant, VariantContext
 from mlperf_track.variants.calibration import calibration_batches
 from mlperf_track.variants.common import copy_module, derive, example_input
@@ -126,7 +127,18 @@ class OrtInt8Variant(Variant):
     """
 
     name = "quantized_int8_ort"
+    accepted_options = (
+        OptionSpec(
+            "calibration_samples",
+            "training images used for calibration",
+            "int",
+            low=1,
+            default=str(DEFAULT_CALIBRATION_SAMPLES),
+        ),
+    )
     extra = "onnx"
+    pinned_precision = "int8"
+    pinned_runtime = "onnxruntime"
 
     def unavailable_reason(self, device: str) -> str | None:
         """CPU only (the CUDA provider has no int8 QDQ kernels; TensorRT is the GPU path); needs onnxruntime."""
@@ -157,4 +169,6 @@ class OrtInt8Variant(Variant):
             "quant.calibration_data": source,
             "onnx.opset": str(OPSET),
         }
-        return derive(baseline, self.name, None, tags, onnx_path=output, precision="int8", runtime="onnxruntime")
+        return derive(
+            baseline, self.name, None, tags, onnx_path=output, precision="int8", runtime="onnxruntime", device="cpu"
+        )

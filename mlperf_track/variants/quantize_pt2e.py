@@ -22,6 +22,7 @@ from torch import nn
 
 from mlperf_track.errors import ExportError, MissingDependencyError
 from mlperf_track.models.artifact import ModelArtifact
+from mlperf_track.options import OptionSpec
 from mlperf_track.variants.base import Variant, VariantContext
 from mlperf_track.variants.calibration import calibration_batches
 from mlperf_track.variants.common import copy_module, derive, example_input
@@ -105,7 +106,18 @@ class PT2EInt8Variant(Variant):
     """
 
     name = "quantized_int8_pt2e"
+    accepted_options = (
+        OptionSpec(
+            "calibration_samples",
+            "training images used for calibration",
+            "int",
+            low=1,
+            default=str(DEFAULT_CALIBRATION_SAMPLES),
+        ),
+    )
     extra = "quantize"
+    pinned_precision = "int8"
+    pinned_runtime = "compile"
 
     def unavailable_reason(self, device: str) -> str | None:
         """CPU-only (x86) and needs torchao."""
@@ -135,4 +147,4 @@ class PT2EInt8Variant(Variant):
             "compile.freezing": "true",
             "quant.int8_weights": str(int8_weight_count(quantized)),
         }
-        return derive(baseline, self.name, quantized, tags, precision="int8", runtime="compile")
+        return derive(baseline, self.name, quantized, tags, precision="int8", runtime="compile", device="cpu")

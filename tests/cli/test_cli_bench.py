@@ -42,6 +42,8 @@ def test_bench_writes_every_cpu_metric(tmp_path: Path, capsys: pytest.CaptureFix
             "tinycnn",
             "--device",
             "cpu",
+            "--runtimes",
+            "eager",
             "--batch-size",
             "1,4",
             "--image-size",
@@ -67,7 +69,7 @@ def test_bench_writes_every_cpu_metric(tmp_path: Path, capsys: pytest.CaptureFix
 def test_console_script_runs(tmp_path: Path) -> None:
     script = shutil.which("mlperf-track") or str(Path(sys.executable).parent / "mlperf-track")
     completed = subprocess.run(
-        [script, "bench", "--model", "tinycnn", "--device", "cpu", "--image-size", "16", *FAST],
+        [script, "bench", "--model", "tinycnn", "--device", "cpu", "--image-size", "16", "--runtimes", "eager", *FAST],
         capture_output=True,
         text=True,
         timeout=300,

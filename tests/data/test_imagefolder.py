@@ -102,3 +102,71 @@ def test_message_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(DataError) as info:
         load_dataset(f"imagefolder:{tmp_path}", image_size=8)
     assert "\n" not in str(info.value)
+
+
+# --- files that are not images are refused before any work --------------------------------------------------
+
+
+def _two_classes(root: Path) -> None:
+    _write_images(root / "cat", 3, 0)
+    _write_images(root / "dog", 3, 255)
+
+
+@pytest.mark.parametrize(
+    ("relative", "content"),
+    [
+        ("cat/notes.txt", b"not an image"),
+        ("dog/labels.csv", b"a,b\n"),
+        ("dog/renamed.png", b"this is text with an image extension"),
+        ("cat/nested/broken.jpg", b"\x00\x01"),
+    ],
+)
+def test_a_file_that_is_not_an_image_is_refused_in_one_line(tmp_path: Path, relative: str, content: bytes) -> None:
+    from mlperf_track.data.registry import check_dataset
+
+    _two_classes(tmp_path)
+    (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / relative).write_bytes(content)
+    for call in (
+        lambda: check_dataset(f"imagefolder:{tmp_path}"),
+        lambda: load_dataset(f"imagefolder:{tmp_path}", image_size=8),
+    ):
+        with pytest.raises(ConfigError) as info:
+            call()
+        message = str(info.value)
+        assert "\n" not in message and "--dataset" in message and relative in message
+        assert "1 file(s) are not readable images" in message and ".png" in message
+
+
+def test_hidden_files_and_os_droppings_are_ignored(tmp_path: Path) -> None:
+    from mlperf_track.data.registry import check_dataset
+
+    _two_classes(tmp_path)
+    (tmp_path / "cat" / ".DS_Store").write_bytes(b"\x00")
+    (tmp_path / "dog" / "Thumbs.db").write_bytes(b"\x00")
+    (tmp_path / ".ipynb_checkpoints").mkdir()
+    (tmp_path / "README.txt").write_text("top-level files are not in any class", encoding="utf-8")
+    check_dataset(f"imagefolder:{tmp_path}")
+    assert load_dataset(f"imagefolder:{tmp_path}", image_size=8).num_classes == 2
+
+
+def test_a_bad_file_in_the_val_split_is_found(tmp_path: Path) -> None:
+    for split in ("train", "val"):
+        _two_classes(tmp_path / split)
+    (tmp_path / "val" / "dog" / "x.txt").write_text("x", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"val/dog/x\.txt"):
+        load_dataset(f"imagefolder:{tmp_path}", image_size=8)
+
+
+def test_the_cli_refuses_it_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlperf_track.cli import main
+
+    data = tmp_path / "data"
+    _two_classes(data)
+    (data / "cat" / "notes.txt").write_text("x", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    code = main(["bench", "--model", "tinycnn", "--device", "cpu", "--dataset", f"imagefolder:{data}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "cat/notes.txt" in err

@@ -111,3 +111,14 @@ def test_int8_weight_buffers_of_converted_graphs_are_counted() -> None:
             self.bias = nn.Parameter(torch.zeros(8))
 
     assert count_params(Converted()) == 8 * 3 * 3 * 3 + 8
+
+
+def test_size_at_a_precision_counts_the_bytes_of_that_dtype() -> None:
+    from mlperf_track.engine.facts import state_dict_bytes
+
+    module = torch.nn.Sequential(torch.nn.Linear(256, 256), torch.nn.BatchNorm1d(256))
+    fp32, fp16 = state_dict_bytes(module), state_dict_bytes(module, torch.float16)
+    assert state_dict_bytes(module, torch.float32) == fp32
+    floats = sum(t.numel() for t in module.state_dict().values() if t.is_floating_point())
+    assert abs((fp32 - fp16) - 2 * floats) < 512  # two bytes fewer per float (and the zip records' padding)
+    assert module[0].weight.dtype == torch.float32  # the module itself is untouched

@@ -103,3 +103,47 @@ def test_environment_tags(tmp_path: Path) -> None:
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nmodel name\t: Example CPU 9000\n")
     assert cpu_model(cpuinfo) == "Example CPU 9000"
+
+
+@pytest.mark.parametrize("wanted", [False, True])
+def test_cudnn_autotuning_is_pinned_per_case_tagged_and_restored(wanted: bool) -> None:
+    previous = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = not wanted  # whatever the process had set must not leak into the case
+    try:
+        with precision_settings("fp32", "cpu", cudnn_benchmark=wanted) as tags:
+            assert torch.backends.cudnn.benchmark is wanted
+            assert tags["precision.cudnn_benchmark"] == str(wanted).lower()
+        assert torch.backends.cudnn.benchmark is (not wanted)
+    finally:
+        torch.backends.cudnn.benchmark = previous
+
+
+def test_host_tags_need_no_torch_and_agree_with_it() -> None:
+    from mlperf_track.engine.environment import host_tags, torch_versions
+
+    tags = host_tags()
+    assert tags["sw.torch"] == torch.__version__ and tags["sw.cuda"] == (torch.version.cuda or "none")
+    assert tags["hw.cpu"] and int(tags["hw.cpu_cores"]) >= 1
+    assert torch_versions() == {"sw.torch": torch.__version__, "sw.cuda": torch.version.cuda or "none"}
+    if not torch.cuda.is_available():
+        assert environment_tags()["hw.gpu"] == "none"
+
+
+def test_torch_versions_are_read_from_the_file_when_torch_is_not_imported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.machinery
+    import sys
+
+    from mlperf_track.engine import environment
+
+    package = tmp_path / "torch"
+    package.mkdir()
+    (package / "version.py").write_text(
+        "from typing import Optional\n__version__ = '9.9.9+cu999'\ncuda: Optional[str] = '99.9'\nhip = None\n"
+    )
+    spec = importlib.machinery.ModuleSpec("torch", None, is_package=True)
+    spec.submodule_search_locations = [str(package)]
+    monkeypatch.setitem(sys.modules, "torch", None)  # as in a process that never imported torch
+    monkeypatch.setattr(environment.importlib.util, "find_spec", lambda name: spec)
+    assert environment.torch_versions() == {"sw.torch": "9.9.9+cu999", "sw.cuda": "99.9"}

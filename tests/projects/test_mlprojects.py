@@ -16,12 +16,11 @@ from mlflow.entities import Run
 
 from mlperf_track import metrics as m
 from mlperf_track.cli import build_parser
+from mlperf_track.cli.options import ENTRY_POINTS, options_for
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECTS = REPO / "projects"
 PIPELINE_READY = (REPO / "mlperf_track" / "variants" / "registry.py").is_file()
-#: Parameters whose default must be "auto" (resolved per device by auto_defaults).
-AUTO_PARAMS = ("batch_sizes", "precisions", "runtimes", "image_size", "epochs")
 
 
 def _project(path: Path) -> Any:
@@ -40,17 +39,38 @@ def test_root_project_entry_points_parse_with_the_cli() -> None:
     assert project.name == "mlperf_track" and project.env_type == "conda_env"
     assert set(project._entry_points) == {"main", "benchmark", "profile", "report", "tune"}
     parser = build_parser()
-    commands = {name: name for name in ("main", "benchmark", "profile", "tune")}
-    for entry_point in commands:
-        point = project.get_entry_point(entry_point)
-        for name in AUTO_PARAMS:
-            if name in point.parameters:
-                assert point.parameters[name].default == "auto", (entry_point, name)
-    for entry_point in (*commands, "report"):
+    for entry_point in (*ENTRY_POINTS, "report"):
         argv = _command(project, entry_point, experiment="x")
         assert argv[:3] == ["python", "-m", "mlperf_track"], argv
         args = parser.parse_args(argv[3:])  # a flag the CLI does not know exits with code 2
         assert callable(args.func)
+
+
+@pytest.mark.parametrize("entry_point", sorted(ENTRY_POINTS))
+def test_entry_point_parameters_match_the_option_table(entry_point: str) -> None:
+    """Same names, same defaults as the command's options, and every value reaches its option."""
+    command = ENTRY_POINTS[entry_point]
+    point = _project(REPO).get_entry_point(entry_point)
+    expected = {
+        option.name: option.mlproject_default or option.default_for(command)
+        for option in options_for(command)
+        if option.in_mlproject
+    }
+    declared = {name: parameter.default for name, parameter in point.parameters.items()}
+    assert declared == expected
+    sentinels = {name: f"value-of-{name}" for name in declared}
+    argv = shlex.split(point.compute_command(sentinels, None))
+    args = build_parser().parse_args(argv[3:])
+    for name, value in sentinels.items():
+        received = getattr(args, name)
+        assert (received[-1] if isinstance(received, list) else received) == value, name
+
+
+def test_undeclared_parameter_in_the_other_spelling_reaches_its_option() -> None:
+    """``-P batch_size=8`` (undeclared) is appended as ``--batch_size 8`` by MLflow and overrides the default."""
+    argv = _command(_project(REPO), "main", batch_size="8", option="ratio=0.3", model="tinycnn")
+    args = build_parser().parse_args(argv[3:])
+    assert args.batch_sizes == "8" and args.options[-1] == "ratio=0.3"
 
 
 def test_main_entry_point_builds_a_pipeline_config() -> None:
@@ -59,7 +79,7 @@ def test_main_entry_point_builds_a_pipeline_config() -> None:
     argv = _command(_project(REPO), "main", model="tinycnn", device="cpu", variants="none")
     config = run_config_from_args(build_parser().parse_args(argv[3:]))
     assert config.model == "tinycnn" and config.device == "cpu" and config.weights is None
-    assert config.batch_sizes and config.runtimes and not config.profile
+    assert config.batch_sizes and config.runtimes and not config.profile and config.options == ()
 
 
 def _load_workflow() -> ModuleType:
@@ -186,3 +206,11 @@ def test_workflow_project(tmp_path: Path) -> None:
     assert len(cases) == 2
     assert workflow.data.tags["step.benchmark.run_id"] in by_id
     assert f"benchmark/best/{m.THROUGHPUT}" in workflow.data.metrics
+
+
+def test_tune_entry_point_builds_a_tune_config() -> None:
+    from mlperf_track.cli.tune import config_from_args
+
+    argv = _command(_project(REPO), "tune", model="tinycnn", memory_limit_mb="800")
+    config = config_from_args(build_parser().parse_args(argv[3:]))
+    assert config.model == "tinycnn" and config.memory_limit_mb == 800 and config.sampler == "auto"

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from mixed_experiment import MixedExperiment, create_mixed_experiment
 from report_experiment_factory import MACHINE_A, MACHINE_B, FakeExperiment, create_experiment
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -48,3 +49,40 @@ def cli_tracking(report_store: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
     yield uri
     while mlflow.active_run() is not None:
         mlflow.end_run()
+
+
+@pytest.fixture(scope="session")
+def mixed_experiment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, MixedExperiment]]:
+    """(tracking URI, runs) of an experiment holding what users really log (see ``mixed_experiment.py``).
+
+    Its own SQLite store, so that prefixes and run names are not shared with the other report tests; MLflow's
+    globals and environment are restored afterwards.
+    """
+    import mlflow
+    from mlflow.tracking import fluent
+    from mlflow.tracking._tracking_service import utils
+
+    saved_uri = utils._tracking_uri
+    root = tmp_path_factory.mktemp("mixed_mlflow")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    saved = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")}
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+    os.environ.pop("MLFLOW_RUN_ID", None)
+    cwd = Path.cwd()
+    os.chdir(root)
+    try:
+        mlflow.set_tracking_uri(uri)
+        made = create_mixed_experiment("mlperf_track/mixed")
+    finally:
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
+        os.chdir(cwd)
+        fluent._active_experiment_id = None
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        mlflow.set_tracking_uri(saved_uri)  # type: ignore[arg-type]  # None unsets it (MLflow allows it)
+    yield uri, made

@@ -142,7 +142,14 @@ def create_experiment(
                         workdir=Path(tmp),
                     )
         if with_failure:
-            case = CaseSpec(model="tinycnn", variant="pruned", runtime="openvino", batch_size=1, image_size=32)
+            case = CaseSpec(
+                model="tinycnn",
+                variant="pruned",
+                runtime="openvino",
+                batch_size=1,
+                image_size=32,
+                dataset="digits" if with_accuracy else "synthetic",
+            )
             run = client.create_run(experiment_id, run_name=case.name, tags={"mlflow.parentRunId": made.parent_run_id})
             client.log_batch(
                 run.info.run_id,

@@ -12,7 +12,7 @@ import pytest
 
 from mlperf_track import metrics as m
 from mlperf_track.cli import build_parser, main
-from mlperf_track.cli.run import resolve_auto_flags, run_config_from_args
+from mlperf_track.cli.run import run_config_from_args
 from mlperf_track.pipeline.defaults import auto_defaults
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,10 +50,9 @@ def test_explicit_values_and_none_weights() -> None:
         "--variants",
         "auto",
     )
-    resolved = resolve_auto_flags(args)
-    assert resolved.batch_size == "2,4" and resolved.weights is None
     config = run_config_from_args(args)
     assert config.batch_sizes == (2, 4) and config.image_size == 32 and config.profile is True
+    assert config.weights is None
     assert config.variants == tuple(auto_defaults("cpu")["variants"])
 
 
@@ -162,3 +161,37 @@ def test_mlflow_run_project(tmp_path: Path) -> None:
     completed = subprocess.run(command, check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
     assert completed.returncode == 0, completed.stderr[-4000:]
     check_pipeline_run_tree(uri, "tiny-project", (1, 2))
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not PIPELINE_READY, reason="the pipeline is not written yet")
+def test_mlflow_run_without_an_experiment_answers_into_the_model_experiment(tmp_path: Path) -> None:
+    """``mlflow run .`` with no experiment: results in ``mlperf_track/tinycnn``, a pointer left in ``Default``,
+    the singular ``-P batch_size`` spelling honoured, and no third-party output on the console."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": uri,
+        "PYTHONPATH": str(REPO),
+        "MLPERF_TRACK_CACHE": str(tmp_path / "cache"),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    for name in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
+        env.pop(name, None)
+    params = {**TINY_PARAMS, "batch_size": "2"}
+    params.pop("batch_sizes")
+    command = [sys.executable, "-m", "mlflow", "run", str(REPO), "--env-manager", "local"]
+    for key, value in params.items():
+        command += ["-P", f"{key}={value}"]
+    completed = subprocess.run(command, check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    parent_id = check_pipeline_run_tree(uri, "mlperf_track/tinycnn", (2,))
+    client = mlflow.MlflowClient(uri)
+    (launcher,) = client.search_runs(["0"])
+    assert launcher.data.tags["mlperf_track.run_id"] == parent_id
+    assert launcher.data.tags["mlperf_track.experiment"] == "mlperf_track/tinycnn"
+    ours = [line for line in completed.stderr.splitlines() if "mlflow." not in line]  # mlflow run's own lines
+    for line in ours:
+        assert not line.startswith(("W1", "E1", "USDT", "ERROR:")) and "Warning" not in line, line

@@ -1,4 +1,5 @@
-"""``mlflow.models.evaluate(..., evaluators="mlperf_track")`` on a scikit-learn and a PyTorch model."""
+"""``mlflow.models.evaluate(..., evaluators="mlperf_track")`` on a scikit-learn and a PyTorch model; and every
+other ``mlflow.models.evaluate`` left alone."""
 
 from __future__ import annotations
 
@@ -50,14 +51,21 @@ def test_sklearn_model_through_pyfunc(tracking: str, evaluator_registered: None)
             evaluator_config={"batch_sizes": [1, 16], "timing": FAST},
         )
     metrics = result.metrics
-    assert metrics[m.LATENCY_P50] > 0 and metrics[f"{m.LATENCY_P50}_bs16"] > 0
-    assert metrics[m.LATENCY_P50] == metrics[f"{m.LATENCY_P50}_bs1"]
+    assert metrics[f"{m.LATENCY_P50}_bs1"] > 0 and metrics[f"{m.LATENCY_P50}_bs16"] > 0
+    # Several batch sizes: every per-batch metric once per batch size, none unsuffixed (no copies).
+    assert not [
+        key for key in metrics if key.startswith(("latency/", "throughput/", "cpu/", "memory/")) and "_bs" not in key
+    ]
     assert metrics[f"{m.THROUGHPUT}_bs16"] == pytest.approx(16_000 / metrics[f"{m.LATENCY_MEAN}_bs16"], rel=1e-6)
     assert metrics[m.ACCURACY_TOP1] == pytest.approx(classifier.score(features, labels))
     assert metrics[m.MODEL_SIZE] > 0
     logged = mlflow.get_run(run.info.run_id)
-    assert logged.data.metrics[m.LATENCY_P50] == pytest.approx(metrics[m.LATENCY_P50])
+    assert logged.data.metrics[f"{m.LATENCY_P50}_bs1"] == pytest.approx(metrics[f"{m.LATENCY_P50}_bs1"])
     assert logged.data.tags["mlperf_track.call"] == "pyfunc"
+    assert logged.data.tags["mlperf_track.batch_sizes"] == "1,16"
+    cores = int(logged.data.tags["cpu.cores_usable"])
+    for batch_size in (1, 16):
+        assert 0 <= metrics[f"{m.CPU_UTILIZATION}_bs{batch_size}"] <= 100 * cores
     assert "hw.cpu" in logged.data.tags
     names = {item.path for item in mlflow.MlflowClient().list_artifacts(run.info.run_id, "mlperf_track")}
     assert names == {"mlperf_track/samples_bs1.csv", "mlperf_track/samples_bs16.csv", "mlperf_track/evaluation.json"}
@@ -90,7 +98,8 @@ def test_pytorch_model_natively(tracking: str, evaluator_registered: None) -> No
     metrics = result.metrics
     assert metrics["perf_" + m.ACCURACY_TOP1] == pytest.approx(0.75)
     assert metrics["perf_" + m.MODEL_PARAMS] == sum(p.numel() for p in module.parameters())
-    assert metrics["perf_" + m.LATENCY_P50] > 0
+    assert metrics["perf_" + m.LATENCY_P50] > 0  # one batch size: the plain names, and no suffixed copies
+    assert not [key for key in metrics if "_bs" in key]
     assert "perf_" + m.ACCURACY_TOP5 not in metrics  # three classes: no top-5
 
 
@@ -130,3 +139,62 @@ def test_accuracy_from_labels_and_scores() -> None:
     result, _ = accuracy_metrics(scores, labels)
     assert result[m.ACCURACY_TOP1] == pytest.approx(5 / 6) and result[m.ACCURACY_TOP5] == 1.0
     assert accuracy_metrics(scores, np.array(list("abcdef")))[0] == {}
+
+
+def _classifier_data() -> tuple[object, object]:
+    from sklearn.datasets import make_classification
+
+    return make_classification(n_samples=60, n_features=4, n_informative=3, n_redundant=0, random_state=0)
+
+
+def test_a_plain_evaluate_of_predictions_is_left_alone(tracking: str, evaluator_registered: None) -> None:
+    """The README-style ``evaluate(data=df, predictions="pred", targets="y")`` works with the evaluator installed."""
+    import mlflow
+    import pandas as pd
+
+    data = pd.DataFrame({"x": np.arange(20.0), "y": np.arange(20) % 2, "pred": (np.arange(20) // 2) % 2})
+    with mlflow.start_run() as run:
+        result = mlflow.models.evaluate(data=data, predictions="pred", targets="y", model_type="classifier")
+    assert "accuracy_score" in result.metrics
+    assert not [key for key in result.metrics if key.startswith(("latency/", "throughput/"))]
+    assert "mlperf_track.call" not in mlflow.get_run(run.info.run_id).data.tags
+
+
+def test_evaluators_none_runs_it_only_with_its_config(tracking: str, evaluator_registered: None) -> None:
+    import mlflow
+    from sklearn.linear_model import LogisticRegression
+
+    features, labels = _classifier_data()
+    classifier = LogisticRegression(max_iter=200).fit(features, labels)
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(classifier, name="clf", pip_requirements=["scikit-learn"])
+        plain = mlflow.models.evaluate(info.model_uri, features, targets=labels, model_type="classifier")
+        asked = mlflow.models.evaluate(
+            info.model_uri,
+            features,
+            targets=labels,
+            model_type="classifier",
+            evaluator_config={"mlperf_track": {"batch_sizes": [4], "timing": FAST}},
+        )
+    assert m.LATENCY_P50 not in plain.metrics and "accuracy_score" in plain.metrics
+    assert asked.metrics[m.LATENCY_P50] > 0 and "accuracy_score" in asked.metrics
+
+
+def test_can_evaluate_outside_mlflows_default_selection_says_yes() -> None:
+    """Called from MLflow's evaluation loop (the evaluator was named), every model type is claimed."""
+    for model_type in (None, "classifier", "regressor", "text"):
+        assert MlperfTrackEvaluator.can_evaluate(model_type=model_type, evaluator_config={})
+
+
+def test_loading_the_evaluator_imports_no_torch() -> None:
+    """MLflow imports the evaluator for every ``mlflow.models.evaluate``: the heavy imports wait for ``evaluate``."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = "import sys\nimport mlperf_track.tracking.evaluator\nassert 'torch' not in sys.modules\n"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    command = [sys.executable, "-c", code]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]

@@ -92,6 +92,9 @@ def test_run_tree_summary_and_best(tracking: str, tiny_artifact: ModelArtifact, 
     assert data.metrics["cases/completed"] == 4 and data.metrics["cases/failed"] == 1
     assert data.tags["best.case"] == "baseline-compile-fp32-bs4"
     assert data.tags["best.run_id"] == good.info.run_id
+    assert data.tags["best.status"] == "found"
+    assert data.tags["mlflow.note.content"].startswith("tinycnn, 8 px, synthetic on cpu: ship baseline/compile/fp32")
+    assert data.params["config.max_accuracy_drop"] == "0.01"
     assert data.metrics[f"{BEST_PREFIX}{m.THROUGHPUT}"] == pytest.approx(1600.0)
     assert data.metrics[f"{BEST_PREFIX}{m.LATENCY_P50}"] == pytest.approx(2.5)
     assert data.tags["baseline.val_top1"] == "0.9"
@@ -127,11 +130,11 @@ def _check_reports(parent_id: str, best_id: str) -> None:
     import mlflow
 
     markdown = mlflow.artifacts.load_text(f"runs:/{parent_id}/report/report.md")
-    assert "## Best configurations" in markdown and "## Summary" in markdown
-    assert "best case (highest throughput): baseline-compile-fp32-bs4" in markdown
+    assert "## Recommendation" in markdown and "## Summary" in markdown
+    assert "- Ship baseline/compile/fp32 at batch 4: 1,600 samples/s, 1.6x the fp32 eager baseline's" in markdown
     assert "configuration: model tinycnn, device cpu" in markdown
     assert "](../figures/latency_vs_batch_size.png)" in markdown  # resolves to the logged figure
-    assert "## Failed runs" in markdown and "ExportError" in markdown and "aten::foo" in markdown
+    assert "## Failed and killed runs" in markdown and "ExportError" in markdown and "aten::foo" in markdown
     page = mlflow.artifacts.load_text(f"runs:/{parent_id}/report/report.html")
     assert page.count("data:image/png;base64,") == 4
     for config in ("baseline/eager/fp32", "baseline/compile/fp32"):  # the summary rows, one per case
@@ -139,7 +142,9 @@ def _check_reports(parent_id: str, best_id: str) -> None:
     assert best_id[:8] in page and "baseline-onnxruntime-fp32-bs1" in page
     data = json.loads(mlflow.artifacts.load_text(f"runs:/{parent_id}/report/report.json"))
     assert len(data["cases"]) == 4 and len(data["failed"]) == 1
-    assert data["best"]["highest throughput"]["run_id"] == best_id
+    (answer,) = data["questions"][0]["by_hardware"].values()
+    assert answer["recommended"]["run_id"] == best_id
+    assert answer["not_eligible"] == {"failed": 1}
     assert {case["parent_run_id"] for case in data["cases"]} == {parent_id}
 
 
@@ -159,7 +164,8 @@ def test_report_covers_only_this_pipeline(tracking: str) -> None:
     report = report_parent_run(parents[1], facts=["extra fact"])
     assert report.cases["parent_run_id"].tolist() == [parents[1]]
     assert report.cases[m.LATENCY_P50].tolist() == [4.0]
-    assert report.content.facts[1:3] == ["extra fact", "best case (highest throughput): baseline-eager-fp32-bs1"]
+    assert report.content.facts[1] == "extra fact"
+    assert report.questions[0].lines[0].startswith("Ship baseline/eager/fp32 at batch 1: 250.0 samples/s")
 
 
 def test_a_failing_report_leaves_the_cases_and_warns(
@@ -199,7 +205,7 @@ def test_abort_kills_the_open_child_and_keeps_the_parent(tracking: str) -> None:
     assert child.info.status == "KILLED"
     assert child.data.params["batch_size"] == "1"
     notes = mlflow.get_run(parent.info.run_id).data.tags
-    assert "measured a case" in notes["note.figures/latency_vs_batch_size.png"]
+    assert "was measured" in notes["note.figures/latency_vs_batch_size.png"]
     assert not any(path.startswith("figures/") for path in _artifact_paths(parent.info.run_id))
     assert "No case runs." in mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/report/report.md")
 

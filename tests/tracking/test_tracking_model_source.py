@@ -10,7 +10,6 @@ import pytest
 import torch
 from tracking_helpers import isolated_mlflow, tiny_module
 
-import mlperf_track.tracking  # noqa: F401  (registers the MLflow model source)
 from mlperf_track.errors import ConfigError, ModelLoadError
 from mlperf_track.models.registry import load_model, resolve_source
 from mlperf_track.tracking.model_source import MlflowModelSource
@@ -78,3 +77,31 @@ def test_missing_model_and_weights(logged: dict[str, str], tracking: str) -> Non
         load_model("models:/no-such-model/7")
     with pytest.raises(ConfigError, match="weights"):
         load_model(logged["run"], weights="w.pth")
+
+
+@pytest.mark.parametrize("kind", ["run", "version"])
+def test_a_fresh_process_loads_mlflow_uris_without_importing_tracking_first(
+    kind: str, logged: dict[str, str], tracking_root: Path
+) -> None:
+    """What ``mlperf-track bench --model models:/...`` does: resolve the URI through the model registry alone."""
+    import os
+    import subprocess
+    import sys
+
+    ref = {"run": logged["run"], "version": "models:/tiny-src/1"}[kind]
+    code = (
+        "import sys\n"
+        "from mlperf_track.models.registry import load_model\n"
+        "assert 'mlperf_track.tracking' not in sys.modules\n"
+        f"loaded = load_model({ref!r})\n"
+        "assert loaded.source == 'mlflow' and loaded.num_classes == 3, loaded\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tracking_root / 'mlruns.db'}",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]

@@ -55,7 +55,8 @@ def test_success_finishes_the_parent(tracking: str, tmp_path: Path) -> None:
     assert all(m.LATENCY_P50 in child.data.metrics for child in children)
     assert parent.data.tags["mlperf_track.role"] == "pipeline"
     page = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/report/report.html")
-    assert page.count("<td>baseline/eager/fp32</td>") == 2  # one summary row per case
+    summary = page.split("<h2>Summary</h2>")[1].split("<h2>")[0]
+    assert summary.count("<td>baseline/eager/fp32</td>") == 2  # one summary row per case
     figures = {item.path for item in mlflow.MlflowClient().list_artifacts(parent.info.run_id, "figures")}
     assert {f"figures/{name}_vs_batch_size.png" for name in ("latency", "throughput", "memory")} <= figures
 
@@ -93,8 +94,9 @@ def test_ctrl_c_kills_open_runs_and_keeps_finished_ones(tracking: str, tmp_path:
     assert {"summary.json", "report", "figures"} <= paths
     # The report after Ctrl-C shows the finished case; the killed one measured nothing.
     page = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/report/report.html")
-    assert page.count("<td>baseline/eager/fp32</td>") == 1
-    assert "1 measured case run(s), 0 failed run(s)" in page
+    summary = page.split("<h2>Summary</h2>")[1].split("<h2>")[0]
+    assert summary.count("<td>baseline/eager/fp32</td>") == 1
+    assert "1 measured case run(s), 0 failed, 1 killed" in page and "killed before it finished" in page
 
 
 def test_all_cases_failed_fails_the_parent(tracking: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -110,3 +112,32 @@ def test_all_cases_failed_fails_the_parent(tracking: str, tmp_path: Path, monkey
     assert parent.info.status == "FAILED"
     assert {child.info.status for child in children} == {"FAILED"}
     assert {child.data.tags["error.message"] for child in children} == {"broken on purpose"}
+
+
+@pytest.mark.parametrize("outcome", ["finished", "failed"])
+def test_the_log_file_reaches_the_parent_however_it_ends(tracking: str, tmp_path: Path, outcome: str) -> None:
+    import mlflow
+
+    log = tmp_path / "run-1.log"
+    log.write_text("torch says something on fd 2\n", encoding="utf-8")
+    runtimes = ("eager",) if outcome == "finished" else ("no-such-runtime",)
+    try:
+        run_tracked_pipeline(_config(tmp_path, runtimes=runtimes, batch_sizes=(1,)), log_file=log)
+    except ConfigError:
+        assert outcome == "failed"
+    parent, _ = _runs(tracking)
+    text = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/logs/mlperf_track.log")
+    assert "torch says something on fd 2" in text
+
+
+def test_runs_go_to_the_experiment_named_after_the_model(
+    tracking: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    run_tracked_pipeline(_config(tmp_path, batch_sizes=(1,)))
+    run = mlflow.last_active_run()
+    assert run is not None
+    assert mlflow.get_experiment(run.info.experiment_id).name == "mlperf_track/tinycnn"

@@ -59,3 +59,19 @@ def test_frame_keeps_every_row_and_the_column_order() -> None:
     ]
     assert list(frame.columns)[7 : 7 + len(SUMMARY_METRICS)] == list(SUMMARY_METRICS)
     assert frame["status"].tolist() == ["ok", "ok", "ok", "failed"]
+
+
+def test_best_skips_invalid_results_and_respects_the_accuracy_limit() -> None:
+    from dataclasses import replace
+
+    from mlperf_track.report.eligibility import Limits
+
+    fast_invalid = replace(make_result(batch_size=8, p50=1.0), invalid_reasons=("spread 40% > 10%",))
+    quantized = make_result(variant="quantized", precision="int8", batch_size=4, p50=1.0)
+    baseline = make_result(batch_size=2, p50=1.0)
+    results = [fast_invalid, quantized, baseline]
+    assert best_result(results) is quantized  # no limit: the fastest valid result
+    assert best_result(results, Limits(max_accuracy_drop=0.01)) is baseline  # int8 without a delta: no accuracy
+    assert best_result([fast_invalid]) is None
+    row = summary_row(CaseOutcome(case=fast_invalid.case, result=fast_invalid), "r", Limits())
+    assert row["valid"] == "false" and row["eligible"] is False and "spread 40%" in row["why_not"]

@@ -130,3 +130,28 @@ def test_memory_limit_without_memory_metric_fails_the_trial_clearly() -> None:
 def test_multi_without_accuracy_has_two_objectives() -> None:
     assert [t.name for t in targets_for("multi", with_accuracy=False)] == ["throughput", "latency"]
     assert [t.direction for t in targets_for("latency", with_accuracy=True)] == ["minimize"]
+
+
+def test_a_gpu_memory_limit_uses_only_figures_that_see_every_runtime() -> None:
+    limits = Limits(memory_limit_mb=1000.0)
+    allocator_only = {m.GPU_PEAK_ALLOCATED: 100.0, m.GPU_PEAK_RESERVED: 200.0}  # blind to ONNX Runtime/TensorRT
+    with pytest.raises(MeasurementError, match="memory is unknown"):
+        limits.constraints(allocator_only, "cuda")
+    values, attrs = limits.constraints({**allocator_only, m.GPU_DEVICE_DELTA_PEAK: 1500.0}, "cuda")
+    assert values[MEMORY] == pytest.approx(0.5) and attrs["memory_metric"] == m.GPU_DEVICE_DELTA_PEAK
+    values, attrs = limits.constraints(
+        {**allocator_only, m.GPU_DEVICE_DELTA_PEAK: 1500.0, m.GPU_PROCESS_PEAK: 900.0}, "cuda"
+    )
+    assert values[MEMORY] == pytest.approx(-0.1) and attrs["memory_metric"] == m.GPU_PROCESS_PEAK
+
+
+def test_a_gpu_case_of_unknown_memory_is_never_feasible() -> None:
+    backend = FakeBackend(
+        small_space((1,)),
+        metrics=lambda case: {m.THROUGHPUT: 10.0, m.LATENCY_P99: 1.0, m.GPU_PEAK_RESERVED: 10.0},
+        device="cuda",
+    )
+    study, objective = _study_with(backend, Limits(memory_limit_mb=100.0))
+    study.optimize(objective, n_trials=1, catch=(MeasurementError,))
+    assert study.trials[0].state == TrialState.FAIL and not is_feasible(study.trials[0])
+    assert "memory is unknown" in study.trials[0].user_attrs["error.message"]

@@ -64,6 +64,9 @@ class Monitor(ABC):
     metric_keys: ClassVar[tuple[str, ...]] = ()
     #: Whether :meth:`sample` should be called periodically during the window.
     samples: ClassVar[bool] = False
+    #: Metric keys for which 0 is a real reading (utilisation of an idle device); every other metric is a
+    #: finite value above zero or absent with a note (the contract ``tests/engine/monitors`` checks).
+    zero_allowed: ClassVar[frozenset[str]] = frozenset()
 
     @abstractmethod
     def start(self) -> None:

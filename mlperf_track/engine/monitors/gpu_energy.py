@@ -5,6 +5,10 @@ updates about every 100 ms, so windows shorter than ``min_window_s`` (1 s) give 
 metrics are left out with a note (raise ``TimingConfig.min_time_s``). Where the counter is not supported we
 integrate sampled power (trapezoids); on A100/H100-class GPUs sampled power sees only part of the activity,
 so the tag ``energy.gpu_source`` says which method was used. Either way it is the whole GPU's energy.
+
+Some devices report a counter that never moves (virtual GPUs, some MIG set-ups) or reads zero, and some report
+zero power. A window over which the counter did not advance, or power samples that are all zero, give no
+figure: the metrics are left out with a note, never reported as 0 W (a working GPU always draws power).
 """
 
 from __future__ import annotations
@@ -62,8 +66,10 @@ class GpuEnergyMonitor(Monitor):
         errors = nvml_error_types()
         try:
             self._start_mj = self._gpu.total_energy_mj()
-            self._mode = "nvml_energy_counter"
+            self._mode = "nvml_energy_counter" if self._start_mj > 0 else None
         except errors:
+            self._mode = None
+        if self._mode is None:  # no counter, or one that reads zero: integrate sampled power instead
             try:
                 self._gpu.power_mw()
                 self._mode = "nvml_power_sampling"
@@ -105,10 +111,18 @@ class GpuEnergyMonitor(Monitor):
                 f"timed window {seconds:.3g} s is shorter than the {self.min_window_s:g} s NVML energy needs "
                 "(the counter updates about every 100 ms); raise TimingConfig.min_time_s"
             )
+        if not joules > 0:  # also catches NaN
+            what = "energy counter did not advance" if self._mode == "nvml_energy_counter" else "power read zero"
+            return self.absent(
+                f"NVML's {what} over a {seconds:.3g} s window ({joules:g} J): this device does not report its "
+                "energy (a frozen or zero counter, common on virtual GPUs and MIG instances)"
+            )
         reading = MonitorReading(
             metrics={m.GPU_POWER_MEAN: joules / seconds},
             tags={"energy.gpu_source": self._mode, "energy.gpu_scope": _SCOPE},
         )
         if window.samples > 0:
             reading.metrics[m.GPU_ENERGY_PER_SAMPLE] = joules / window.samples
+        else:
+            reading.notes[m.GPU_ENERGY_PER_SAMPLE] = "no samples were processed in the window"
         return reading

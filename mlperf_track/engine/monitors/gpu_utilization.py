@@ -23,6 +23,7 @@ class GpuUtilizationMonitor(Monitor):
 
     name = "gpu_utilization"
     metric_keys = (m.GPU_UTILIZATION,)
+    zero_allowed = frozenset(metric_keys)  # an idle GPU reads 0%
     samples = True
 
     def __init__(self, counters: Callable[[], GpuCounters] = open_nvml_device) -> None:

@@ -23,6 +23,38 @@ def test_cpu_utilization_is_positive_under_a_busy_loop() -> None:
     assert reading.metrics[m.CPU_UTILIZATION] > 10.0
 
 
+def test_cpu_utilization_of_short_windows_stays_within_the_usable_cores() -> None:
+    """The tick-counted /proc figure once gave 457% on two cores for a 40 ms window; the exact counter cannot."""
+    from mlperf_track.engine.environment import usable_cores
+
+    for _ in range(20):
+        monitor = CpuUtilizationMonitor()
+        monitor.start()
+        end = time.perf_counter() + 0.01
+        while time.perf_counter() < end:
+            pass
+        reading = monitor.stop(Window(seconds=0.01, samples=1))
+        assert 0 <= reading.metrics[m.CPU_UTILIZATION] <= 100 * usable_cores()
+    assert reading.tags["cpu.cores_usable"] == str(usable_cores())
+    assert "100 = one core" in reading.tags["cpu.utilization_scope"]
+    assert reading.tags["cpu.utilization_source"] == "clock_process_cputime"
+
+
+def test_another_process_is_read_through_psutil() -> None:
+    import psutil
+
+    parent = psutil.Process().parent()
+    assert parent is not None
+    monitor = CpuUtilizationMonitor(process=parent)
+    monitor.start()
+    time.sleep(0.3)
+    reading = monitor.stop(Window(seconds=0.3, samples=1))
+    if reading.metrics:
+        assert reading.tags["cpu.utilization_source"] == "proc_stat_ticks"
+    else:  # a busy parent over a short window can exceed the bound at 10 ms resolution: left out, with a note
+        assert "too short" in reading.notes[m.CPU_UTILIZATION]
+
+
 def test_cpu_utilization_is_low_while_sleeping() -> None:
     monitor = CpuUtilizationMonitor()
     monitor.start()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from fake_gpu import FakeGpu
 
 from mlperf_track import metrics as m
 from mlperf_track.engine.clock import FakeClock
@@ -17,39 +18,6 @@ from mlperf_track.engine.monitors import (
     default_monitors,
 )
 from mlperf_track.engine.monitors.nvml import NvmlUnavailableError, nvml_error_types, open_nvml_device
-
-
-def _not_supported() -> BaseException:
-    try:
-        import pynvml
-    except ImportError:
-        return OSError("Not Supported")
-    return pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
-
-
-class FakeGpu:
-    """Implements GpuCounters with settable readings."""
-
-    def __init__(self, *, energy: bool = True) -> None:
-        self.energy_mj = 1_000_000
-        self.power = 100_000
-        self.utilization = [50.0]
-        self.memory: dict[int, int | None] = {}
-        self.energy_supported = energy
-
-    def total_energy_mj(self) -> int:
-        if not self.energy_supported:
-            raise _not_supported()
-        return self.energy_mj
-
-    def power_mw(self) -> int:
-        return self.power
-
-    def utilization_pct(self) -> float:
-        return self.utilization.pop(0) if len(self.utilization) > 1 else self.utilization[0]
-
-    def process_memory_bytes(self, pid: int) -> int | None:
-        return self.memory.get(pid)
 
 
 def test_energy_counter_over_the_window() -> None:
@@ -151,5 +119,5 @@ def test_default_monitors_by_device() -> None:
     cpu = {monitor.name for monitor in default_monitors("cpu")}
     cuda = {monitor.name for monitor in default_monitors("cuda")}
     assert cpu == {"cpu_utilization", "cpu_rss", "cpu_energy"}
-    assert cuda - cpu == {"cuda_allocator", "gpu_process_memory", "gpu_utilization", "gpu_energy"}
+    assert cuda - cpu == {"cuda_allocator", "gpu_process_memory", "gpu_device_memory", "gpu_utilization", "gpu_energy"}
     assert nvml_error_types()

@@ -1,0 +1,275 @@
+"""One description of every option of ``bench``, ``run``, ``profile`` and ``tune``.
+
+Each :class:`CliOption` says its name, how its text is parsed, its default (``auto`` = the device's default, see
+:mod:`mlperf_track.pipeline.defaults`), its help and which commands take it (the optimum-benchmark idea: help
+lives on the field). From this one table come the argparse flags and ``--help`` of those commands
+(:func:`add_options`), the option table of ``docs/architecture.md`` (:mod:`.option_docs`) and the check that
+the MLproject entry points declare the same parameters with the same defaults (``tests/projects``).
+
+Spelling: the canonical flag is the name with dashes (``--batch-sizes``); the MLproject parameter is the name
+(``batch_sizes``). Every flag is also accepted with underscores and in its other number (``--batch-size``,
+``--batch_size``), so ``mlflow run -P batch_size=8`` (which appends ``--batch_size 8`` for a parameter the entry
+point does not declare) works too.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from mlperf_track.cli import parsers as p
+
+PIPELINE = frozenset({"bench", "run", "profile"})
+TRACKED = frozenset({"run", "profile", "tune"})
+EVERY = PIPELINE | {"tune"}
+#: The commands built from the table, in help order.
+COMMANDS = ("bench", "run", "profile", "tune")
+#: MLproject entry point -> the command whose parameters and defaults it declares.
+ENTRY_POINTS = {"main": "run", "benchmark": "bench", "profile": "profile", "tune": "tune"}
+
+Kind = Literal["value", "bool", "list"]
+
+
+@dataclass(frozen=True)
+class CliOption:
+    """One option.
+
+    Attributes:
+        name: The argparse ``dest`` and the MLproject parameter (``batch_sizes``).
+        help: What it does (shown by ``--help`` with the default, and in the docs).
+        default: The default as text (``auto``, ``none``, ``0``); ``None`` makes the flag required.
+        commands: The commands that take it.
+        parse: Turns an explicit value into the config's value: ``parse(flag, text)``; raises ConfigError.
+        auto_key: The :func:`~mlperf_track.pipeline.defaults.auto_defaults` key that ``auto`` stands for.
+        accepts_none: Whether ``none`` means "not set".
+        aliases: Other names (the other number, an older spelling).
+        command_defaults: Defaults that differ for some commands.
+        command_help: Help that differs for some commands.
+        kind: ``value``; ``bool`` (``--flag`` or ``--flag true|false``); ``list`` (repeatable, comma lists).
+        in_mlproject: Whether the MLproject entry points of its commands declare it.
+        mlproject_default: The entry points' default when it differs from the CLI's (a required flag).
+    """
+
+    name: str
+    help: str
+    default: str | None
+    commands: frozenset[str]
+    parse: Callable[[str, Any], Any] = p.text
+    auto_key: str | None = None
+    accepts_none: bool = False
+    aliases: tuple[str, ...] = ()
+    command_defaults: Mapping[str, str] = field(default_factory=dict)
+    command_help: Mapping[str, str] = field(default_factory=dict)
+    kind: Kind = "value"
+    in_mlproject: bool = True
+    mlproject_default: str | None = None
+
+    @property
+    def flag(self) -> str:
+        """The canonical flag (``--batch-sizes``)."""
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def option_strings(self) -> list[str]:
+        """Every spelling argparse accepts, the canonical one first."""
+        spellings = [self.flag]
+        for name in (self.name, *self.aliases):
+            for form in ("--" + name.replace("_", "-"), "--" + name.replace("-", "_")):
+                if form not in spellings:
+                    spellings.append(form)
+        return spellings
+
+    @property
+    def shown_strings(self) -> list[str]:
+        """The spellings ``--help`` lists: the canonical flag and its aliases with dashes."""
+        return [self.flag, *("--" + alias.replace("_", "-") for alias in self.aliases)]
+
+    @property
+    def takes_auto(self) -> bool:
+        """Whether ``auto`` is a value: the device default (``auto_key``), else "not set" (the consumer decides)."""
+        return self.auto_key is not None or "auto" in (self.default, *self.command_defaults.values())
+
+    def default_for(self, command: str) -> str | None:
+        """The default ``command`` uses."""
+        return self.command_defaults.get(command, self.default)
+
+    def help_for(self, command: str) -> str:
+        """The help ``command`` shows."""
+        return self.command_help.get(command, self.help)
+
+
+def _option(name: str, help: str, default: str | None, commands: frozenset[str], **kwargs: Any) -> CliOption:
+    return CliOption(name=name, help=help, default=default, commands=commands, **kwargs)
+
+
+TUNE = frozenset({"tune"})
+_TUNE_BATCH_HELP = (
+    "batch sizes to search: a list 1,2,4, max:N (powers of two up to N) or auto (powers of two up to 64 on cpu, "
+    "512 on cuda)"
+)
+
+# One row per option: name, help, default, commands, then how it parses and its other spellings and defaults.
+# fmt: off
+OPTIONS: tuple[CliOption, ...] = (
+    _option("model", "torchvision name (resnet50), tinycnn, a model file (.pt/.pt2/.ts), models:/NAME/VERSION or "
+            "runs:/ID/PATH", None, EVERY, mlproject_default="resnet18"),
+    _option("weights", "weights file for a torchvision model (none: torch cache, else random)", "none", EVERY,
+            parse=p.existing_file, accepts_none=True),
+    _option("device", "auto, cpu or cuda (auto: cuda when a GPU is present)", "auto", EVERY, parse=p.device),
+    _option("batch_sizes", "comma-separated batch sizes, e.g. 1,8,32", "auto", EVERY, parse=p.batch_sizes,
+            auto_key="batch_sizes", aliases=("batch_size",), command_help={"tune": _TUNE_BATCH_HELP}),
+    _option("precisions", "comma-separated precisions (fp32, tf32, fp16, bf16, int8, fp8)", "auto", EVERY,
+            parse=p.precisions, auto_key="precisions", aliases=("precision",),
+            command_help={"tune": "precisions to search (auto: every precision the runtimes run here)"}),
+    _option("runtimes", "comma-separated runtimes (eager, compile, onnxruntime, tensorrt, openvino)", "auto", EVERY,
+            parse=p.runtimes, auto_key="runtimes", aliases=("runtime",)),
+    _option("variants", "comma-separated variants or groups (quantized, pruned, distilled, all; a+b composes; none: "
+            "the baseline only); the baseline always runs", "auto", EVERY, parse=p.variants, auto_key="variants",
+            accepts_none=True, aliases=("variant",), command_defaults={"bench": "none", "profile": "none",
+                                                                       "tune": "none"}),
+    _option("image_size", "input height and width in pixels", "auto", EVERY, parse=p.positive_int,
+            auto_key="image_size"),
+    _option("dataset", "digits, synthetic, imagefolder:PATH or torchvision:NAME:ROOT (auto: digits when a variant or "
+            "accuracy needs labels, else synthetic)", "auto", EVERY, parse=p.dataset),
+    _option("epochs", "fine-tuning epochs of the baseline on a labelled dataset (0: use the weights as they are)",
+            "auto", EVERY, parse=p.non_negative_int, auto_key="epochs"),
+    _option("num_threads", "CPU threads (auto: torch's default)", "auto", PIPELINE, parse=p.positive_int),
+    _option("channels_last", "use the channels-last memory format", "false", PIPELINE, parse=p.boolean, kind="bool"),
+    _option("options", "runtime or variant options KEY=VALUE, comma-separated or repeated (see the option keys in "
+            "docs/architecture.md)", "none", PIPELINE, parse=p.key_values, accepts_none=True, aliases=("option",),
+            kind="list"),
+    _option("seed", "seed for data splits, training and inputs", "0", EVERY, parse=p.non_negative_int),
+    _option("max_time", "time cap per case in seconds", "auto", EVERY, parse=p.positive_number,
+            command_help={"tune": "time cap of each trial's timed window in seconds"}),
+    _option("target_ci", "stop when the median's 95% CI is this fraction of it (auto: 0.01 on cuda, 0.02 on cpu)",
+            "auto", PIPELINE, parse=p.fraction),
+    _option("repeats", "interleaved replicates of every case, merged into one result", "1", PIPELINE,
+            parse=p.positive_int),
+    _option("pin_cores", "CPU cores to pin the process to while measuring, e.g. 0,1 (none: leave affinity alone)",
+            "none", PIPELINE, parse=p.core_list, accepts_none=True),
+    _option("accuracy", "measure accuracy when the dataset has labels", "true", PIPELINE, parse=p.boolean,
+            kind="bool"),
+    _option("max_accuracy_drop", "largest top-1 drop against the baseline a case may lose and still be named best "
+            "(0.01 = 1 point; none: no limit)", "0.01", EVERY, parse=p.fraction_or_zero, accepts_none=True,
+            command_defaults={"tune": "none"}),
+    _option("memory_limit_mb", "peak memory limit in MiB: on cuda the process's device memory, on cpu its peak RSS",
+            "none", TUNE, parse=p.positive_number, accepts_none=True),
+    _option("p99_slo_ms", "p99 latency limit per batch in ms", "none", TUNE, parse=p.positive_number,
+            accepts_none=True),
+    _option("objective", "throughput, latency or multi (a Pareto front)", "throughput", TUNE, parse=p.objective),
+    _option("n_trials", "trials the study holds when it ends (shared by all workers)", "30", TUNE,
+            parse=p.positive_int),
+    _option("compile_modes", "torch.compile modes to search, e.g. default,max-autotune", "none", TUNE,
+            parse=p.names, accepts_none=True),
+    _option("threads", "CPU thread counts to search: a list, or auto (powers of two up to the cores)", "none", TUNE,
+            parse=p.positive_int_list, accepts_none=True),
+    _option("sampler", "auto (TPE), tpe, grid, random or nsga2", "auto", TUNE, parse=p.sampler),
+    _option("storage", "Optuna storage: auto (sqlite optuna.db here), none (in memory) or a database URL", "auto",
+            TUNE),
+    _option("study_name", "study to create or resume (auto: a new unique name)", "auto", TUNE),
+    _option("heartbeat_interval", "seconds between heartbeats of a running trial (database storages)", "10", TUNE,
+            parse=p.positive_int),
+    _option("grace_period", "a trial without a heartbeat for this many seconds is failed and retried", "30", TUNE,
+            parse=p.positive_int),
+    _option("profile", "also record a torch.profiler trace and flame graph per case", "false", frozenset({"run"}),
+            parse=p.boolean, kind="bool"),
+    _option("experiment_name", "MLflow experiment (auto: $MLFLOW_EXPERIMENT_NAME, else mlperf_track/<model>)",
+            "auto", TRACKED, aliases=("experiment",), in_mlproject=False),
+    _option("output_dir", "folder for per-case files (raw samples, result JSON, traces) and the log file",
+            "mlperf_track_output", EVERY, in_mlproject=False, command_defaults={"tune": "mlperf_track_output/tune"}),
+    _option("output", "also write every result as JSON to this file", "none", PIPELINE, parse=p.writable_file,
+            accepts_none=True, in_mlproject=False),
+)
+# fmt: on
+
+#: The table by name.
+BY_NAME: dict[str, CliOption] = {option.name: option for option in OPTIONS}
+
+
+def options_for(command: str) -> list[CliOption]:
+    """The options ``command`` takes, in table order."""
+    return [option for option in OPTIONS if command in option.commands]
+
+
+def add_options(parser: argparse.ArgumentParser, command: str) -> None:
+    """Add the flags of ``command`` to ``parser``; ``--help`` shows each default and what ``auto`` means.
+
+    The underscore spellings (``--batch_sizes``, which ``mlflow run -P batch_sizes=...`` produces for a parameter
+    an entry point does not declare) are accepted but not listed.
+    """
+    for option in options_for(command):
+        default = option.default_for(command)
+        text = _help_text(option, command)
+        shown = option.shown_strings
+        hidden = [spelling for spelling in option.option_strings if spelling not in shown]
+        settings: dict[str, Any] = {"dest": option.name}
+        if option.kind == "list":
+            settings.update(action="append", metavar="KEY=VALUE")
+        elif option.kind == "bool":
+            settings.update(nargs="?", const="true", metavar="true|false")
+        elif option.name in ("model",):
+            settings.update(metavar="MODEL")
+        if default is None:
+            parser.add_argument(*shown, required=True, help=text, **settings)
+        else:
+            parser.add_argument(*shown, default=None if option.kind == "list" else default, help=text, **settings)
+        if hidden:
+            parser.add_argument(*hidden, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **settings)
+    if any(option.name == "accuracy" for option in options_for(command)):
+        parser.add_argument(
+            "--no-accuracy", dest="accuracy", action="store_const", const="false", help="same as --accuracy false"
+        )
+
+
+def _help_text(option: CliOption, command: str) -> str:
+    """The help with its default and, for a device-dependent ``auto``, the values it stands for."""
+    text = option.help_for(command)
+    default = option.default_for(command)
+    if default is not None:
+        text += f" (default: {default}"
+        if option.auto_key is not None and default == "auto" and command not in option.command_help:
+            text += f"; {auto_meaning(option.auto_key)}"
+        text += ")"
+    return text.replace("%", "%%")
+
+
+def auto_meaning(key: str) -> str:
+    """What ``auto`` stands for on each device, from :func:`~mlperf_track.pipeline.defaults.auto_defaults`."""
+    from mlperf_track.pipeline.defaults import auto_defaults
+
+    def show(value: Any) -> str:
+        if value is None:
+            return "until converged"
+        if isinstance(value, (tuple, list)):
+            return ",".join(str(item) for item in value)
+        return str(value)
+
+    return ", ".join(f"{show(auto_defaults(device)[key])} on {device}" for device in ("cpu", "cuda"))
+
+
+def read(args: argparse.Namespace, name: str, defaults: Mapping[str, Any] | None = None) -> Any:
+    """The parsed value of option ``name``.
+
+    ``auto`` is the device default where the option has one (``auto_key``), else ``None`` ("not set": the consumer
+    decides); ``none`` is ``None`` where the option accepts it; anything else goes through the option's parser.
+
+    Args:
+        args: The parsed flags.
+        name: The option's name.
+        defaults: :func:`~mlperf_track.pipeline.defaults.auto_defaults` of the resolved device (for ``auto``).
+
+    Raises:
+        ConfigError: The value is not allowed (one line naming the flag, the value and what is allowed).
+    """
+    option = BY_NAME[name]
+    raw = getattr(args, name, None)
+    if option.kind == "list":
+        items = [item for item in (raw or []) if not (p.is_none(item) or p.is_auto(item))]
+        return option.parse(option.flag, items) if items else None
+    if p.is_auto(raw) and option.takes_auto:
+        return defaults[option.auto_key] if defaults is not None and option.auto_key is not None else None
+    if raw is None or (option.accepts_none and p.is_none(raw)):
+        return None
+    return option.parse(option.flag, raw)

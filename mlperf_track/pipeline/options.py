@@ -1,0 +1,46 @@
+"""The up-front check of a pipeline's ``--options`` against what its runtimes and variants declare.
+
+The one place that maps a :class:`PipelineConfig`'s runtime and variant names (groups expanded) to the option keys
+they declare (``accepted_options``) and checks the options with :func:`mlperf_track.options.check_options`. The
+command line calls it before any work starts; a caller of the Python API may call it the same way.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlperf_track.options import OptionSpec
+    from mlperf_track.pipeline.config import PipelineConfig
+
+
+def declared_options(
+    config: PipelineConfig,
+) -> tuple[dict[str, tuple[OptionSpec, ...]], dict[str, tuple[OptionSpec, ...]]]:
+    """The options declared by the runtimes and variants ``config`` selects, and by every registered one."""
+    from mlperf_track.runtimes.registry import get_runtime, runtime_names
+    from mlperf_track.variants.registry import BASELINE, get_variant, group_members, group_names, variant_names
+
+    known = {name: get_runtime(name).accepted_options for name in runtime_names()}
+    known.update({name: get_variant(name).accepted_options for name in variant_names()})
+    selected = {name: get_runtime(name).accepted_options for name in config.runtimes}
+    for name in config.variants:
+        if name == BASELINE:
+            continue
+        for member in group_members(name) if name in group_names() else [name]:
+            selected[member] = get_variant(member).accepted_options
+    return selected, known
+
+
+def check_declared_options(config: PipelineConfig) -> None:
+    """Refuse an ``--option`` key no selected runtime or variant declares, or a value its declaration refuses.
+
+    Raises:
+        ConfigError: One line naming the key, the value and what is allowed.
+    """
+    from mlperf_track.options import check_options
+
+    if not config.options:
+        return
+    selected, known = declared_options(config)
+    check_options(config.options, selected, known)
