@@ -58,6 +58,25 @@ ACCURACY_TOP1_DELTA_CI_HIGH: Final = "accuracy/top1_delta_ci_high"
 ACCURACY_AGREEMENT_CI_LOW: Final = "accuracy/agreement_ci_low"
 ACCURACY_AGREEMENT_CI_HIGH: Final = "accuracy/agreement_ci_high"
 
+#: Tag: the paired verdict on ``accuracy/top1_delta`` (one of :data:`ACCURACY_VERDICTS`).
+ACCURACY_VERDICT_TAG: Final = "accuracy.verdict"
+#: Tag: what a significant accuracy gain over the converged baseline means (present only with a gain).
+ACCURACY_WARNING_TAG: Final = "accuracy.warning"
+#: Tag: how the accuracy intervals were computed.
+ACCURACY_CI_METHOD_TAG: Final = "accuracy.ci_method"
+VERDICT_NO_CHANGE: Final = "no measurable change"
+VERDICT_LOSS: Final = "loss"
+VERDICT_GAIN: Final = "gain"
+ACCURACY_VERDICTS: Final = (VERDICT_NO_CHANGE, VERDICT_LOSS, VERDICT_GAIN)
+
+#: The baseline's training curve on the parent run, logged with ``step`` = epoch (holdout scores from epoch 0,
+#: the model before training).
+BASELINE_TRAIN_LOSS: Final = "baseline/train_loss"
+BASELINE_HOLDOUT_TOP1: Final = "baseline/holdout_top1"
+BASELINE_HOLDOUT_LOSS: Final = "baseline/holdout_loss"
+#: The baseline fact that carries that curve (JSON ``{metric key: [[epoch, value], ...]}``) to the listener.
+BASELINE_CURVE_FACT: Final = "baseline.curve"
+
 MODEL_SIZE: Final = "model/size_mb"
 MODEL_PARAMS: Final = "model/params"
 MODEL_FLOPS: Final = "model/flops_per_sample"
@@ -69,6 +88,43 @@ PEAK_FRACTION: Final = "compute/peak_fraction"
 STARTUP_LOAD: Final = "startup/load_s"
 STARTUP_PREPARE: Final = "startup/prepare_s"
 STARTUP_FIRST_INFERENCE: Final = "startup/first_inference_ms"
+
+# -- Text models (transformers). Encoders: ``latency/*`` and ``throughput/samples_per_s`` are per batch of
+# sequences, as for images; per token they are below. Generation: ``latency/*`` and ``samples_per_s`` are per
+# whole generation call (prompt in, every new token out) and per sequence; time to first token (TTFT) is the
+# prefill until the first new token is on the host, time per output token (TPOT) the gap between two new
+# tokens, pooled over every generation of the timed window.
+TTFT_P50: Final = "latency/ttft_p50_ms"
+TTFT_P90: Final = "latency/ttft_p90_ms"
+TTFT_P99: Final = "latency/ttft_p99_ms"
+TTFT_MEAN: Final = "latency/ttft_mean_ms"
+TPOT_P50: Final = "latency/tpot_p50_ms"
+TPOT_P90: Final = "latency/tpot_p90_ms"
+TPOT_P99: Final = "latency/tpot_p99_ms"
+TPOT_MEAN: Final = "latency/tpot_mean_ms"
+#: Encoders: the median batch latency divided by the tokens of the batch (batch x sequence length).
+LATENCY_P50_PER_TOKEN: Final = "latency/p50_per_token_ms"
+#: Tokens per second: encoders, input tokens processed (batch x sequence length x batches/s); generation,
+#: output tokens generated (batch x output length per call, over the timed calls' total time).
+TOKENS_PER_S: Final = "throughput/tokens_per_s"
+#: The key/value cache of one generation call at its full length (prompt plus output), from its tensors.
+KV_CACHE: Final = "memory/kv_cache_mb"
+#: Decoders: perplexity on the corpus' evaluation windows; its difference to the baseline's (candidate minus
+#: baseline) with a paired 95% interval over the windows; share of positions whose most likely next token
+#: equals the baseline's; share whose most likely next token is the true one.
+ACCURACY_PERPLEXITY: Final = "accuracy/perplexity"
+ACCURACY_PERPLEXITY_DELTA: Final = "accuracy/perplexity_delta"
+ACCURACY_PERPLEXITY_DELTA_CI_LOW: Final = "accuracy/perplexity_delta_ci_low"
+ACCURACY_PERPLEXITY_DELTA_CI_HIGH: Final = "accuracy/perplexity_delta_ci_high"
+ACCURACY_NEXT_TOKEN_AGREEMENT: Final = "accuracy/next_token_agreement"
+ACCURACY_NEXT_TOKEN_AGREEMENT_CI_LOW: Final = "accuracy/next_token_agreement_ci_low"
+ACCURACY_NEXT_TOKEN_AGREEMENT_CI_HIGH: Final = "accuracy/next_token_agreement_ci_high"
+ACCURACY_NEXT_TOKEN_TOP1: Final = "accuracy/next_token_top1"
+#: Decoders: next-token top-1 minus the baseline's (a fraction), with a paired 95% interval over the windows: the
+#: accuracy the "best" rule's limit reads for a language model (``accuracy/top1_delta`` is for classifiers).
+ACCURACY_NEXT_TOKEN_TOP1_DELTA: Final = "accuracy/next_token_top1_delta"
+ACCURACY_NEXT_TOKEN_TOP1_DELTA_CI_LOW: Final = "accuracy/next_token_top1_delta_ci_low"
+ACCURACY_NEXT_TOKEN_TOP1_DELTA_CI_HIGH: Final = "accuracy/next_token_top1_delta_ci_high"
 
 #: Tag: ``true``/``false``, whether a result's measurement is usable (see ``BenchmarkResult.valid``).
 VALID_TAG: Final = "valid"
@@ -106,6 +162,18 @@ LOWER_IS_BETTER: Final = frozenset(
         STARTUP_LOAD,
         STARTUP_PREPARE,
         STARTUP_FIRST_INFERENCE,
+        TTFT_P50,
+        TTFT_P90,
+        TTFT_P99,
+        TTFT_MEAN,
+        TPOT_P50,
+        TPOT_P90,
+        TPOT_P99,
+        TPOT_MEAN,
+        LATENCY_P50_PER_TOKEN,
+        KV_CACHE,
+        ACCURACY_PERPLEXITY,
+        ACCURACY_PERPLEXITY_DELTA,
     }
 )
 
@@ -202,3 +270,28 @@ KILLED_REASON_TAG: Final = "mlperf_track.killed_reason"
 CLOSED_BY_TAG: Final = "mlperf_track.closed_by"
 #: Tag: the status this process ended the run with (``mlflow run`` may overwrite the status afterwards).
 END_STATUS_TAG: Final = "mlperf_track.end_status"
+# -- Tuning (tuning/): each trial's costs and, for a trial pruned after its short first measurement, the short
+# figures (never under the keys above: a pruned trial is not a measurement of the case).
+TRIAL_PREPARE_S: Final = "trial/prepare_s"
+TRIAL_VARIANT_BUILD_S: Final = "trial/variant_build_s"
+TRIAL_MEASURE_S: Final = "trial/measure_s"
+TRIAL_WALL_S: Final = "trial/wall_s"
+SHORT_THROUGHPUT: Final = "short/throughput/samples_per_s"
+SHORT_LATENCY_P50: Final = "short/latency/p50_ms"
+SHORT_LATENCY_P99: Final = "short/latency/p99_ms"
+#: The optimistic end of the short measurement's 95% CI for the study's objective (what the pruner compared).
+SHORT_OBJECTIVE_BOUND: Final = "short/objective_bound"
+#: Parent run of a study: wall time of the call (preparation included), its preparation and measurement
+#: seconds summed over this worker's trials, and trials by how they ended.
+STUDY_WALL_S: Final = "study/wall_s"
+STUDY_PREPARE_S: Final = "study/prepare_s"
+STUDY_MEASURE_S: Final = "study/measure_s"
+STUDY_N_REUSED: Final = "study/n_reused"
+STUDY_N_SHORT_PRUNED: Final = "study/n_short_pruned"
+#: Tags of a trial run: ``measured``/``pruned``/``reused``/``failed``/``out_of_memory``/``over_budget``, the
+#: fidelity reached (``short``/``full``/``none``), whether the prepared model was ``new`` or ``cached``.
+TRIAL_OUTCOME_TAG: Final = "trial.outcome"
+TRIAL_FIDELITY_TAG: Final = "trial.fidelity"
+TRIAL_PREPARATION_TAG: Final = "trial.preparation"
+#: Tag of a study's parent run: why it stopped (``n_trials``, ``time budget``, ``space exhausted``).
+STOP_REASON_TAG: Final = "tune.stop_reason"

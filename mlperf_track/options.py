@@ -36,6 +36,12 @@ class OptionSpec:
         closed: Whether a ``float``'s bounds are allowed values (``[low, high]``) or not (``(low, high)``).
             An ``int``'s ``low`` is always allowed.
         default: The default as users would write it, for the documentation.
+        searched: The values a tuner searches (a subset of ``choices`` the member's author judges worth
+            measuring, e.g. compile modes but not debug settings); empty: a tuner leaves the option at its
+            default. Whether a value runs on a device is the member's to say
+            (:meth:`~mlperf_track.runtimes.base.Runtime.option_unsupported_reason`).
+        accepts_auto: Whether ``auto`` is allowed besides the kind's values (an ``int`` of training epochs
+            that may also be "until converged").
     """
 
     key: str
@@ -46,9 +52,14 @@ class OptionSpec:
     high: float | None = None
     closed: bool = False
     default: str = ""
+    searched: tuple[str, ...] = ()
+    accepts_auto: bool = False
 
     def allowed(self) -> str:
         """What values are allowed, in words (``one of a, b``, ``an integer >= 1``, ``a number in (0, 1)``)."""
+        return self._allowed_values() + (", or auto" if self.accepts_auto else "")
+
+    def _allowed_values(self) -> str:
         if self.kind == "choice":
             return "one of " + ", ".join(self.choices)
         if self.kind == "int":
@@ -67,6 +78,8 @@ class OptionSpec:
     def check(self, value: str) -> None:
         """Raise :class:`ConfigError` (parameter ``--option KEY``) when ``value`` is not allowed."""
         text = str(value).strip()
+        if self.accepts_auto and text.lower() == "auto":
+            return
         if self.kind == "choice":
             if text not in self.choices:
                 matches = closest_matches(text, self.choices)

@@ -113,8 +113,9 @@ _TUNE_BATCH_HELP = (
 # One row per option: name, help, default, commands, then how it parses and its other spellings and defaults.
 # fmt: off
 OPTIONS: tuple[CliOption, ...] = (
-    _option("model", "torchvision name (resnet50), tinycnn, a model file (.pt/.pt2/.ts), models:/NAME/VERSION or "
-            "runs:/ID/PATH", None, EVERY, mlproject_default="resnet18"),
+    _option("model", "torchvision name (resnet50), tinycnn, a model file (.pt/.pt2/.ts), models:/NAME/VERSION, "
+            "runs:/ID/PATH, hf:FOLDER (a transformers model folder) or hf-config:NAME (bert-base, gpt2-small, "
+            "llama-small and their -tiny forms)", None, EVERY, mlproject_default="resnet18"),
     _option("weights", "weights file for a torchvision model (none: torch cache, else random)", "none", EVERY,
             parse=p.existing_file, accepts_none=True),
     _option("device", "auto, cpu or cuda (auto: cuda when a GPU is present)", "auto", EVERY, parse=p.device),
@@ -122,50 +123,80 @@ OPTIONS: tuple[CliOption, ...] = (
             auto_key="batch_sizes", aliases=("batch_size",), command_help={"tune": _TUNE_BATCH_HELP}),
     _option("precisions", "comma-separated precisions (fp32, tf32, fp16, bf16, int8, fp8)", "auto", EVERY,
             parse=p.precisions, auto_key="precisions", aliases=("precision",),
-            command_help={"tune": "precisions to search (auto: every precision the runtimes run here)"}),
+            command_help={"tune": "precisions to search (auto: every precision the runtimes run here natively)"}),
     _option("runtimes", "comma-separated runtimes (eager, compile, onnxruntime, tensorrt, openvino)", "auto", EVERY,
-            parse=p.runtimes, auto_key="runtimes", aliases=("runtime",)),
+            parse=p.runtimes, auto_key="runtimes", aliases=("runtime",),
+            command_help={"tune": "runtimes to search (auto: every runtime installed that runs on the device)"}),
     _option("variants", "comma-separated variants or groups (quantized, pruned, distilled, all; a+b composes; none: "
             "the baseline only); the baseline always runs", "auto", EVERY, parse=p.variants, auto_key="variants",
             accepts_none=True, aliases=("variant",), command_defaults={"bench": "none", "profile": "none",
                                                                        "tune": "none"}),
     _option("image_size", "input height and width in pixels", "auto", EVERY, parse=p.positive_int,
             auto_key="image_size"),
-    _option("dataset", "digits, synthetic, imagefolder:PATH or torchvision:NAME:ROOT (auto: digits when a variant or "
+    _option("dataset", "digits, synthetic, imagefolder:PATH or torchvision:NAME:ROOT; text models: pydoc-topics "
+            "(decoders) or stdlib-docstrings (encoders) (auto: the model's labelled dataset when a variant or "
             "accuracy needs labels, else synthetic)", "auto", EVERY, parse=p.dataset),
-    _option("epochs", "fine-tuning epochs of the baseline on a labelled dataset (0: use the weights as they are)",
+    _option("epochs", "training epochs of the baseline on a labelled dataset (auto: until its holdout top-1 stops "
+            "improving; N: exactly N epochs; 0: the weights as they are)",
             "auto", EVERY, parse=p.non_negative_int, auto_key="epochs"),
-    _option("num_threads", "CPU threads (auto: torch's default)", "auto", PIPELINE, parse=p.positive_int),
-    _option("channels_last", "use the channels-last memory format", "false", PIPELINE, parse=p.boolean, kind="bool"),
+    _option("num_threads", "CPU threads (auto: torch's default)", "auto", EVERY, parse=p.positive_int,
+            command_help={"tune": "CPU threads of every trial when --threads does not search them (auto: torch's "
+                          "default)"}),
+    _option("channels_last", "use the channels-last memory format", "false", EVERY, parse=p.boolean, kind="bool"),
     _option("options", "runtime or variant options KEY=VALUE, comma-separated or repeated (see the option keys in "
-            "docs/architecture.md)", "none", PIPELINE, parse=p.key_values, accepts_none=True, aliases=("option",),
-            kind="list"),
+            "docs/architecture.md)", "none", EVERY, parse=p.key_values, accepts_none=True, aliases=("option",),
+            kind="list", command_help={"tune": "runtime or variant options KEY=VALUE fixed for every trial (a "
+                                       "runtime option given here is not searched)"}),
     _option("seed", "seed for data splits, training and inputs", "0", EVERY, parse=p.non_negative_int),
+    _option("seq_lens", "text encoders: comma-separated sequence lengths in tokens, e.g. 32,128,512", "128", EVERY,
+            parse=p.positive_int_list, aliases=("seq_len",),
+            command_help={"tune": "text encoders: the sequence length in tokens every trial runs at (one value)"}),
+    _option("prompt_lens", "text decoders: comma-separated prompt lengths in tokens", "128", EVERY,
+            parse=p.positive_int_list, aliases=("prompt_len",),
+            command_help={"tune": "text decoders: the prompt length in tokens every trial runs at (one value)"}),
+    _option("output_lens", "text decoders: comma-separated numbers of new tokens per prompt", "64", EVERY,
+            parse=p.positive_int_list, aliases=("output_len",),
+            command_help={"tune": "text decoders: the new tokens per prompt every trial generates (one value)"}),
     _option("max_time", "time cap per case in seconds", "auto", EVERY, parse=p.positive_number,
             command_help={"tune": "time cap of each trial's timed window in seconds"}),
     _option("target_ci", "stop when the median's 95% CI is this fraction of it (auto: 0.01 on cuda, 0.02 on cpu)",
-            "auto", PIPELINE, parse=p.fraction),
-    _option("repeats", "interleaved replicates of every case, merged into one result", "1", PIPELINE,
+            "auto", EVERY, parse=p.fraction),
+    _option("repeats", "interleaved replicates of every case, merged into one result", "1", EVERY,
             parse=p.positive_int),
     _option("pin_cores", "CPU cores to pin the process to while measuring, e.g. 0,1 (none: leave affinity alone)",
-            "none", PIPELINE, parse=p.core_list, accepts_none=True),
-    _option("accuracy", "measure accuracy when the dataset has labels", "true", PIPELINE, parse=p.boolean,
+            "none", EVERY, parse=p.core_list, accepts_none=True),
+    _option("accuracy", "measure accuracy when the dataset has labels", "true", EVERY, parse=p.boolean,
             kind="bool"),
     _option("max_accuracy_drop", "largest top-1 drop against the baseline a case may lose and still be named best "
-            "(0.01 = 1 point; none: no limit)", "0.01", EVERY, parse=p.fraction_or_zero, accepts_none=True,
-            command_defaults={"tune": "none"}),
+            "(0.01 = 1 point; none: no limit)", "0.01", EVERY, parse=p.fraction_or_zero, accepts_none=True),
     _option("memory_limit_mb", "peak memory limit in MiB: on cuda the process's device memory, on cpu its peak RSS",
             "none", TUNE, parse=p.positive_number, accepts_none=True),
     _option("p99_slo_ms", "p99 latency limit per batch in ms", "none", TUNE, parse=p.positive_number,
             accepts_none=True),
     _option("objective", "throughput, latency or multi (a Pareto front)", "throughput", TUNE, parse=p.objective),
-    _option("n_trials", "trials the study holds when it ends (shared by all workers)", "30", TUNE,
-            parse=p.positive_int),
-    _option("compile_modes", "torch.compile modes to search, e.g. default,max-autotune", "none", TUNE,
-            parse=p.names, accepts_none=True),
+    _option("n_trials", "trials the study holds when it ends (shared by all workers; points reused from earlier runs "
+            "count)", "30", TUNE, parse=p.positive_int),
+    _option("time_budget", "seconds of wall clock the study may take, preparation included; it stops at this or "
+            "--n-trials, whichever comes first (none: no time limit)", "none", TUNE, parse=p.positive_number,
+            accepts_none=True),
+    _option("warm_start", "reuse points earlier runs measured on this hardware and software: auto (the study's "
+            "experiment), none, or an experiment name", "auto", TUNE),
+    _option("pruner", "stop a trial after its short first measurement: auto (ci), ci (when even its CI cannot beat "
+            "the best), halving (successive halving) or none (measure every trial in full)", "auto", TUNE,
+            parse=p.pruner),
+    _option("short_time", "seconds of a trial's short first measurement (none: measure every trial in full)", "0.3",
+            TUNE, parse=p.positive_number, accepts_none=True),
+    _option("search_options", "runtime option values to search instead of the declared ones, KEY=V1|V2, e.g. "
+            "graph_optimization_level=all|basic (none: every runtime's declared values)", "none", TUNE,
+            parse=p.key_values, accepts_none=True, aliases=("search_option",), kind="list"),
+    _option("compile_modes", "torch.compile modes to search, e.g. default,max-autotune (none: the compile runtime's "
+            "declared modes that run on the device)", "none", TUNE, parse=p.names, accepts_none=True),
+    _option("compositions", "also search compositions of the variants (pruned/distilled then quantized)", "true",
+            TUNE, parse=p.boolean, kind="bool"),
     _option("threads", "CPU thread counts to search: a list, or auto (powers of two up to the cores)", "none", TUNE,
             parse=p.positive_int_list, accepts_none=True),
-    _option("sampler", "auto (TPE), tpe, grid, random or nsga2", "auto", TUNE, parse=p.sampler),
+    _option("sampler", "auto (costaware for one objective, tpe for several), costaware, tpe, gp, grid, random or "
+            "nsga2", "auto", TUNE, parse=p.sampler),
     _option("storage", "Optuna storage: auto (sqlite optuna.db here), none (in memory) or a database URL", "auto",
             TUNE),
     _option("study_name", "study to create or resume (auto: a new unique name)", "auto", TUNE),
@@ -248,7 +279,7 @@ def auto_meaning(key: str) -> str:
     from mlperf_track.pipeline.defaults import auto_defaults
 
     def show(value: Any) -> str:
-        if value is None:
+        if value is None or value == "auto":
             return "until converged"
         if isinstance(value, (tuple, list)):
             return ",".join(str(item) for item in value)

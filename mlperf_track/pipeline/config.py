@@ -41,7 +41,10 @@ class PipelineConfig:
         batch_sizes: Batch sizes.
         image_size: Input resolution.
         dataset: Dataset reference for fine-tuning, calibration and accuracy (``synthetic``: none).
-        epochs: Fine-tuning epochs for the baseline on a labelled dataset (0: use the weights as they are).
+        epochs: Training of the baseline on a labelled dataset: ``None`` trains until its holdout top-1 stops
+            improving (early stopping, best epoch kept, capped in epochs and time); ``"auto"`` is accepted for
+            it and stored as ``None``. An integer trains exactly that many epochs (0: use the weights as they
+            are). Variants that retrain follow: early stopping with ``None``, fixed epochs otherwise.
         num_threads: CPU threads, or ``None`` for torch's default.
         channels_last: Use channels-last memory format.
         options: Runtime and variant options as ``(key, value)`` pairs.
@@ -62,6 +65,9 @@ class PipelineConfig:
             deletes them (they were logged to MLflow); ``None`` (the default): keep them when nothing logs them
             (:func:`~mlperf_track.pipeline.run_pipeline`), delete them once logged
             (:func:`~mlperf_track.tracking.pipeline_run.run_tracked_pipeline`).
+        seq_lens: Sequence lengths a text encoder is measured at (ignored for other models).
+        prompt_lens: Prompt lengths a text decoder generates after (ignored for other models).
+        output_lens: New tokens a text decoder generates per prompt (ignored for other models).
     """
 
     model: str
@@ -73,7 +79,7 @@ class PipelineConfig:
     batch_sizes: tuple[int, ...] = (1,)
     image_size: int = 224
     dataset: str = "synthetic"
-    epochs: int = 1
+    epochs: int | None = None
     num_threads: int | None = None
     channels_last: bool = False
     options: tuple[tuple[str, str], ...] = ()
@@ -87,6 +93,9 @@ class PipelineConfig:
     repeats: int = 1
     pin_cores: tuple[int, ...] | None = None
     keep_files: bool | None = None
+    seq_lens: tuple[int, ...] = (128,)
+    prompt_lens: tuple[int, ...] = (128,)
+    output_lens: tuple[int, ...] = (64,)
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -103,8 +112,14 @@ class PipelineConfig:
         for batch_size in self.batch_sizes:
             check_positive_int("batch_size", batch_size)
         check_positive_int("image_size", self.image_size)
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 0:
-            raise ConfigError("epochs", self.epochs, "an integer >= 0")
+        if isinstance(self.epochs, str) and self.epochs.strip().lower() == "auto":
+            object.__setattr__(self, "epochs", None)
+        if self.epochs is not None and (
+            isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 0
+        ):
+            raise ConfigError(
+                "epochs", self.epochs, "an integer >= 0, or auto (train until the holdout accuracy stops rising)"
+            )
         if self.num_threads is not None:
             check_positive_int("num_threads", self.num_threads)
         if self.max_accuracy_drop is not None and (
@@ -114,6 +129,15 @@ class PipelineConfig:
         ):
             raise ConfigError("max_accuracy_drop", self.max_accuracy_drop, "a fraction in [0, 1] (0.01 = 1 point)")
         check_positive_int("repeats", self.repeats)
+        for name, values in (
+            ("seq_len", self.seq_lens),
+            ("prompt_len", self.prompt_lens),
+            ("output_len", self.output_lens),
+        ):
+            if not values:
+                raise ConfigError(name, "", "at least one positive integer")
+            for value in values:
+                check_positive_int(name, value)
         if self.pin_cores is not None:
             if not self.pin_cores:
                 raise ConfigError("pin_cores", "", "a non-empty list of CPU core numbers")

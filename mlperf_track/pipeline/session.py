@@ -18,24 +18,27 @@ import torch
 
 from mlperf_track.engine.device import release_memory, resolve_device
 from mlperf_track.errors import ConfigError, UnsupportedError
-from mlperf_track.pipeline.case_runner import CaseRunner, PreparedKey
+from mlperf_track.pipeline.case_runner import CaseRunner, PreparedKey, PreparePolicy
 from mlperf_track.pipeline.config import PipelineConfig
 from mlperf_track.pipeline.events import CaseOutcome
 from mlperf_track.pipeline.workdir import WorkDir
 from mlperf_track.runtimes.base import ARTIFACT_PRECISIONS
-from mlperf_track.spec import CaseSpec
+from mlperf_track.spec import TEXT_MODEL_PREFIXES, CaseSpec, TimingConfig
 
 if TYPE_CHECKING:
     from mlperf_track.data.base import DatasetSplits
     from mlperf_track.engine.accuracy import AccuracyReport
     from mlperf_track.models.artifact import ModelArtifact
     from mlperf_track.models.base import LoadedModel
+    from mlperf_track.pipeline.text_workload import TextWorkload
     from mlperf_track.runtimes.base import PreparedModel, Runtime
     from mlperf_track.variants.base import Variant
 
 logger = logging.getLogger(__name__)
 
 BASELINE = "baseline"
+#: References of the text model sources (a session knows a text model by them before loading it).
+TEXT_PREFIXES = TEXT_MODEL_PREFIXES
 
 
 class BenchmarkSession:
@@ -44,20 +47,16 @@ class BenchmarkSession:
     Args:
         config: The pipeline configuration. Runtime and variant names are checked here, so bad input fails
             before any long work starts.
+        prepare_policy: Which batch sizes models are prepared for and how many stay open (default: the
+            pipeline's: every batch size of the run, one model open).
     """
 
-    def __init__(self, config: PipelineConfig) -> None:
+    def __init__(self, config: PipelineConfig, *, prepare_policy: PreparePolicy | None = None) -> None:
         from mlperf_track.runtimes.registry import get_runtime
 
         self.config = config
         self.device = resolve_device(config.device)
         self.runtimes: dict[str, Runtime] = {name: get_runtime(name) for name in config.runtimes}
-        self.variants: dict[str, Variant] = {}
-        if config.variants:
-            from mlperf_track.variants.registry import resolve_variants
-
-            self.variants = {variant.name: variant for variant in resolve_variants(config.variants, self.device)}
-        self._check_precisions()
         self._data: DatasetSplits | None = None
         self._loaded: LoadedModel | None = None
         self._artifacts: dict[str, ModelArtifact] = {}
@@ -66,7 +65,17 @@ class BenchmarkSession:
         self._reference: AccuracyReport | None = None
         #: This process's private folder for per-case and variant files.
         self.files = WorkDir(config.output_dir)
-        self._runner = CaseRunner(self)
+        self._text: TextWorkload | None = None
+        self._runner = CaseRunner(self, prepare_policy)
+        self.variants: dict[str, Variant] = {}
+        if config.variants:
+            from mlperf_track.variants.registry import resolve_variants
+
+            # A text model is loaded here: which recipes apply depends on it (and bad lengths fail now).
+            workload = self.text.workload if self.text is not None else "image"
+            resolved = resolve_variants(config.variants, self.device, workload)
+            self.variants = {variant.name: variant for variant in resolved}
+        self._check_precisions()
 
     def _check_precisions(self) -> None:
         """A precision that no requested runtime runs on this device is bad input, not a failed case.
@@ -99,8 +108,25 @@ class BenchmarkSession:
     # -- data and models --------------------------------------------------------------------------------
 
     @property
+    def text(self) -> TextWorkload | None:
+        """The text side of the session for a text model (``hf:``, ``hf-config:``), else ``None``.
+
+        Creating it checks the sequence, prompt and output lengths against the model (bad input fails here).
+        """
+        if self._text is None and (self._loaded is not None or self.config.model.startswith(TEXT_PREFIXES)):
+            from mlperf_track.models.text import text_info
+
+            if text_info(self.loaded_model) is not None:
+                from mlperf_track.pipeline.text_workload import TextWorkload
+
+                self._text = TextWorkload(self.config, self.loaded_model, self.device)  # type: ignore[arg-type]
+        return self._text
+
+    @property
     def data(self) -> DatasetSplits:
         """The dataset, loaded on first use."""
+        if self._data is None and self.text is not None:
+            self._data = self.text.data
         if self._data is None:
             from mlperf_track.data.registry import load_dataset
 
@@ -117,7 +143,15 @@ class BenchmarkSession:
         return self._loaded
 
     def baseline(self) -> ModelArtifact:
-        """The baseline artifact: loaded, head replaced and fine-tuned on a labelled dataset (cached on disk)."""
+        """The baseline artifact: loaded, head replaced and trained on a labelled dataset (cached on disk).
+
+        With ``epochs=None`` (auto) it is trained until its holdout top-1 stops improving.
+        """
+        if BASELINE not in self._artifacts and self.text is not None:
+            self._check_text_runtimes()
+            prepared = self.text.baseline()
+            self._artifacts[BASELINE] = prepared.artifact
+            self._baseline_facts = dict(prepared.facts)
         if BASELINE not in self._artifacts:
             from mlperf_track.variants.baseline import prepare_baseline
 
@@ -136,7 +170,7 @@ class BenchmarkSession:
 
     @property
     def baseline_facts(self) -> dict[str, str]:
-        """Facts about the baseline preparation (cached, training time, validation accuracy)."""
+        """Facts about the baseline preparation (cached, training time and curve, holdout and evaluation top-1)."""
         self.baseline()
         return dict(self._baseline_facts)
 
@@ -212,7 +246,8 @@ class BenchmarkSession:
         """
         if variant in self._build_errors:
             config = self.config
-            return [self.make_case(variant, config.runtimes[0], config.precisions[0], config.batch_sizes[0])]
+            first = self.text.shapes()[0] if self.text is not None else {}
+            return [self.make_case(variant, config.runtimes[0], config.precisions[0], config.batch_sizes[0], **first)]
         if not build and variant != BASELINE and variant not in self._artifacts:
             recipe = self.variants[variant]
             return self._cases(variant, recipe.pinned_runtime, recipe.pinned_precision, effective=False)
@@ -223,6 +258,9 @@ class BenchmarkSession:
         self, variant: str, runtime: str | None, precision: str | None, *, effective: bool = True
     ) -> list[CaseSpec]:
         runtimes = [runtime] if runtime else list(self.config.runtimes)
+        shapes = self.text.shapes() if self.text is not None else [{}]
+        if self.text is not None and not runtime:
+            runtimes = self._check_text_runtimes()
         # int8/fp8 run only a model quantized in them: not the baseline, not a float variant
         floats = [item for item in self.config.precisions if item not in ARTIFACT_PRECISIONS]
         precisions = [precision] if precision else floats
@@ -230,11 +268,19 @@ class BenchmarkSession:
             fitting = [name for name in runtimes if self._supports(name, precision)]
             runtimes = fitting or runtimes[:1]
         return [
-            self.make_case(variant, name, item, batch_size, effective=effective)
+            self._make_case(variant, name, item, batch_size, shape, effective=effective)
             for name in runtimes
             for item in precisions
+            for shape in shapes
             for batch_size in self.config.batch_sizes
         ]
+
+    def _check_text_runtimes(self) -> list[str]:
+        """The requested runtimes that run the text model's workload (none of them: bad input, one line)."""
+        assert self.text is not None
+        workload = self.text.workload
+        supports = {name: workload in self.runtime(name).capabilities().workloads for name in self.config.runtimes}
+        return self.text.check_runtimes(list(self.config.runtimes), supports)
 
     def plan(self, *, build: bool = True) -> list[CaseSpec]:
         """Every case of the configuration, grouped so that prepared models are reused across batch sizes.
@@ -243,11 +289,24 @@ class BenchmarkSession:
         """
         return [case for variant in self.variant_names() for case in self.cases_for(variant, build=build)]
 
-    def make_case(
-        self, variant: str, runtime: str, precision: str, batch_size: int, *, effective: bool = True
+    def make_case(self, variant: str, runtime: str, precision: str, batch_size: int, **lengths: int) -> CaseSpec:
+        """A case of this session's model, device and dataset (``channels_last`` only where the runtime honours it).
+
+        ``lengths`` are a text model's ``seq_len`` or ``prompt_len`` and ``output_len``.
+        """
+        return self._make_case(variant, runtime, precision, batch_size, lengths)
+
+    def _make_case(
+        self,
+        variant: str,
+        runtime: str,
+        precision: str,
+        batch_size: int,
+        lengths: dict[str, int],
+        *,
+        effective: bool = True,
     ) -> CaseSpec:
-        """A case of this session's model, device and dataset (``channels_last`` only where the runtime honours it;
-        ``effective=False`` leaves it as configured, without building the variant to ask)."""
+        """:meth:`make_case`; ``effective=False`` leaves the case as configured, without building the variant."""
         case = CaseSpec(
             model=self.config.model,
             variant=variant,
@@ -260,6 +319,7 @@ class BenchmarkSession:
             num_threads=self.config.num_threads,
             channels_last=self.config.channels_last,
             options=self.config.options,
+            **lengths,
         )
         return self._runner.effective_case(case) if effective else case
 
@@ -278,6 +338,8 @@ class BenchmarkSession:
         instance = self.runtime(runtime)
         try:
             instance.check(self.device, precision)
+            if self.text is not None:
+                instance.check_workload(self.text.workload)
         except UnsupportedError as error:
             return str(error)
         if variant != BASELINE and variant not in self.variants:
@@ -289,13 +351,20 @@ class BenchmarkSession:
 
     # -- running -------------------------------------------------------------------------------------------
 
-    def run_case(self, case: CaseSpec, *, profile: bool = False) -> CaseOutcome:
-        """Measure one case. A failure of the case itself is returned in the outcome, never raised."""
-        return self._runner.run(case, profile=profile or self.config.profile)
+    def run_case(self, case: CaseSpec, *, profile: bool = False, timing: TimingConfig | None = None) -> CaseOutcome:
+        """Measure one case. A failure of the case itself is returned in the outcome, never raised.
+
+        ``timing`` replaces the configuration's timing for this case (a tuner's short first measurement).
+        """
+        return self._runner.run(case, profile=profile or self.config.profile, timing=timing)
 
     def prepared_model(self, case: CaseSpec) -> PreparedModel | None:
         """The prepared model that served ``case``, while the session keeps it (benchmarks time it by hand)."""
         return self._runner.prepared_model(case)
+
+    def has_variant(self, name: str) -> bool:
+        """Whether variant ``name`` (or the baseline) is built already (cheap: builds nothing)."""
+        return name in self._artifacts
 
     def release(self, keep: PreparedKey | None = None) -> None:
         """Close prepared models (all but ``keep``) and give memory back."""

@@ -344,9 +344,10 @@ def config_from_json(data: dict[str, Any]) -> PipelineConfig:
     values["timing"] = TimingConfig(**values.get("timing", {}))
     for key in ("variants", "runtimes", "precisions", "batch_sizes"):
         values[key] = tuple(values.get(key) or ())
+    for key, value in values.items():  # every other sequence field (pin_cores, text lengths) is a tuple too
+        if isinstance(value, list):
+            values[key] = tuple(value)
     values["options"] = tuple(tuple(pair) for pair in values.get("options") or ())
-    if values.get("pin_cores") is not None:
-        values["pin_cores"] = tuple(values["pin_cores"])
     for key in ("cache_dir", "output_dir"):
         if values.get(key) is not None:
             values[key] = Path(values[key])

@@ -26,7 +26,7 @@ class VariantContext:
         data: The dataset (train split for calibration, distillation and fine-tuning).
         image_size: Input resolution.
         seed: Seed for every random choice.
-        epochs: Epochs for any (re)training the recipe does.
+        epochs: Epochs for any (re)training the recipe does, or ``None``: until its holdout top-1 stops improving.
         options: Recipe parameters as given by the user (``ratio``, ``temperature``, ``student``, ...).
         work_dir: A directory for files the recipe writes (ONNX models, checkpoints).
     """
@@ -35,7 +35,7 @@ class VariantContext:
     data: DatasetSplits
     image_size: int
     seed: int = 0
-    epochs: int = 1
+    epochs: int | None = 1
     options: Mapping[str, str] = field(default_factory=dict)
     work_dir: Path | None = None
 
@@ -54,6 +54,9 @@ class Variant(ABC):
     pinned_precision: ClassVar[str | None] = None
     #: The runtime every artifact of this recipe needs, or ``None``.
     pinned_runtime: ClassVar[str | None] = None
+    #: The kinds of model the recipe applies to (:data:`~mlperf_track.models.artifact.WORKLOADS`): a group
+    #: leaves out the recipes that do not apply, naming one of them explicitly is refused.
+    workloads: ClassVar[frozenset[str]] = frozenset({"image"})
 
     def unavailable_reason(self, device: str) -> str | None:
         """``None`` when the recipe can run for ``device`` here, else why not."""
