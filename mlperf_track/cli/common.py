@@ -78,6 +78,7 @@ def pipeline_config_from_args(args: argparse.Namespace, *, profile: bool = False
         max_accuracy_drop=max_accuracy_drop,
         repeats=read(args, "repeats"),
         pin_cores=read(args, "pin_cores"),
+        trust_pickle=bool(read(args, "trust_pickle")),
     )
     check_declared_options(config)
     return config

@@ -173,6 +173,9 @@ OPTIONS: tuple[CliOption, ...] = (
             parse=p.positive_int),
     _option("grace_period", "a trial without a heartbeat for this many seconds is failed and retried", "30", TUNE,
             parse=p.positive_int),
+    _option("trust_pickle", "allow model and weights files that can run code when loaded (full-model pickles, "
+            "TorchScript, .pt2 archives with pickled records, MLflow models saved as pickles): only files from a "
+            "source you trust", "false", EVERY, parse=p.boolean, kind="bool"),
     _option("profile", "also record a torch.profiler trace and flame graph per case", "false", frozenset({"run"}),
             parse=p.boolean, kind="bool"),
     _option("experiment_name", "MLflow experiment (auto: $MLFLOW_EXPERIMENT_NAME, else mlperf_track/<model>)",

@@ -108,6 +108,7 @@ def config_from_args(args: argparse.Namespace, experiment: str | None = None) ->
         heartbeat_interval_s=read(args, "heartbeat_interval"),
         grace_period_s=read(args, "grace_period"),
         output_dir=Path(read(args, "output_dir")),
+        trust_pickle=bool(read(args, "trust_pickle")),
     )
 
 

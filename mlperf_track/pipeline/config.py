@@ -56,6 +56,8 @@ class PipelineConfig:
         repeats: Interleaved replicates of every case, merged into one result with their between-replicate
             spread (1: measure each case once).
         pin_cores: CPU cores the process is pinned to while measuring, or ``None`` to leave affinity alone.
+        trust_pickle: Allow model and weights files that run code when loaded (full-model pickles, TorchScript);
+            see :mod:`mlperf_track.models.safety`.
     """
 
     model: str
@@ -80,6 +82,7 @@ class PipelineConfig:
     max_accuracy_drop: float | None = 0.01
     repeats: int = 1
     pin_cores: tuple[int, ...] | None = None
+    trust_pickle: bool = False
 
     def __post_init__(self) -> None:
         if not self.model:

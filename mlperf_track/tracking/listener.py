@@ -89,6 +89,7 @@ def config_params(config: PipelineConfig, device: str | None = None) -> dict[str
         "profile": str(config.profile).lower(),
         "max_accuracy_drop": "none" if config.max_accuracy_drop is None else f"{config.max_accuracy_drop:g}",
         "repeats": str(config.repeats),
+        "trust_pickle": str(config.trust_pickle).lower(),
     }
     params.update({f"option.{key}": value for key, value in config.options})
     params.update({f"timing.{key}": str(value) for key, value in config.timing.to_dict().items()})

@@ -145,6 +145,7 @@ class SessionBackend:
             timing=timing,
             seed=config.seed,
             output_dir=config.output_dir,
+            trust_pickle=config.trust_pickle,
         )
         if config.cache_dir is not None:
             pipeline = replace(pipeline, cache_dir=config.cache_dir)
@@ -158,7 +159,13 @@ class SessionBackend:
         return self.pipeline.dataset != "synthetic" and self.session.data.has_labels
 
     def search_space(self) -> SearchSpace:
-        """Builds the variants (once) to learn their pins, then enumerates the valid space."""
+        """Builds the variants (once) to learn their pins, then enumerates the valid space.
+
+        Raises:
+            ConfigError: The model cannot be loaded (loaded here, so that a bad or unsafe model file is bad
+                input before the study starts, not a failure of every trial); ModelLoadError likewise.
+        """
+        _ = self.session.loaded_model
         errors = self.session.build_variants()
         pins: dict[str, tuple[str | None, str | None]] = {BASELINE: (None, None)}
         for name in self.session.variants:

@@ -104,6 +104,8 @@ class TuneConfig:
         max_retry: How often a trial whose worker died is retried.
         output_dir: Where per-trial files (samples, result JSON) are written.
         cache_dir: Cache for baselines and exports, or ``None`` for the pipeline default.
+        trust_pickle: Allow model and weights files that run code when loaded (see
+            :mod:`mlperf_track.models.safety`).
     """
 
     model: str
@@ -135,6 +137,7 @@ class TuneConfig:
     max_retry: int = 3
     output_dir: Path = Path("mlperf_track_output") / "tune"
     cache_dir: Path | None = field(default=None)
+    trust_pickle: bool = False
 
     def __post_init__(self) -> None:
         if not self.model:
