@@ -81,8 +81,28 @@ def test_cli_refuses_crafted_weights_with_one_line_exit_2(
     _crafted_checkpoint(weights, marker)
     extra = ["--storage", "none", "--n-trials", "1"] if command == "tune" else []
 
-    code = main([command, "--model", "tinycnn", "--weights", str(weights), "--device", "cpu", "--image-size", "32",
-                 "--batch-sizes", "1", "--runtimes", "eager", "--precisions", "fp32", "--max-time", "0.2", *extra])
+    code = main(
+        [
+            command,
+            "--model",
+            "tinycnn",
+            "--weights",
+            str(weights),
+            "--device",
+            "cpu",
+            "--image-size",
+            "32",
+            "--batch-sizes",
+            "1",
+            "--runtimes",
+            "eager",
+            "--precisions",
+            "fp32",
+            "--max-time",
+            "0.2",
+            *extra,
+        ]
+    )
 
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith(f"mlperf-track {command}: error:")]
@@ -174,9 +194,34 @@ def test_cli_run_with_trust_pickle_tags_the_runs(tmp_path: Path, monkeypatch: py
     marker, weights = tmp_path / "marker", tmp_path / "weights.pth"
     _crafted_checkpoint(weights, marker)
 
-    code = main(["run", "--model", "tinycnn", "--weights", str(weights), "--device", "cpu", "--image-size", "32",
-                 "--batch-sizes", "1", "--runtimes", "eager", "--precisions", "fp32", "--max-time", "0.2",
-                 "--variants", "none", "--dataset", "synthetic", "--trust-pickle", "--experiment-name", "trusted"])
+    code = main(
+        [
+            "run",
+            "--model",
+            "tinycnn",
+            "--weights",
+            str(weights),
+            "--device",
+            "cpu",
+            "--image-size",
+            "32",
+            "--batch-sizes",
+            "1",
+            "--runtimes",
+            "eager",
+            "--precisions",
+            "fp32",
+            "--max-time",
+            "0.2",
+            "--variants",
+            "none",
+            "--dataset",
+            "synthetic",
+            "--trust-pickle",
+            "--experiment-name",
+            "trusted",
+        ]
+    )
 
     assert code == 0 and marker.exists()
     client = mlflow.MlflowClient(uri)
