@@ -166,8 +166,11 @@ OPTIONS: tuple[CliOption, ...] = (
     _option("threads", "CPU thread counts to search: a list, or auto (powers of two up to the cores)", "none", TUNE,
             parse=p.positive_int_list, accepts_none=True),
     _option("sampler", "auto (TPE), tpe, grid, random or nsga2", "auto", TUNE, parse=p.sampler),
-    _option("storage", "Optuna storage: auto (sqlite optuna.db here), none (in memory) or a database URL", "auto",
-            TUNE),
+    _option("storage", "Optuna storage: auto ($MLPERF_TRACK_STORAGE when set, else sqlite optuna.db here), none (in "
+            "memory) or a database URL (a password here shows in ps: use $MLPERF_TRACK_STORAGE or "
+            "--storage-password-file)", "auto", TUNE),
+    _option("storage_password_file", "file whose first line is the database password, put into the storage URL "
+            "(which names the user)", "none", TUNE, parse=p.existing_file, accepts_none=True),
     _option("study_name", "study to create or resume (auto: a new unique name)", "auto", TUNE),
     _option("heartbeat_interval", "seconds between heartbeats of a running trial (database storages)", "10", TUNE,
             parse=p.positive_int),

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from mlperf_track.cli.common import add_pipeline_arguments, output_file, pipeline_config_from_args
 from mlperf_track.cli.options import read
 from mlperf_track.errors import MlperfTrackError
+from mlperf_track.secrets import mask_url
 
 if TYPE_CHECKING:
     from mlperf_track.pipeline.config import PipelineConfig
@@ -126,7 +127,8 @@ def execute(args: argparse.Namespace, *, profile: bool = False, footer: str | No
     if last is not None:
         experiment = mlflow.get_experiment(last.info.experiment_id)
         console.print(
-            f"logged to {mlflow.get_tracking_uri()}: experiment {experiment.name}, parent run {last.info.run_id}"
+            f"logged to {mask_url(mlflow.get_tracking_uri())}: experiment {experiment.name}, "
+            f"parent run {last.info.run_id}"
         )
     if output is not None:
         output.write_text(results_to_json(outcome.results), encoding="utf-8")

@@ -73,6 +73,13 @@ def _threads(args: argparse.Namespace) -> tuple[int, ...]:
     return tuple(read(args, "threads") or ())
 
 
+def _storage(args: argparse.Namespace) -> str | None:
+    """The storage URL: ``--storage`` (``auto``: ``$MLPERF_TRACK_STORAGE`` or SQLite) with its password file."""
+    from mlperf_track.tuning.storage import storage_from_flags
+
+    return storage_from_flags(args.storage, read(args, "storage_password_file"))
+
+
 def config_from_args(args: argparse.Namespace, experiment: str | None = None) -> TuneConfig:
     """Build and validate the :class:`TuneConfig` of the flags (``auto``/``none`` as MLproject passes them).
 
@@ -99,7 +106,7 @@ def config_from_args(args: argparse.Namespace, experiment: str | None = None) ->
         memory_limit_mb=read(args, "memory_limit_mb"),
         p99_slo_ms=read(args, "p99_slo_ms"),
         max_accuracy_drop=read(args, "max_accuracy_drop"),
-        storage=args.storage,
+        storage=_storage(args),
         study_name=None if is_auto(args.study_name) or is_none(args.study_name) else args.study_name,
         sampler=read(args, "sampler") or "auto",
         seed=read(args, "seed"),
