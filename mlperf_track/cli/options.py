@@ -172,6 +172,9 @@ OPTIONS: tuple[CliOption, ...] = (
     _option("storage_password_file", "file whose first line is the database password, put into the storage URL "
             "(which names the user)", "none", TUNE, parse=p.existing_file, accepts_none=True),
     _option("study_name", "study to create or resume (auto: a new unique name)", "auto", TUNE),
+    _option("workers", "worker processes to start on the one study (N, or gpus: one per visible GPU, each with its "
+            "own CUDA_VISIBLE_DEVICES); needs a database storage; see docs/scale-out.md", "1", TUNE,
+            parse=p.worker_count, in_mlproject=False),
     _option("heartbeat_interval", "seconds between heartbeats of a running trial (database storages)", "10", TUNE,
             parse=p.positive_int),
     _option("grace_period", "a trial without a heartbeat for this many seconds is failed and retried", "30", TUNE,

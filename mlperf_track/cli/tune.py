@@ -145,6 +145,10 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     check_tracking_store(resolve_tracking_uri())
     config = replace(config, experiment=experiment_for(config.experiment, config.model))
+    if read(args, "workers") != 1:
+        from mlperf_track.cli.tune_workers import supervise
+
+        return supervise(args, config)
     backend = _backend_factory(args.backend)(config) if args.backend else None
     outcome = run_tune(config, backend)
     _log_the_log(outcome, getattr(args, "log_file", None))
