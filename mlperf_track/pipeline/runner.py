@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from mlperf_track.pipeline.affinity import check_cores, pinned
 from mlperf_track.pipeline.config import PipelineConfig
 from mlperf_track.pipeline.events import CaseOutcome, PipelineListener, PipelineOutcome
+from mlperf_track.pipeline.options import check_declared_options
 from mlperf_track.pipeline.session import BenchmarkSession
 
 if TYPE_CHECKING:
@@ -38,8 +39,9 @@ logger = logging.getLogger(__name__)
 def run_pipeline(config: PipelineConfig, listener: PipelineListener | None = None) -> PipelineOutcome:
     """Measure every case of ``config``.
 
-    Bad input (unknown model, runtime, variant or dataset; a precision no runtime runs on the device; a core
-    to pin that this process may not use) raises before any case runs. A case's own failure is recorded in
+    Bad input (unknown model, runtime, variant or dataset; a precision no runtime runs on the device; an
+    ``options`` key no selected runtime or variant declares; a core to pin that this process may not use)
+    raises before any case runs. A case's own failure is recorded in
     its outcome and the pipeline goes on. On Ctrl-C the listener still receives ``on_pipeline_end`` with
     ``interrupted`` set, then the interrupt is re-raised.
 
@@ -52,6 +54,7 @@ def run_pipeline(config: PipelineConfig, listener: PipelineListener | None = Non
     """
     listener = listener or PipelineListener()
     outcome = PipelineOutcome(config=config)
+    check_declared_options(config)
     if config.pin_cores is not None:
         check_cores(config.pin_cores, config.num_threads)
     with BenchmarkSession(config) as session:

@@ -9,7 +9,8 @@ created or written.
 Experiments (:func:`experiment_for`): runs go to the experiment the user names (``--experiment-name``, or
 ``MLFLOW_EXPERIMENT_NAME``/``MLFLOW_EXPERIMENT_ID`` as MLflow users expect), else to one named after the question,
 ``mlperf_track/<model>``, so that runs of different models never share an experiment. ``report --experiment
-mlperf_track`` and ``export`` find them all through :func:`resolve_experiments` (a prefix matches ``prefix/*``).
+mlperf_track`` and ``export`` find them all through
+:func:`mlperf_track.report.runs.resolve_experiments` (a prefix matches ``prefix/*``).
 
 Inside ``mlflow run`` the run exists before our code starts, in the experiment ``mlflow run`` chose: with
 ``--experiment-name X`` (or ``MLFLOW_EXPERIMENT_NAME``), X is used and nothing moves. Without one, ``mlflow run``
@@ -29,13 +30,12 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlperf_track.errors import ConfigError, StorageError
+from mlperf_track.errors import StorageError
 from mlperf_track.secrets import mask_url
-from mlperf_track.spec import closest_matches
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
-    from mlflow.entities import Experiment, Run
+    from mlflow.entities import Run
 
 logger = logging.getLogger(__name__)
 
@@ -271,45 +271,3 @@ def _take_over_launch(run_id: str, experiment: str) -> None:
     )
     os.environ["MLFLOW_RUN_ID"] = run.info.run_id
     logger.info("results go to experiment %s (mlflow run's run %s in Default points there)", experiment, run_id)
-
-
-def resolve_experiments(name_or_prefix: str, client: MlflowClient | None = None) -> list[Experiment]:
-    """The active experiments ``name_or_prefix`` means: the one of that name and every one under ``name/``.
-
-    ``mlperf_track`` matches ``mlperf_track`` (if it exists) and ``mlperf_track/resnet50``, ``mlperf_track/
-    resnet18``, ...; ``mlperf_track/`` or ``mlperf_track/*`` only the latter; ``mlperf_track/resnet50`` that one
-    (and ``mlperf_track/resnet50/...``). Sorted by name.
-
-    Raises:
-        ConfigError: Nothing matches (``--experiment``, with the closest names and the ``mlperf_track`` prefix).
-    """
-    from mlflow import MlflowClient
-    from mlflow.entities import ViewType
-
-    client = client or MlflowClient(resolve_tracking_uri())
-    wanted = name_or_prefix.strip()
-    prefix = wanted.rstrip("*")
-    exact = None if prefix.endswith("/") else prefix
-    children = prefix if prefix.endswith("/") else f"{prefix}/"
-    experiments: list[Experiment] = []
-    token = None
-    while True:
-        page = client.search_experiments(view_type=ViewType.ACTIVE_ONLY, max_results=1000, page_token=token)
-        experiments.extend(page)
-        token = page.token
-        if not token:
-            break
-    matched = sorted(
-        (item for item in experiments if item.name == exact or item.name.startswith(children)), key=lambda e: e.name
-    )
-    if not matched:
-        names = sorted(item.name for item in experiments)
-        close = closest_matches(wanted, names)
-        hint = f"did you mean {', '.join(close)}?" if close else f"experiments here: {', '.join(names[:8]) or 'none'}"
-        raise ConfigError(
-            "--experiment",
-            wanted,
-            f"an experiment name, or a prefix such as {EXPERIMENT_PREFIX} (matches {EXPERIMENT_PREFIX}/*)",
-            hint,
-        )
-    return matched

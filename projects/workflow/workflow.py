@@ -30,7 +30,8 @@ QUICK = {
     "runtimes": "eager",
     "precisions": "fp32",
     "dataset": "synthetic",
-    "max_time": "0.2",
+    "max_time": "1",
+    "target_ci": "0.25",
     "variants": "none",
     "n_trials": "2",
 }
@@ -41,7 +42,7 @@ def step_parameters(step: str, args: argparse.Namespace, experiment: str, quick:
     """The parameters of one step: the workflow's values it takes, quick overrides, the experiment to report."""
     values = {name: str(getattr(args, name)) for name in STEP_PARAMS[step]}
     if quick and step in QUICK_STEPS:
-        allowed = {*PIPELINE_PARAMS, "epochs", "runtimes", "precisions", "dataset", "variants"}
+        allowed = {*PIPELINE_PARAMS, "epochs", "runtimes", "precisions", "dataset", "variants", "target_ci"}
         if step == "tune":
             allowed = {"image_size", "batch_sizes", "runtimes", "precisions", "variants", "n_trials"}
         values.update({key: value for key, value in QUICK.items() if key in allowed})

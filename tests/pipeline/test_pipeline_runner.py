@@ -144,3 +144,13 @@ def test_cuda_without_gpu_is_a_device_error(tmp_path: Path) -> None:
         pytest.skip("a GPU is present")
     with pytest.raises(DeviceError):
         run_pipeline(tiny_config(tmp_path, device="cuda"))
+
+
+def test_an_option_no_selected_member_declares_is_refused_before_any_case(tmp_path: Path) -> None:
+    """The Python API checks ``options`` as the CLI does: one line, before the baseline is built."""
+    config = tiny_config(tmp_path, runtimes=("eager",), variants=(), options=(("compile_mode", "max-autotune"),))
+    recorder = Recorder()
+    with pytest.raises(ConfigError, match=r"compile_mode"):
+        run_pipeline(config, recorder)
+    assert recorder.events == []
+    assert not (tmp_path / "cache").exists()

@@ -102,7 +102,11 @@ def check_pipeline_run_tree(uri: str, experiment_name: str, batch_sizes: tuple[i
         assert "hw.cpu" in child.data.tags and "sw.torch" in child.data.tags
         assert {"samples.csv", "result.json"} <= _artifacts(client, child.info.run_id)
     assert "hw.cpu" in parent.data.tags and parent.data.tags["mlperf_track.role"] == "pipeline"
-    assert f"best/{m.THROUGHPUT}" in parent.data.metrics
+    # A best is named only among valid cases; a loaded machine may leave none, and then the parent says so.
+    if any(child.data.tags.get(m.VALID_TAG) == "true" for child in children):
+        assert f"best/{m.THROUGHPUT}" in parent.data.metrics
+    else:
+        assert parent.data.tags["best.status"] == "none_eligible"
     assert {
         "summary.json",
         "summary.csv",
@@ -125,7 +129,8 @@ TINY_PARAMS = {
     "precisions": "fp32",
     "variants": "none",
     "dataset": "synthetic",
-    "max_time": "0.2",
+    "max_time": "1",
+    "target_ci": "0.25",  # a loose precision target keeps the result valid on a busy machine
     "num_threads": "1",
 }
 

@@ -111,7 +111,7 @@ def test_listener_against_a_server(remote: str, tmp_path: Path) -> None:
     artifact_uri = client.get_run(parent.info.run_id).info.artifact_uri
     assert artifact_uri.startswith("mlflow-artifacts:")  # artifacts go through the server
     report = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/report/report.md")
-    assert results[1].case.name in report
+    assert "Ship baseline/eager/fp32 at batch 4" in report  # the recommendation names the best case
     samples = mlflow.artifacts.load_text(f"runs:/{children[0].info.run_id}/samples.csv")
     assert samples.startswith("iteration,latency_ms")
 

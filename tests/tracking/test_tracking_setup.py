@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from mlperf_track.errors import ConfigError, StorageError
+from mlperf_track.report.runs import resolve_experiments
 from mlperf_track.tracking.setup import (
     LAUNCHER_TAG,
     POINTER_EXPERIMENT_TAG,
@@ -20,7 +21,6 @@ from mlperf_track.tracking.setup import (
     default_tracking_uri,
     experiment_for,
     question_experiment,
-    resolve_experiments,
     resolve_tracking_uri,
 )
 
@@ -213,11 +213,11 @@ def test_resolve_experiments_takes_a_name_or_a_prefix(tracking: str) -> None:
         client.create_experiment(name)
 
     def names(query: str) -> list[str]:
-        return [experiment.name for experiment in resolve_experiments(query, client)]
+        return list(resolve_experiments(client, query).values())
 
     assert names(root) == [f"{root}/a", f"{root}/a/deeper", f"{root}/b"]
     assert names(f"{root}/*") == names(f"{root}/") == names(root)
     assert names(f"{root}/a") == [f"{root}/a", f"{root}/a/deeper"]
     assert names(f"{root}x") == [f"{root}x"]
     with pytest.raises(ConfigError, match=rf"did you mean {root}/b"):
-        resolve_experiments(f"{root}/bb", client)
+        resolve_experiments(client, f"{root}/bb")
