@@ -134,7 +134,7 @@ def model_target(args: argparse.Namespace) -> ModelTarget:
         precision=check_choice("--precision", args.precision, PRECISIONS),
         device=resolve_device(check_choice("--device", args.device, DEVICES)),
         image_size=positive_int("--image-size")(args.image_size),
-        weights=args.weights,
+        weights=args.weights if _optional(args.weights) else None,
         channels_last=bool(args.channels_last),
         options=parse_options(args.option),
     )

@@ -37,9 +37,9 @@ def _command(project: Any, entry_point: str, **params: str) -> list[str]:
 def test_root_project_entry_points_parse_with_the_cli() -> None:
     project = _project(REPO)
     assert project.name == "mlperf_track" and project.env_type == "conda_env"
-    assert set(project._entry_points) == {"main", "benchmark", "profile", "report", "tune"}
+    assert set(project._entry_points) == {"main", "benchmark", "profile", "report", "tune", "serve"}
     parser = build_parser()
-    for entry_point in (*ENTRY_POINTS, "report"):
+    for entry_point in (*ENTRY_POINTS, "report", "serve"):
         argv = _command(project, entry_point, experiment="x")
         assert argv[:3] == ["python", "-m", "mlperf_track"], argv
         args = parser.parse_args(argv[3:])  # a flag the CLI does not know exits with code 2
@@ -129,7 +129,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def _mlflow_run(tmp_path: Path, project: Path, experiment: str, **params: str) -> None:
+def _mlflow_run(tmp_path: Path, project: Path, experiment: str, entry_point: str = "main", **params: str) -> None:
     command = [
         sys.executable,
         "-m",
@@ -140,6 +140,8 @@ def _mlflow_run(tmp_path: Path, project: Path, experiment: str, **params: str) -
         "local",
         "--experiment-name",
         experiment,
+        "-e",
+        entry_point,
     ]
     for key, value in params.items():
         command += ["-P", f"{key}={value}"]
@@ -156,6 +158,13 @@ def _runs(tmp_path: Path, experiment: str) -> list[Run]:
     found = client.get_experiment_by_name(experiment)
     assert found is not None
     return list(client.search_runs([found.experiment_id]))
+
+
+def _artifact_paths(tmp_path: Path, run_id: str, folder: str) -> set[str]:
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlruns.db'}")
+    return {item.path for item in client.list_artifacts(run_id, folder)}
 
 
 @pytest.mark.integration
@@ -226,3 +235,45 @@ def test_tune_entry_point_builds_a_tune_config() -> None:
     argv = _command(_project(REPO), "tune", model="tinycnn", memory_limit_mb="800")
     config = config_from_args(build_parser().parse_args(argv[3:]))
     assert config.model == "tinycnn" and config.memory_limit_mb == 800 and config.sampler == "auto"
+
+
+def test_serve_entry_point_reaches_every_load_flag() -> None:
+    """Every ``serve`` parameter arrives at its ``mlperf-track load`` flag, and the defaults build a plan."""
+    from mlperf_track.cli.load_options import build_plan
+
+    point = _project(REPO).get_entry_point("serve")
+    sentinels = {name: f"value-of-{name}" for name in point.parameters}
+    args = build_parser().parse_args(shlex.split(point.compute_command(sentinels, None))[3:])
+    for name, value in sentinels.items():
+        assert getattr(args, name) == value, name
+    defaults = build_parser().parse_args(_command(_project(REPO), "serve", model="tinycnn", device="cpu")[3:])
+    plan = build_plan(defaults, None)
+    assert plan.config.scenario == "server" and plan.config.latency_bound_ms == 50.0
+    assert plan.search is not None and plan.rates == ()  # rate=auto searches max_qps
+    assert plan.target.weights is None  # type: ignore[attr-defined]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_serve_entry_point_logs_a_parent_and_a_child_per_load_point(tmp_path: Path) -> None:
+    params = {
+        "model": "tinycnn",
+        "device": "cpu",
+        "image_size": "16",
+        "rate": "40,80",
+        "latency_bound_ms": "100",
+        "min_duration": "0.3",
+        "num_threads": "1",
+        "max_batch_size": "4",
+        "max_queue_delay_ms": "1",
+    }
+    _mlflow_run(tmp_path, REPO, "serve-project", entry_point="serve", **params)
+    runs = _runs(tmp_path, "serve-project")
+    parents = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert sorted(run.info.run_name for run in children) == ["server@40qps", "server@80qps"]
+    for child in children:
+        assert m.LOAD_LATENCY_P99 in child.data.metrics and m.LOAD_QUEUE_P99 in child.data.metrics
+    artifacts = _artifact_paths(tmp_path, parents[0].info.run_id, "figures")
+    assert "figures/latency_vs_load.png" in artifacts
