@@ -18,8 +18,9 @@ from mlperf_track.tuning.tracking import FOUND, RESULT_TAG
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 LIMIT_MB = 6000.0
-#: Short timing: the point is the tuner on the real session, not precise numbers.
-TIMING = TimingConfig(warmup_iters=1, warmup_s=0.0, min_iters=3, max_iters=20, max_time_s=0.25, target_rel_ci=0.2)
+#: Short timing: the point is the tuner on the real session, not precise numbers. Enough calls for a median CI
+#: (6) and a loose target, so that trials stay valid (eligible as best) on a loaded machine.
+TIMING = TimingConfig(warmup_iters=1, warmup_s=0.0, min_iters=6, max_iters=30, max_time_s=2.0, target_rel_ci=0.5)
 
 
 def test_cpu_tune_of_resnet18_logs_12_trials_and_a_best_configuration_within_the_memory_limit(
