@@ -74,6 +74,8 @@ STARTUP_FIRST_INFERENCE: Final = "startup/first_inference_ms"
 VALID_TAG: Final = "valid"
 #: Tag: why a result is invalid (``; ``-separated), absent when it is valid.
 VALID_REASONS_TAG: Final = "valid.reasons"
+#: Tag (on the model and its runs): the files loaded with loaders that can run code (``--trust-pickle``).
+UNSAFE_LOAD_TAG: Final = "model.unsafe_load"
 
 LATENCY_KEYS: Final = (
     LATENCY_P50,

@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
+from mlperf_track import metrics
 from mlperf_track.errors import UnsafeFileError
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ logger = logging.getLogger(__name__)
 #: The flag (and, as ``trust_pickle``, the MLproject parameter) that allows files that can run code.
 TRUST_FLAG: Final = "--trust-pickle"
 #: Tag (on the model and the runs) listing the files loaded with the unsafe loaders.
-UNSAFE_LOAD_TAG: Final = "model.unsafe_load"
+UNSAFE_LOAD_TAG: Final = metrics.UNSAFE_LOAD_TAG
 
 _TRUSTED: contextvars.ContextVar[bool] = contextvars.ContextVar("mlperf_track_trust_pickle", default=False)
 _LOADS: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("mlperf_track_unsafe_loads", default=None)
