@@ -70,6 +70,43 @@ STARTUP_LOAD: Final = "startup/load_s"
 STARTUP_PREPARE: Final = "startup/prepare_s"
 STARTUP_FIRST_INFERENCE: Final = "startup/first_inference_ms"
 
+# -- Text models (transformers). Encoders: ``latency/*`` and ``throughput/samples_per_s`` are per batch of
+# sequences, as for images; per token they are below. Generation: ``latency/*`` and ``samples_per_s`` are per
+# whole generation call (prompt in, every new token out) and per sequence; time to first token (TTFT) is the
+# prefill until the first new token is on the host, time per output token (TPOT) the gap between two new
+# tokens, pooled over every generation of the timed window.
+TTFT_P50: Final = "latency/ttft_p50_ms"
+TTFT_P90: Final = "latency/ttft_p90_ms"
+TTFT_P99: Final = "latency/ttft_p99_ms"
+TTFT_MEAN: Final = "latency/ttft_mean_ms"
+TPOT_P50: Final = "latency/tpot_p50_ms"
+TPOT_P90: Final = "latency/tpot_p90_ms"
+TPOT_P99: Final = "latency/tpot_p99_ms"
+TPOT_MEAN: Final = "latency/tpot_mean_ms"
+#: Encoders: the median batch latency divided by the tokens of the batch (batch x sequence length).
+LATENCY_P50_PER_TOKEN: Final = "latency/p50_per_token_ms"
+#: Tokens per second: encoders, input tokens processed (batch x sequence length x batches/s); generation,
+#: output tokens generated (batch x output length per call, over the timed calls' total time).
+TOKENS_PER_S: Final = "throughput/tokens_per_s"
+#: The key/value cache of one generation call at its full length (prompt plus output), from its tensors.
+KV_CACHE: Final = "memory/kv_cache_mb"
+#: Decoders: perplexity on the corpus' evaluation windows; its difference to the baseline's (candidate minus
+#: baseline) with a paired 95% interval over the windows; share of positions whose most likely next token
+#: equals the baseline's; share whose most likely next token is the true one.
+ACCURACY_PERPLEXITY: Final = "accuracy/perplexity"
+ACCURACY_PERPLEXITY_DELTA: Final = "accuracy/perplexity_delta"
+ACCURACY_PERPLEXITY_DELTA_CI_LOW: Final = "accuracy/perplexity_delta_ci_low"
+ACCURACY_PERPLEXITY_DELTA_CI_HIGH: Final = "accuracy/perplexity_delta_ci_high"
+ACCURACY_NEXT_TOKEN_AGREEMENT: Final = "accuracy/next_token_agreement"
+ACCURACY_NEXT_TOKEN_AGREEMENT_CI_LOW: Final = "accuracy/next_token_agreement_ci_low"
+ACCURACY_NEXT_TOKEN_AGREEMENT_CI_HIGH: Final = "accuracy/next_token_agreement_ci_high"
+ACCURACY_NEXT_TOKEN_TOP1: Final = "accuracy/next_token_top1"
+#: Decoders: next-token top-1 minus the baseline's (a fraction), with a paired 95% interval over the windows: the
+#: accuracy the "best" rule's limit reads for a language model (``accuracy/top1_delta`` is for classifiers).
+ACCURACY_NEXT_TOKEN_TOP1_DELTA: Final = "accuracy/next_token_top1_delta"
+ACCURACY_NEXT_TOKEN_TOP1_DELTA_CI_LOW: Final = "accuracy/next_token_top1_delta_ci_low"
+ACCURACY_NEXT_TOKEN_TOP1_DELTA_CI_HIGH: Final = "accuracy/next_token_top1_delta_ci_high"
+
 #: Tag: ``true``/``false``, whether a result's measurement is usable (see ``BenchmarkResult.valid``).
 VALID_TAG: Final = "valid"
 #: Tag: why a result is invalid (``; ``-separated), absent when it is valid.
@@ -108,6 +145,18 @@ LOWER_IS_BETTER: Final = frozenset(
         STARTUP_LOAD,
         STARTUP_PREPARE,
         STARTUP_FIRST_INFERENCE,
+        TTFT_P50,
+        TTFT_P90,
+        TTFT_P99,
+        TTFT_MEAN,
+        TPOT_P50,
+        TPOT_P90,
+        TPOT_P99,
+        TPOT_MEAN,
+        LATENCY_P50_PER_TOKEN,
+        KV_CACHE,
+        ACCURACY_PERPLEXITY,
+        ACCURACY_PERPLEXITY_DELTA,
     }
 )
 

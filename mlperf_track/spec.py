@@ -20,6 +20,8 @@ PRECISIONS: Final = ("fp32", "tf32", "fp16", "bf16", "int8", "fp8")
 DEVICES: Final = ("auto", "cpu", "cuda")
 #: Devices a case runs on (after ``auto`` is resolved).
 CASE_DEVICES: Final = ("cpu", "cuda")
+#: Model references of the text sources (``hf:FOLDER``, ``hf-config:NAME``): known as text before loading.
+TEXT_MODEL_PREFIXES: Final = ("hf:", "hf-config:")
 
 
 def closest_matches(value: str, candidates: Iterable[str], n: int = 3) -> list[str]:
@@ -210,6 +212,9 @@ class CaseSpec:
         num_threads: Intra-op threads on CPU; ``None`` keeps torch's default.
         channels_last: Whether inputs and weights use the channels-last memory format.
         options: Runtime/variant options as sorted ``(key, value)`` pairs (e.g. ``("compile_mode", "max-autotune")``).
+        seq_len: A text encoder's tokens per sequence, or ``None`` for other models.
+        prompt_len: A text decoder's prompt tokens per sequence, or ``None``.
+        output_len: A text decoder's new tokens per sequence, or ``None``.
     """
 
     model: str
@@ -223,10 +228,16 @@ class CaseSpec:
     num_threads: int | None = None
     channels_last: bool = False
     options: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    seq_len: int | None = None
+    prompt_len: int | None = None
+    output_len: int | None = None
 
     def __post_init__(self) -> None:
         if not self.model:
             raise ConfigError("model", self.model, "a model name, file or URI")
+        for name in ("seq_len", "prompt_len", "output_len"):
+            if getattr(self, name) is not None:
+                check_positive_int(name, getattr(self, name))
         check_choice("precision", self.precision, PRECISIONS)
         check_choice("device", self.device, CASE_DEVICES)
         check_positive_int("batch_size", self.batch_size)
@@ -244,6 +255,11 @@ class CaseSpec:
     def name(self) -> str:
         """A short, stable, human-readable name (used as the MLflow child run name)."""
         parts = [self.variant, self.runtime, self.precision, f"bs{self.batch_size}"]
+        parts.extend(
+            f"{short}{value}"
+            for short, value in (("seq", self.seq_len), ("p", self.prompt_len), ("o", self.output_len))
+            if value is not None
+        )
         if self.channels_last:
             parts.append("cl")
         parts.extend(f"{key}={value}" for key, value in self.options)
@@ -264,7 +280,13 @@ class CaseSpec:
             "channels_last": str(self.channels_last).lower(),
         }
         params.update({f"option.{key}": value for key, value in self.options})
+        params.update({name: str(value) for name, value in self.lengths().items()})
         return params
+
+    def lengths(self) -> dict[str, int]:
+        """The text lengths that are set (``seq_len``, ``prompt_len``, ``output_len``); empty for image models."""
+        values = {"seq_len": self.seq_len, "prompt_len": self.prompt_len, "output_len": self.output_len}
+        return {name: value for name, value in values.items() if value is not None}
 
     def to_dict(self) -> dict[str, object]:
         """Plain, JSON-ready dict of the fields."""

@@ -122,10 +122,11 @@ def test_unknown_key_names_the_selected_members_and_the_close_key() -> None:
 def test_key_of_a_member_not_selected_says_which_member_takes_it() -> None:
     known = _declarations()
     selected = {"eager": known["eager"]}
-    with pytest.raises(ConfigError, match=r"ratio is an option of pruned_structured, .*pruned_unstructured"):
+    with pytest.raises(ConfigError, match=r"ratio is an option of (.*, )?pruned_structured, .*pruned_unstructured"):
         check_options([("ratio", "0.3")], selected, known)
-    with pytest.raises(ConfigError, match=r"no key \(eager declare no options\)"):
-        check_options([("ratio", "0.3")], selected)
+    bare = next(name for name, specs in sorted(known.items()) if not specs)
+    with pytest.raises(ConfigError, match=rf"no key \({bare} declare no options\)"):
+        check_options([("ratio", "0.3")], {bare: known[bare]})
 
 
 def test_a_key_of_any_selected_member_is_accepted() -> None:

@@ -43,11 +43,14 @@ def pipeline_config_from_args(args: argparse.Namespace, *, profile: bool = False
     from mlperf_track.engine.device import resolve_device
     from mlperf_track.pipeline.config import PipelineConfig
     from mlperf_track.pipeline.defaults import auto_defaults
+    from mlperf_track.pipeline.session import TEXT_PREFIXES
 
     device = resolve_device(read(args, "device") or "auto")
     defaults = auto_defaults(device)
     variants = read(args, "variants", defaults) or ()
-    dataset = read(args, "dataset") or (defaults["dataset"] if variants else "synthetic")
+    model = read(args, "model")
+    labelled = "auto" if str(model).startswith(TEXT_PREFIXES) else defaults["dataset"]  # a text model's own dataset
+    dataset = read(args, "dataset") or (labelled if variants else "synthetic")
     timing = defaults["timing"]
     max_time = read(args, "max_time")
     if max_time is not None:
@@ -57,7 +60,7 @@ def pipeline_config_from_args(args: argparse.Namespace, *, profile: bool = False
         timing = replace(timing, target_rel_ci=target_ci)
     max_accuracy_drop = read(args, "max_accuracy_drop")
     config = PipelineConfig(
-        model=read(args, "model"),
+        model=model,
         weights=read(args, "weights"),
         device=device,
         variants=tuple(variants),
@@ -79,6 +82,9 @@ def pipeline_config_from_args(args: argparse.Namespace, *, profile: bool = False
         repeats=read(args, "repeats"),
         pin_cores=read(args, "pin_cores"),
         trust_pickle=bool(read(args, "trust_pickle")),
+        seq_lens=read(args, "seq_lens"),
+        prompt_lens=read(args, "prompt_lens"),
+        output_lens=read(args, "output_lens"),
     )
     check_declared_options(config)
     return config

@@ -40,6 +40,15 @@ COLUMNS = (
     ("GFLOP/sample", m.MODEL_FLOPS, "{:.3f}"),
     ("prepare s", m.STARTUP_PREPARE, "{:.2f}"),
 )
+#: Columns shown only when some case has the metric (text models).
+TEXT_COLUMNS = (
+    ("tokens/s", m.TOKENS_PER_S, "{:.1f}"),
+    ("TTFT p50 ms", m.TTFT_P50, "{:.2f}"),
+    ("TPOT p50 ms", m.TPOT_P50, "{:.2f}"),
+    ("KV MB", m.KV_CACHE, "{:.2f}"),
+    ("ppl", m.ACCURACY_PERPLEXITY, "{:.2f}"),
+    ("Δ ppl", m.ACCURACY_PERPLEXITY_DELTA, "{:+.2f}"),
+)
 #: Metrics shown scaled: GFLOP from FLOP, points from a fraction.
 _SCALE = {m.MODEL_FLOPS: 1e-9, m.ACCURACY_TOP1_DELTA: 100.0}
 
@@ -85,18 +94,20 @@ def render_table(outcome: PipelineOutcome, answer: Recommendation | None = None)
     device = outcome.outcomes[0].case.device if outcome.outcomes else "?"
     table = Table(title=f"{outcome.config.model} on {device} (by batch size, fastest first)")
     table.add_column("case")
-    for header, _, _ in COLUMNS:
+    measured = {key for item in outcome.outcomes if item.result is not None for key in item.result.metrics}
+    columns = (*COLUMNS, *(column for column in TEXT_COLUMNS if column[1] in measured))
+    for header, _, _ in columns:
         table.add_column(header, justify="right")
     table.add_column("verdict")
     for case_outcome in sorted(outcome.outcomes, key=_sort_key):
         verdict = verdicts.get(case_outcome.case.name, Verdict())
         if case_outcome.result is None:
-            cells = ["failed"] + ["-"] * (len(COLUMNS) - 1)
+            cells = ["failed"] + ["-"] * (len(columns) - 1)
         else:
             values = case_outcome.result.metrics
             cells = [
                 "-" if values.get(key) is None else fmt.format(values[key] * _SCALE.get(key, 1.0))
-                for _, key, fmt in COLUMNS
+                for _, key, fmt in columns
             ]
         table.add_row(case_outcome.case.name, *cells, _verdict_cell(case_outcome, verdict, answer))
     return table

@@ -113,8 +113,9 @@ _TUNE_BATCH_HELP = (
 # One row per option: name, help, default, commands, then how it parses and its other spellings and defaults.
 # fmt: off
 OPTIONS: tuple[CliOption, ...] = (
-    _option("model", "torchvision name (resnet50), tinycnn, a model file (.pt/.pt2/.ts), models:/NAME/VERSION or "
-            "runs:/ID/PATH", None, EVERY, mlproject_default="resnet18"),
+    _option("model", "torchvision name (resnet50), tinycnn, a model file (.pt/.pt2/.ts), models:/NAME/VERSION, "
+            "runs:/ID/PATH, hf:FOLDER (a transformers model folder) or hf-config:NAME (bert-base, gpt2-small, "
+            "llama-small and their -tiny forms)", None, EVERY, mlproject_default="resnet18"),
     _option("weights", "weights file for a torchvision model (none: torch cache, else random)", "none", EVERY,
             parse=p.existing_file, accepts_none=True),
     _option("device", "auto, cpu or cuda (auto: cuda when a GPU is present)", "auto", EVERY, parse=p.device),
@@ -131,7 +132,8 @@ OPTIONS: tuple[CliOption, ...] = (
                                                                        "tune": "none"}),
     _option("image_size", "input height and width in pixels", "auto", EVERY, parse=p.positive_int,
             auto_key="image_size"),
-    _option("dataset", "digits, synthetic, imagefolder:PATH or torchvision:NAME:ROOT (auto: digits when a variant or "
+    _option("dataset", "digits, synthetic, imagefolder:PATH or torchvision:NAME:ROOT; text models: pydoc-topics "
+            "(decoders) or stdlib-docstrings (encoders) (auto: the model's labelled dataset when a variant or "
             "accuracy needs labels, else synthetic)", "auto", EVERY, parse=p.dataset),
     _option("epochs", "fine-tuning epochs of the baseline on a labelled dataset (0: use the weights as they are)",
             "auto", EVERY, parse=p.non_negative_int, auto_key="epochs"),
@@ -141,6 +143,15 @@ OPTIONS: tuple[CliOption, ...] = (
             "docs/architecture.md)", "none", PIPELINE, parse=p.key_values, accepts_none=True, aliases=("option",),
             kind="list"),
     _option("seed", "seed for data splits, training and inputs", "0", EVERY, parse=p.non_negative_int),
+    _option("seq_lens", "text encoders: comma-separated sequence lengths in tokens, e.g. 32,128,512", "128", EVERY,
+            parse=p.positive_int_list, aliases=("seq_len",),
+            command_help={"tune": "text encoders: the sequence length in tokens every trial runs at (one value)"}),
+    _option("prompt_lens", "text decoders: comma-separated prompt lengths in tokens", "128", EVERY,
+            parse=p.positive_int_list, aliases=("prompt_len",),
+            command_help={"tune": "text decoders: the prompt length in tokens every trial runs at (one value)"}),
+    _option("output_lens", "text decoders: comma-separated numbers of new tokens per prompt", "64", EVERY,
+            parse=p.positive_int_list, aliases=("output_len",),
+            command_help={"tune": "text decoders: the new tokens per prompt every trial generates (one value)"}),
     _option("max_time", "time cap per case in seconds", "auto", EVERY, parse=p.positive_number,
             command_help={"tune": "time cap of each trial's timed window in seconds"}),
     _option("target_ci", "stop when the median's 95% CI is this fraction of it (auto: 0.01 on cuda, 0.02 on cpu)",

@@ -80,6 +80,15 @@ def _storage(args: argparse.Namespace) -> str | None:
     return storage_from_flags(args.storage, read(args, "storage_password_file"))
 
 
+def _one_length(args: argparse.Namespace, name: str) -> int:
+    """A text length of the study: trials vary the configuration, not the workload, so one value."""
+    lengths = read(args, name)
+    if len(lengths) != 1:
+        flag = "--" + name.replace("_", "-")
+        raise ConfigError(flag, ",".join(map(str, lengths)), "one length: every trial of a study runs the same shape")
+    return int(lengths[0])
+
+
 def config_from_args(args: argparse.Namespace, experiment: str | None = None) -> TuneConfig:
     """Build and validate the :class:`TuneConfig` of the flags (``auto``/``none`` as MLproject passes them).
 
@@ -103,6 +112,9 @@ def config_from_args(args: argparse.Namespace, experiment: str | None = None) ->
         image_size=read(args, "image_size"),
         dataset=read(args, "dataset") or "auto",
         epochs=read(args, "epochs"),
+        seq_len=_one_length(args, "seq_lens"),
+        prompt_len=_one_length(args, "prompt_lens"),
+        output_len=_one_length(args, "output_lens"),
         memory_limit_mb=read(args, "memory_limit_mb"),
         p99_slo_ms=read(args, "p99_slo_ms"),
         max_accuracy_drop=read(args, "max_accuracy_drop"),

@@ -18,10 +18,10 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlperf_track import metrics as m
+from mlperf_track.engine.json_file import JsonRecord
 from mlperf_track.spec import CaseSpec
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ def block_throughput(blocks: Sequence[Block], batch_size: int) -> float:
 
 
 @dataclass(frozen=True)
-class BenchmarkResult:
+class BenchmarkResult(JsonRecord):
     """Result of one case.
 
     Attributes:
@@ -139,16 +139,6 @@ class BenchmarkResult:
             blocks=tuple((int(calls), float(ms)) for calls, ms in data.get("blocks", [])),
             replicate_counts=tuple(int(value) for value in data.get("replicate_counts", [])),
         )
-
-    def to_json(self, indent: int | None = 2) -> str:
-        """The result as a JSON string."""
-        return json.dumps(self.to_dict(), indent=indent)
-
-    def write_json(self, path: str | Path) -> Path:
-        """Write :meth:`to_json` to ``path`` and return the path."""
-        target = Path(path)
-        target.write_text(self.to_json(), encoding="utf-8")
-        return target
 
 
 def results_to_json(results: list[BenchmarkResult], indent: int | None = 2) -> str:

@@ -2,7 +2,8 @@
 
 Resolution order: each registered source is asked ``matches(ref)`` in order and the first that says yes loads
 the model. Built-in order: ``mlflow`` (``models:/``, ``runs:/``, a folder with an ``MLmodel`` file),
-``torchvision`` (names), ``tiny`` (``tinycnn``), ``file`` (model files). Sources registered with ``first=True``
+``torchvision`` (names), ``tiny`` (``tinycnn``), ``hf-config`` (``hf-config:NAME``), ``hf`` (``hf:PATH``),
+``file`` (model files). Sources registered with ``first=True``
 (the default) go in front of them. Registering imports nothing; the built-ins (and torch) are imported on the
 first lookup.
 
@@ -78,8 +79,11 @@ def _builtin_sources() -> list[ModelSource]:
             from mlperf_track.models.files import FileSource
             from mlperf_track.models.tiny import TinySource
             from mlperf_track.models.torchvision_zoo import TorchvisionSource
+            from mlperf_track.models.transformers_source import HfConfigSource, HfFolderSource
 
-            _builtins.extend([DeferredSource(), TorchvisionSource(), TinySource(), FileSource()])
+            _builtins.extend(
+                [DeferredSource(), TorchvisionSource(), TinySource(), HfConfigSource(), HfFolderSource(), FileSource()]
+            )
         return list(_builtins)
 
 
@@ -138,7 +142,8 @@ def resolve_source(ref: str) -> ModelSource:
     raise ConfigError(
         "model",
         ref,
-        "a torchvision classification model name, tinycnn, a model file (.pt/.pt2/.ts) or a models:/ or runs:/ URI",
+        "a torchvision classification model name, tinycnn, a model file (.pt/.pt2/.ts), a models:/ or runs:/ URI, "
+        "hf:<model folder> or hf-config:<name>",
         hint,
     )
 

@@ -137,13 +137,17 @@ class CaseRunner:
             accuracy = self._accuracy_metrics(key, prepared, case)
             self._end_prepare_watch(entry)
             release_memory(case.device)  # the previous case's tensors and cached blocks go before the window
-            measurement = measure_callable(
-                lambda: prepared(inputs),
-                device=case.device,
-                batch_size=case.batch_size,
-                timing=session.config.timing,
-                monitor_list=default_monitors(case.device, gpu_baseline_bytes=entry.gpu_baseline_bytes),
-            )
+            monitor_list = default_monitors(case.device, gpu_baseline_bytes=entry.gpu_baseline_bytes)
+            if artifact.workload == "generation":
+                measurement: Any = _measure_generation(prepared, inputs, case, session.config.timing, monitor_list)
+            else:
+                measurement = measure_callable(
+                    lambda: prepared(inputs),
+                    device=case.device,
+                    batch_size=case.batch_size,
+                    timing=session.config.timing,
+                    monitor_list=monitor_list,
+                )
             if profile:
                 from mlperf_track.profiling import profile_prepared
 
@@ -157,6 +161,8 @@ class CaseRunner:
                     )
                 )
         result = measurement.to_result(case)
+        if session.text is not None:
+            result = result.with_metrics(session.text.per_token_metrics(result))
         facts, fact_notes = self._model_facts(case, artifact)
         compute, compute_notes, compute_tags = compute_metrics(
             facts.get(m.MODEL_FLOPS),
@@ -195,11 +201,13 @@ class CaseRunner:
             runtime = self.session.runtime(case.runtime)
             runtime.check(case.device, case.precision)
             config = self.session.config
+            text = self.session.text
             request = PrepareRequest(
                 device=case.device,
                 precision=case.precision,
                 batch_sizes=tuple(sorted({*config.batch_sizes, case.batch_size})),
-                input_shape=artifact.input_shape,
+                input_shape=text.input_shape(case) if text is not None else artifact.input_shape,
+                max_sequence=text.max_sequence() if text is not None else None,
                 channels_last=case.channels_last,
                 num_threads=case.num_threads,
                 options=case.option_dict,
@@ -238,6 +246,12 @@ class CaseRunner:
 
     def _accuracy_metrics(self, key: PreparedKey, prepared: PreparedModel, case: CaseSpec) -> dict[str, float]:
         session = self.session
+        if session.config.measure_accuracy and session.text is not None and session.text.kind == "decoder":
+            # A decoder's quality (perplexity) does not depend on the prompt or output length: once per model.
+            quality_key = replace(key, prompt_len=None, output_len=None)
+            if quality_key not in self._accuracy:
+                self._accuracy[quality_key] = session.text.quality_metrics(prepared, session.baseline())
+            return self._accuracy[quality_key]
         if not session.config.measure_accuracy or not session.data.has_labels:
             return {}
         if key not in self._accuracy:
@@ -260,12 +274,19 @@ class CaseRunner:
         from mlperf_track.engine.precision import dtype_for
         from mlperf_track.runtimes.base import keeps_own_form
 
-        if case.variant not in self._facts:
+        text = self.session.text
+        facts_key = case.variant if text is None else f"{case.variant}|{text.input_shape(case)}"
+        if facts_key not in self._facts:
             # A half-precision variant's weights need an input of their dtype to be run for FLOP counting.
             dtype = (dtype_for(artifact.precision) if artifact.precision else None) or torch.float32
-            example = torch.randn(1, *artifact.input_shape).to(dtype)
-            self._facts[case.variant] = model_facts(artifact.module, example, artifact.onnx_path)
-        metrics, notes = self._facts[case.variant]
+            example = torch.randn(1, *artifact.input_shape).to(dtype) if text is None else text.example_input(case)
+            self._facts[facts_key] = model_facts(artifact.module, example, artifact.onnx_path)
+            if artifact.workload == "generation":  # a prompt's forward pass is not what a generation call costs
+                metrics, notes = self._facts[facts_key]
+                metrics = {key: value for key, value in metrics.items() if key != m.MODEL_FLOPS}
+                notes = {**notes, m.MODEL_FLOPS: "not counted for generation (a call is a prefill and decode steps)"}
+                self._facts[facts_key] = (metrics, notes)
+        metrics, notes = self._facts[facts_key]
         case_dtype = dtype_for(case.precision)
         if artifact.module is not None and case_dtype is not None and not keeps_own_form(artifact):
             size_key = (case.variant, case.precision)
@@ -312,3 +333,25 @@ def _bool_option(case: CaseSpec, key: str, default: bool = False) -> bool:
 
     value = case.option_dict.get(key)
     return default if value is None else check_choice(f"option {key}", value.lower(), ("true", "false")) == "true"
+
+
+def _measure_generation(prepared: Any, prompt: Any, case: CaseSpec, timing: Any, monitor_list: Any) -> Any:
+    """Time a decoder case with :func:`~mlperf_track.engine.generation.measure_generation`, plus its KV cache size."""
+    from mlperf_track.engine.generation import measure_generation
+    from mlperf_track.engine.monitors.base import BYTES_PER_MB
+
+    assert case.output_len is not None, f"generation case {case.name} has no output_len"
+    measurement = measure_generation(
+        prepared.generation_run(prompt, case.output_len),
+        device=case.device,
+        batch_size=case.batch_size,
+        output_len=case.output_len,
+        timing=timing,
+        monitor_list=monitor_list,
+    )
+    kv_bytes = prepared.kv_cache_bytes()
+    if kv_bytes is None:
+        measurement.notes[m.KV_CACHE] = "the runtime's cache exposes no key/value tensors"
+    else:
+        measurement.metrics[m.KV_CACHE] = kv_bytes / BYTES_PER_MB
+    return measurement

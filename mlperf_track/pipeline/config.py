@@ -58,6 +58,9 @@ class PipelineConfig:
         pin_cores: CPU cores the process is pinned to while measuring, or ``None`` to leave affinity alone.
         trust_pickle: Allow model and weights files that run code when loaded (full-model pickles, TorchScript);
             see :mod:`mlperf_track.models.safety`.
+        seq_lens: Sequence lengths a text encoder is measured at (ignored for other models).
+        prompt_lens: Prompt lengths a text decoder generates after (ignored for other models).
+        output_lens: New tokens a text decoder generates per prompt (ignored for other models).
     """
 
     model: str
@@ -83,6 +86,9 @@ class PipelineConfig:
     repeats: int = 1
     pin_cores: tuple[int, ...] | None = None
     trust_pickle: bool = False
+    seq_lens: tuple[int, ...] = (128,)
+    prompt_lens: tuple[int, ...] = (128,)
+    output_lens: tuple[int, ...] = (64,)
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -110,6 +116,15 @@ class PipelineConfig:
         ):
             raise ConfigError("max_accuracy_drop", self.max_accuracy_drop, "a fraction in [0, 1] (0.01 = 1 point)")
         check_positive_int("repeats", self.repeats)
+        for name, values in (
+            ("seq_len", self.seq_lens),
+            ("prompt_len", self.prompt_lens),
+            ("output_len", self.output_lens),
+        ):
+            if not values:
+                raise ConfigError(name, "", "at least one positive integer")
+            for value in values:
+                check_positive_int(name, value)
         if self.pin_cores is not None:
             if not self.pin_cores:
                 raise ConfigError("pin_cores", "", "a non-empty list of CPU core numbers")

@@ -23,7 +23,15 @@ def declared_options(
 
     known = {name: get_runtime(name).accepted_options for name in runtime_names()}
     known.update({name: get_variant(name).accepted_options for name in variant_names()})
+    from mlperf_track.variants.text_baseline import TEXT_TRAIN_OPTIONS
+
+    # The baseline of a text model trains with options of its own (it is always part of a run).
+    known["baseline"] = TEXT_TRAIN_OPTIONS
     selected = {name: get_runtime(name).accepted_options for name in config.runtimes}
+    from mlperf_track.pipeline.session import TEXT_PREFIXES
+
+    if config.model.startswith(TEXT_PREFIXES):
+        selected["baseline"] = TEXT_TRAIN_OPTIONS
     for name in config.variants:
         if name == BASELINE:
             continue

@@ -22,19 +22,22 @@ from mlperf_track.pipeline.case_runner import CaseRunner, PreparedKey
 from mlperf_track.pipeline.config import PipelineConfig
 from mlperf_track.pipeline.events import CaseOutcome
 from mlperf_track.runtimes.base import ARTIFACT_PRECISIONS
-from mlperf_track.spec import CaseSpec
+from mlperf_track.spec import TEXT_MODEL_PREFIXES, CaseSpec
 
 if TYPE_CHECKING:
     from mlperf_track.data.base import DatasetSplits
     from mlperf_track.engine.accuracy import AccuracyReport
     from mlperf_track.models.artifact import ModelArtifact
     from mlperf_track.models.base import LoadedModel
+    from mlperf_track.pipeline.text_workload import TextWorkload
     from mlperf_track.runtimes.base import PreparedModel, Runtime
     from mlperf_track.variants.base import Variant
 
 logger = logging.getLogger(__name__)
 
 BASELINE = "baseline"
+#: References of the text model sources (a session knows a text model by them before loading it).
+TEXT_PREFIXES = TEXT_MODEL_PREFIXES
 
 
 class BenchmarkSession:
@@ -51,19 +54,23 @@ class BenchmarkSession:
         self.config = config
         self.device = resolve_device(config.device)
         self.runtimes: dict[str, Runtime] = {name: get_runtime(name) for name in config.runtimes}
-        self.variants: dict[str, Variant] = {}
-        if config.variants:
-            from mlperf_track.variants.registry import resolve_variants
-
-            self.variants = {variant.name: variant for variant in resolve_variants(config.variants, self.device)}
-        self._check_precisions()
         self._data: DatasetSplits | None = None
         self._loaded: LoadedModel | None = None
         self._artifacts: dict[str, ModelArtifact] = {}
         self._build_errors: dict[str, Exception] = {}
         self._baseline_facts: dict[str, str] = {}
         self._reference: AccuracyReport | None = None
+        self._text: TextWorkload | None = None
         self._runner = CaseRunner(self)
+        self.variants: dict[str, Variant] = {}
+        if config.variants:
+            from mlperf_track.variants.registry import resolve_variants
+
+            # A text model is loaded here: which recipes apply depends on it (and bad lengths fail now).
+            workload = self.text.workload if self.text is not None else "image"
+            resolved = resolve_variants(config.variants, self.device, workload)
+            self.variants = {variant.name: variant for variant in resolved}
+        self._check_precisions()
 
     def _check_precisions(self) -> None:
         """A precision that no requested runtime runs on this device is bad input, not a failed case.
@@ -96,8 +103,25 @@ class BenchmarkSession:
     # -- data and models --------------------------------------------------------------------------------
 
     @property
+    def text(self) -> TextWorkload | None:
+        """The text side of the session for a text model (``hf:``, ``hf-config:``), else ``None``.
+
+        Creating it checks the sequence, prompt and output lengths against the model (bad input fails here).
+        """
+        if self._text is None and (self._loaded is not None or self.config.model.startswith(TEXT_PREFIXES)):
+            from mlperf_track.models.text import text_info
+
+            if text_info(self.loaded_model) is not None:
+                from mlperf_track.pipeline.text_workload import TextWorkload
+
+                self._text = TextWorkload(self.config, self.loaded_model, self.device)  # type: ignore[arg-type]
+        return self._text
+
+    @property
     def data(self) -> DatasetSplits:
         """The dataset, loaded on first use."""
+        if self._data is None and self.text is not None:
+            self._data = self.text.data
         if self._data is None:
             from mlperf_track.data.registry import load_dataset
 
@@ -116,6 +140,11 @@ class BenchmarkSession:
 
     def baseline(self) -> ModelArtifact:
         """The baseline artifact: loaded, head replaced and fine-tuned on a labelled dataset (cached on disk)."""
+        if BASELINE not in self._artifacts and self.text is not None:
+            self._check_text_runtimes()
+            prepared = self.text.baseline()
+            self._artifacts[BASELINE] = prepared.artifact
+            self._baseline_facts = dict(prepared.facts)
         if BASELINE not in self._artifacts:
             from mlperf_track.models.safety import UNSAFE_LOAD_TAG
             from mlperf_track.variants.baseline import prepare_baseline
@@ -208,9 +237,13 @@ class BenchmarkSession:
         """
         if variant in self._build_errors:
             config = self.config
-            return [self.make_case(variant, config.runtimes[0], config.precisions[0], config.batch_sizes[0])]
+            first = self.text.shapes()[0] if self.text is not None else {}
+            return [self.make_case(variant, config.runtimes[0], config.precisions[0], config.batch_sizes[0], **first)]
         artifact = self.variant(variant)
         runtimes = [artifact.runtime] if artifact.runtime else list(self.config.runtimes)
+        shapes = self.text.shapes() if self.text is not None else [{}]
+        if self.text is not None and not artifact.runtime:
+            runtimes = self._check_text_runtimes()
         # int8/fp8 run only a model quantized in them: not the baseline, not a float variant
         floats = [precision for precision in self.config.precisions if precision not in ARTIFACT_PRECISIONS]
         precisions = [artifact.precision] if artifact.precision else floats
@@ -218,18 +251,29 @@ class BenchmarkSession:
             fitting = [name for name in runtimes if self._supports(name, artifact.precision)]
             runtimes = fitting or runtimes[:1]
         return [
-            self.make_case(variant, runtime, precision, batch_size)
+            self.make_case(variant, runtime, precision, batch_size, **shape)
             for runtime in runtimes
             for precision in precisions
+            for shape in shapes
             for batch_size in self.config.batch_sizes
         ]
+
+    def _check_text_runtimes(self) -> list[str]:
+        """The requested runtimes that run the text model's workload (none of them: bad input, one line)."""
+        assert self.text is not None
+        workload = self.text.workload
+        supports = {name: workload in self.runtime(name).capabilities().workloads for name in self.config.runtimes}
+        return self.text.check_runtimes(list(self.config.runtimes), supports)
 
     def plan(self) -> list[CaseSpec]:
         """Every case of the configuration, grouped so that prepared models are reused across batch sizes."""
         return [case for variant in self.variant_names() for case in self.cases_for(variant)]
 
-    def make_case(self, variant: str, runtime: str, precision: str, batch_size: int) -> CaseSpec:
-        """A case of this session's model, device and dataset (``channels_last`` only where the runtime honours it)."""
+    def make_case(self, variant: str, runtime: str, precision: str, batch_size: int, **lengths: int) -> CaseSpec:
+        """A case of this session's model, device and dataset (``channels_last`` only where the runtime honours it).
+
+        ``lengths`` are a text model's ``seq_len`` or ``prompt_len`` and ``output_len``.
+        """
         case = CaseSpec(
             model=self.config.model,
             variant=variant,
@@ -242,6 +286,7 @@ class BenchmarkSession:
             num_threads=self.config.num_threads,
             channels_last=self.config.channels_last,
             options=self.config.options,
+            **lengths,
         )
         return self._runner.effective_case(case)
 
@@ -260,6 +305,8 @@ class BenchmarkSession:
         instance = self.runtime(runtime)
         try:
             instance.check(self.device, precision)
+            if self.text is not None:
+                instance.check_workload(self.text.workload)
         except UnsupportedError as error:
             return str(error)
         if variant != BASELINE and variant not in self.variants:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlperf_track import metrics as m
-from mlperf_track.report import plots, sections, tables
+from mlperf_track.report import plots, sections, tables, text_plots
 from mlperf_track.report.eligibility import Limits
 from mlperf_track.report.render import ReportContent, SectionContent, render_html, render_markdown
 from mlperf_track.report.runs import client, load_runs, log_files, resolve_experiments
@@ -102,6 +102,7 @@ def _figures(question: QuestionResult, prefix: str) -> tuple[dict[str, Figure], 
     hardware = plots.hardware_figure(cases)
     if hardware is not None:
         figures[prefix + "hardware_comparison"] = hardware
+    figures.update({prefix + stem: figure for stem, figure in text_plots.text_figures(cases).items()})
     return figures, missing
 
 

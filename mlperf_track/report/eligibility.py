@@ -7,7 +7,9 @@ category the report counts (``failed``, ``out of memory``, ``killed``, ``invalid
 2. its measurement is valid (:attr:`BenchmarkResult.valid`, the ``valid`` tag); a run logged before validity
    verdicts existed has no tag and counts as valid;
 3. it has the ranking metric (throughput, unless the tuner optimises something else);
-4. it is within the accuracy limit. The drop is baseline top-1 minus case top-1, i.e. ``-accuracy/top1_delta``:
+4. it is within the accuracy limit. The drop is baseline top-1 minus case top-1, i.e. ``-accuracy/top1_delta``
+   (a language model, which has no ``accuracy/top1``: next-token top-1, ``-accuracy/next_token_top1_delta`` and
+   its CI):
 
    - a delta whose 95% CI (``accuracy/top1_delta_ci_low|high``) contains 0 is *no measurable change*, within
      any limit;
@@ -58,6 +60,14 @@ MEMORY_KEYS: Final = {
     "cpu": (m.CPU_RSS_PEAK,),
 }
 NO_MEASURABLE_CHANGE: Final = "no measurable change"
+#: The change, its 95% CI low and high, and their name: a classifier's top-1, a language model's next-token top-1.
+TOP1_KEYS: Final = (m.ACCURACY_TOP1_DELTA, m.ACCURACY_TOP1_DELTA_CI_LOW, m.ACCURACY_TOP1_DELTA_CI_HIGH, "top-1")
+NEXT_TOKEN_KEYS: Final = (
+    m.ACCURACY_NEXT_TOKEN_TOP1_DELTA,
+    m.ACCURACY_NEXT_TOKEN_TOP1_DELTA_CI_LOW,
+    m.ACCURACY_NEXT_TOKEN_TOP1_DELTA_CI_HIGH,
+    "next-token top-1",
+)
 
 
 @dataclass(frozen=True)
@@ -147,9 +157,20 @@ class Candidate:
                 return key, value
         return None
 
+    def accuracy_keys(self) -> tuple[str, str, str, str]:
+        """The keys the accuracy limit reads (:data:`TOP1_KEYS`, or :data:`NEXT_TOKEN_KEYS` for a language model)."""
+        if self.metric(m.ACCURACY_TOP1_DELTA) is None and self.metric(m.ACCURACY_NEXT_TOKEN_TOP1_DELTA) is not None:
+            return NEXT_TOKEN_KEYS
+        return TOP1_KEYS
+
+    def accuracy_ci(self) -> tuple[float | None, float | None]:
+        """The 95% CI of :meth:`accuracy_delta` (``None`` bounds when it has none)."""
+        _, low, high, _ = self.accuracy_keys()
+        return self.metric(low), self.metric(high)
+
     def accuracy_delta(self) -> float | None:
         """Top-1 change against the baseline (a fraction); 0 for the fp32 baseline when it was not measured."""
-        delta = self.metric(m.ACCURACY_TOP1_DELTA)
+        delta = self.metric(self.accuracy_keys()[0])
         return 0.0 if delta is None and self.accuracy_preserving else delta
 
 
@@ -184,7 +205,7 @@ def _points(fraction: float) -> str:
 def accuracy_change(candidate: Candidate) -> str:
     """``no measurable change`` when the delta's CI contains 0, else ``loss``/``gain``; ``""`` without a CI."""
     delta = candidate.accuracy_delta()
-    low, high = candidate.metric(m.ACCURACY_TOP1_DELTA_CI_LOW), candidate.metric(m.ACCURACY_TOP1_DELTA_CI_HIGH)
+    low, high = candidate.accuracy_ci()
     if delta is None:
         return ""
     if low is None or high is None:
@@ -199,13 +220,14 @@ def describe_delta(candidate: Candidate) -> str:
     delta = candidate.accuracy_delta()
     if delta is None:
         return ""
-    low, high = candidate.metric(m.ACCURACY_TOP1_DELTA_CI_LOW), candidate.metric(m.ACCURACY_TOP1_DELTA_CI_HIGH)
-    text = f"top-1 {100 * delta:+.1f} points"
+    low, high = candidate.accuracy_ci()
+    delta_key, _, _, label = candidate.accuracy_keys()
+    text = f"{label} {100 * delta:+.1f} points"
     verdict = accuracy_change(candidate)
     if low is not None and high is not None:
         return f"{text} (95% CI {100 * low:+.1f}..{100 * high:+.1f}: {verdict})"
     if candidate.accuracy_preserving:
-        return f"{text} (fp32 baseline)" if candidate.metric(m.ACCURACY_TOP1_DELTA) is not None else ""
+        return f"{text} (fp32 baseline)" if candidate.metric(delta_key) is not None else ""
     return f"{text} (no confidence interval)"
 
 
@@ -217,7 +239,7 @@ def _accuracy_reason(candidate: Candidate, limit: float) -> tuple[str, str] | No
     if accuracy_change(candidate) == NO_MEASURABLE_CHANGE or -delta <= limit:
         return None
     sentence = f"{describe_delta(candidate)} exceeds the {_points(limit)} accuracy limit"
-    high = candidate.metric(m.ACCURACY_TOP1_DELTA_CI_HIGH)
+    high = candidate.accuracy_ci()[1]
     if high is not None and -high <= limit:
         sentence += " (its CI reaches the limit: more evaluation images could settle it)"
     return "accuracy drop", sentence

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from mlperf_track import metrics as m
 from mlperf_track.report.eligibility import FINISHED, Candidate, Limits, Ranking, describe_delta, rank
+from mlperf_track.spec import TEXT_MODEL_PREFIXES
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,9 @@ class Recommendation:
 
 
 def question_heading(model: str, image_size: int | str, dataset: str, device: str) -> str:
-    """``resnet50, 64 px, digits on cpu``: what an answer is about."""
+    """``resnet50, 64 px, digits on cpu``: what an answer is about (a text model has no image size)."""
+    if model.startswith(TEXT_MODEL_PREFIXES):
+        return f"{model}, {dataset} on {device}"
     return f"{model}, {image_size} px, {dataset} on {device}"
 
 

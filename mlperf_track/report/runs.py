@@ -28,7 +28,7 @@ SAMPLES_ARTIFACT = "samples.csv"
 #: Artifact of the full result (``BenchmarkResult.to_dict``) at a case run's artifact root.
 RESULT_ARTIFACT = "result.json"
 #: Params that hold integers.
-INTEGER_PARAMS = ("batch_size", "image_size")
+INTEGER_PARAMS = ("batch_size", "image_size", "seq_len", "prompt_len", "output_len")
 #: Columns that describe a run rather than its params, metrics or tags.
 RUN_COLUMNS = ("run_id", "run_name", "experiment_id", "status", "start_time", "end_time", "parent_run_id")
 #: Tag naming what a run is for (the same key as the pipeline's parent runs: ``pipeline``, ``report``).

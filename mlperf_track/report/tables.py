@@ -34,6 +34,9 @@ IDENTITY_PARAMS: Final = (
     "dataset",
     "num_threads",
     "channels_last",
+    "seq_len",
+    "prompt_len",
+    "output_len",
 )
 #: Always in a configuration label, even when they do not vary.
 CORE_PARAMS: Final = ("variant", "runtime", "precision")
@@ -106,7 +109,13 @@ def config_labels(frame: pd.DataFrame) -> pd.Series:
     columns = [c for c in columns if c in CORE_PARAMS or frame[c].astype(str).nunique(dropna=False) > 1]
     if not columns:
         return frame["run_name"].astype(str)
-    prefix = {"channels_last": "cl=", "num_threads": "threads="}
+    prefix = {
+        "channels_last": "cl=",
+        "num_threads": "threads=",
+        "seq_len": "seq=",
+        "prompt_len": "prompt=",
+        "output_len": "out=",
+    }
 
     def label(row: Any) -> str:
         parts = []

@@ -102,11 +102,23 @@ def check_batch_sizes(batch_sizes: Sequence[int]) -> tuple[int, ...]:
 
 
 def synthetic_batch(
-    batch_size: int, input_shape: tuple[int, int, int], seed: int = 0, dtype: torch.dtype = torch.float32
+    batch_size: int,
+    input_shape: tuple[int, ...],
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    vocab_size: int | None = None,
 ) -> torch.Tensor:
-    """A reproducible standard-normal CPU batch of shape ``(batch_size, *input_shape)``."""
+    """A reproducible CPU batch of shape ``(batch_size, *input_shape)``: standard-normal floats in ``dtype``, or,
+    with ``vocab_size``, uniformly drawn int64 token ids below it (``dtype`` is then ignored)."""
     generator = torch.Generator().manual_seed(seed)
+    if vocab_size is not None:
+        return torch.randint(0, vocab_size, (batch_size, *input_shape), generator=generator, dtype=torch.int64)
     return torch.randn((batch_size, *input_shape), generator=generator).to(dtype)
+
+
+def vocab_of(artifact: ModelArtifact) -> int | None:
+    """The vocabulary size synthetic token ids are drawn from, or ``None`` for an image model."""
+    return artifact.tokens.vocab_size if artifact.tokens is not None else None
 
 
 def chunked_predict(

@@ -25,6 +25,7 @@ ORT_DTYPES = {
     "tensor(float)": torch.float32,
     "tensor(float16)": torch.float16,
     "tensor(bfloat16)": torch.bfloat16,
+    "tensor(int64)": torch.int64,
 }
 PREDICT_CHUNK = 64
 
@@ -48,8 +49,11 @@ class OrtPreparedModel(PreparedModel):
         tags: dict[str, str],
         on_close: Callable[[], None] | None = None,
         stream: Any = None,
+        *,
+        vocab_size: int | None = None,
     ) -> None:
         self.device = request.device
+        self._vocab_size = vocab_size
         self.tags = tags
         self._session: Any = session
         self._on_close = on_close
@@ -71,8 +75,9 @@ class OrtPreparedModel(PreparedModel):
         self.tags["runtime.input_dtype"] = str(self._dtype).removeprefix("torch.")
 
     def make_input(self, batch_size: int, seed: int = 0) -> Any:
-        """A seeded batch: a numpy array on CPU, a torch CUDA tensor on GPU, in the graph's input dtype."""
-        batch = synthetic_batch(batch_size, self._input_shape, seed, self._dtype)
+        """A seeded batch: a numpy array on CPU, a torch CUDA tensor on GPU, in the graph's input dtype (token ids
+        for a text model)."""
+        batch = synthetic_batch(batch_size, self._input_shape, seed, self._dtype, self._vocab_size)
         if self.device == "cpu":
             return batch.numpy()
         on_device = batch.to("cuda").contiguous()

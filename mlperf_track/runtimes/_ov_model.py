@@ -31,8 +31,11 @@ class OpenVinoPreparedModel(PreparedModel):
         request: PrepareRequest,
         tags: dict[str, str],
         on_close: Callable[[], None] | None = None,
+        *,
+        vocab_size: int | None = None,
     ) -> None:
         self.device = request.device
+        self._vocab_size = vocab_size
         self.tags = tags
         self._compiled: Any = compiled
         self._request: Any = compiled.create_infer_request()
@@ -40,8 +43,8 @@ class OpenVinoPreparedModel(PreparedModel):
         self._on_close = on_close
 
     def make_input(self, batch_size: int, seed: int = 0) -> np.ndarray:
-        """A seeded float32 batch as a numpy array (OpenVINO reads host memory)."""
-        return synthetic_batch(batch_size, self._input_shape, seed).numpy()
+        """A seeded float32 batch (or int64 token ids) as a numpy array (OpenVINO reads host memory)."""
+        return synthetic_batch(batch_size, self._input_shape, seed, vocab_size=self._vocab_size).numpy()
 
     def _infer_request(self) -> Any:
         if self._request is None:
@@ -62,7 +65,8 @@ class OpenVinoPreparedModel(PreparedModel):
         request = self._compiled.create_infer_request()
 
         def run(part: torch.Tensor) -> torch.Tensor:
-            request.infer({0: np.ascontiguousarray(part.numpy(), dtype=np.float32)})
+            dtype = np.int64 if self._vocab_size is not None else np.float32
+            request.infer({0: np.ascontiguousarray(part.numpy(), dtype=dtype)})
             return torch.from_numpy(np.array(request.get_output_tensor(0).data, dtype=np.float32))
 
         return chunked_predict(run, images, PREDICT_CHUNK)

@@ -41,7 +41,9 @@ def torch_capabilities() -> RuntimeCapabilities:
     channels-last memory format is honoured (weights and inputs are laid out NHWC).
     """
     return RuntimeCapabilities(
-        {"cpu": frozenset({"fp32", "fp16", "bf16", "int8"}), "cuda": cuda_precisions()}, channels_last=True
+        {"cpu": frozenset({"fp32", "fp16", "bf16", "int8"}), "cuda": cuda_precisions()},
+        channels_last=True,
+        workloads=frozenset({"image", "tokens", "generation"}),
     )
 
 
@@ -122,6 +124,7 @@ class TorchPreparedModel(PreparedModel):
         pad_predict: Pad :meth:`predict` batches to the largest prepared batch size, so a shape-specialised
             compiled model never recompiles.
         on_close: Extra clean-up (e.g. resetting torch.compile's caches).
+        vocab_size: For a text model, synthetic inputs are token ids below it (integer inputs are never cast).
     """
 
     def __init__(
@@ -134,8 +137,10 @@ class TorchPreparedModel(PreparedModel):
         channels_last: bool = False,
         pad_predict: bool = False,
         on_close: Callable[[], None] | None = None,
+        vocab_size: int | None = None,
     ) -> None:
         self.device = request.device
+        self._vocab_size = vocab_size
         self.tags = tags
         self._call: Callable[[torch.Tensor], Any] | None = call
         self._dtype = dtype
@@ -146,14 +151,16 @@ class TorchPreparedModel(PreparedModel):
         self._on_close = on_close
 
     def _place(self, batch: torch.Tensor) -> torch.Tensor:
+        if not batch.is_floating_point():  # token ids stay integers
+            return batch.to(device=self.device)
         batch = batch.to(device=self.device, dtype=self._dtype)
         if self._channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         return batch
 
     def make_input(self, batch_size: int, seed: int = 0) -> torch.Tensor:
-        """A seeded standard-normal batch on the device, in the compute dtype and memory format."""
-        return self._place(synthetic_batch(batch_size, self._input_shape, seed))
+        """A seeded batch on the device: standard-normal in the compute dtype and memory format, or token ids."""
+        return self._place(synthetic_batch(batch_size, self._input_shape, seed, vocab_size=self._vocab_size))
 
     def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
         """Run one batch; returns the logits tensor (on the device, possibly still being computed)."""

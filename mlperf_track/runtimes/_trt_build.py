@@ -51,7 +51,7 @@ class EngineSpec:
     min_batch: int
     opt_batch: int
     max_batch: int
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int, ...]
     trt_version: str
     gpu_name: str
     strongly_typed: bool

@@ -29,6 +29,11 @@ ARTIFACT_PRECISIONS = frozenset({"int8", "fp8"})
 #: Tag set on every prepared model of a path that has not yet been proven on its hardware.
 EXPERIMENTAL_TAG = "runtime.experimental"
 _WARNED: set[tuple[str, str]] = set()
+_WORKLOAD_WORDS = {
+    "image": "an image model",
+    "tokens": "a text encoder",
+    "generation": "a text decoder, which generates token by token",
+}
 
 
 def keeps_own_form(artifact: ModelArtifact) -> bool:
@@ -47,11 +52,15 @@ class RuntimeCapabilities:
         dynamic_batch: Whether one prepared model serves every batch size.
         channels_last: Whether the runtime honours ``channels_last`` (lays out weights and inputs NHWC). A
             runtime that does not ignores the flag, and a case there is planned and logged without it.
+        workloads: What kinds of model it runs (:data:`~mlperf_track.models.artifact.WORKLOADS`): ``image``,
+            ``tokens`` (text encoders: int64 ids, dynamic batch and sequence axes), ``generation`` (decoders,
+            token by token with a KV cache).
     """
 
     precisions_by_device: Mapping[str, frozenset[str]]
     dynamic_batch: bool = True
     channels_last: bool = False
+    workloads: frozenset[str] = frozenset({"image"})
 
     @property
     def devices(self) -> frozenset[str]:
@@ -89,21 +98,24 @@ class PrepareRequest:
         device: ``cpu`` or ``cuda``.
         precision: The precision to run in.
         batch_sizes: Every batch size the prepared model will be called with (optimisation profiles, CUDA graphs).
-        input_shape: One sample's shape ``(C, H, W)``.
+        input_shape: One sample's shape: ``(C, H, W)``, or ``(sequence,)`` for a text model.
         channels_last: Use the channels-last memory format where the runtime has one.
         num_threads: CPU threads, or ``None`` for the runtime's default.
         options: Runtime-specific options (``compile_mode``, ``graph_optimization_level``, ...).
         cache_dir: Where exported files and engines may be cached, or ``None`` for a temporary directory.
+        max_sequence: For a decoder, the longest sequence (prompt plus new tokens) any call will hold: it sizes a
+            static KV cache; ``None`` otherwise.
     """
 
     device: str
     precision: str
     batch_sizes: tuple[int, ...]
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int, ...]
     channels_last: bool = False
     num_threads: int | None = None
     options: Mapping[str, str] = field(default_factory=dict)
     cache_dir: Path | None = None
+    max_sequence: int | None = None
 
 
 class PreparedModel(ABC):
@@ -180,6 +192,17 @@ class Runtime(ABC):
                 EXPERIMENTAL_TAG,
             )
         return {EXPERIMENTAL_TAG: "true"}
+
+    def check_workload(self, workload: str) -> None:
+        """Raise a one-line :class:`UnsupportedError` when this runtime cannot run ``workload`` models."""
+        allowed = self.capabilities().workloads
+        if workload not in allowed:
+            raise UnsupportedError(
+                "runtime",
+                self.name,
+                hint=f"the {self.name} runtime runs {', '.join(sorted(allowed)) or 'nothing here'} models, "
+                f"not {workload} ({_WORKLOAD_WORDS.get(workload, workload)})",
+            )
 
     def check(self, device: str, precision: str) -> None:
         """Raise a clear error when this runtime cannot run ``precision`` on ``device`` here."""

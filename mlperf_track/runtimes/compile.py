@@ -12,6 +12,10 @@ Options:
     inductor_freezing: ``auto`` (default: on for quantized artifacts, which need it to lower int8 kernels on
         CPU), ``true`` or ``false``.
 
+A text decoder runs the static-cache decode loop of :mod:`~mlperf_track.runtimes._generation`: its one-token
+decode step is compiled (``fullgraph=True``; default mode ``reduce-overhead`` on a GPU, as the transformers
+docs' recipe) for every batch size during ``prepare``, with a two-token generation per batch size.
+
 int8 runs PT2E-quantized artifacts (``artifact.runtime == "compile"``, exported with a dynamic batch axis).
 
 Inductor caches compiled graphs on disk (the FX graph cache and the AOTAutograd cache, under
@@ -30,7 +34,8 @@ import torch
 
 from mlperf_track.errors import MlperfTrackError, UnsupportedError
 from mlperf_track.options import OptionSpec
-from mlperf_track.runtimes._common import ARTIFACT_PRECISIONS, check_artifact, check_batch_sizes, option
+from mlperf_track.runtimes._common import ARTIFACT_PRECISIONS, check_artifact, check_batch_sizes, option, vocab_of
+from mlperf_track.runtimes._generation import GenerationPreparedModel
 from mlperf_track.runtimes._torch import (
     TorchPreparedModel,
     compute_dtype,
@@ -121,10 +126,13 @@ class CompileRuntime(Runtime):
     def prepare(self, artifact: ModelArtifact, request: PrepareRequest) -> PreparedModel:
         """Compile a placed copy of the module and run it once per batch size (the compile itself)."""
         self.check(request.device, request.precision)
+        self.check_workload(artifact.workload)
         check_artifact(self.name, artifact, request.precision, request.device)
         batch_sizes = check_batch_sizes(request.batch_sizes)
         module = require_module(self.name, artifact)
-        mode = option(request, "compile_mode", COMPILE_MODES, "default")
+        generation = artifact.workload == "generation"
+        default_mode = "reduce-overhead" if generation and request.device == "cuda" else "default"
+        mode = option(request, "compile_mode", COMPILE_MODES, default_mode)
         if request.device != "cuda" and mode == "reduce-overhead":
             allowed = [name for name in COMPILE_MODES if name != "reduce-overhead"]
             raise UnsupportedError("option compile_mode", mode, allowed, hint="CUDA graphs need a GPU")
@@ -135,7 +143,6 @@ class CompileRuntime(Runtime):
         target = placement(artifact, request)
         dtype = compute_dtype(request.precision)
         placed = place_module(module, target)
-        compiled = torch.compile(placed, mode=mode, backend="inductor", dynamic=dynamic)
         tags = {
             "runtime.compile_mode": mode,
             "runtime.compile_backend": "inductor",
@@ -147,6 +154,9 @@ class CompileRuntime(Runtime):
             "runtime.channels_last": str(target.channels_last).lower(),
             **self.experimental_tags(request.device),
         }
+        if generation:
+            return _prepare_static_generation(artifact, request, placed.eval(), tags, mode=mode, freezing=freezing)
+        compiled = torch.compile(placed, mode=mode, backend="inductor", dynamic=dynamic)
         prepared = TorchPreparedModel(
             compiled,
             request,
@@ -155,6 +165,7 @@ class CompileRuntime(Runtime):
             channels_last=target.channels_last,
             pad_predict=not dynamic,
             on_close=_reset_compiler,
+            vocab_size=vocab_of(artifact),
         )
         calls = _GRAPH_CALLS if request.device == "cuda" and mode in CUDA_GRAPH_MODES else 1
         limit = max(int(torch._dynamo.config.recompile_limit), len(batch_sizes) + 2)
@@ -179,3 +190,57 @@ class CompileRuntime(Runtime):
         tags.update(cache_tags(counts, cache_counts()))
         logger.debug("compiled %s (%s) for batch sizes %s: %s", artifact.name, mode, batch_sizes, tags)
         return prepared
+
+
+#: New tokens of the generation that compiles the decode step for one batch size (two decode steps: the first
+#: compiles, the second shows the graph is reused).
+_COMPILE_TOKENS = 3
+
+
+def _prepare_static_generation(
+    artifact: ModelArtifact,
+    request: PrepareRequest,
+    module: torch.nn.Module,
+    tags: dict[str, str],
+    *,
+    mode: str,
+    freezing: bool,
+) -> PreparedModel:
+    """The static-cache generator with its decode step compiled for every batch size (here, as startup)."""
+    assert artifact.tokens is not None
+    tags.update(
+        {
+            "runtime.kv_cache": f"static (StaticCache, {request.max_sequence} positions)",
+            "runtime.decode_loop": "forward",
+        }
+    )
+    prepared = GenerationPreparedModel(
+        module,
+        request,
+        artifact.tokens.vocab_size,
+        tags,
+        static=True,
+        compile_options={"mode": mode, "backend": "inductor", "dynamic": False},
+        on_close=_reset_compiler,
+    )
+    limit = max(int(torch._dynamo.config.recompile_limit), len(request.batch_sizes) + 2)
+    counts = cache_counts()
+    try:
+        with (
+            torch._dynamo.config.patch(recompile_limit=limit, fail_on_recompile_limit_hit=True),
+            torch._inductor.config.patch(freezing=freezing),
+        ):
+            prompt_len = request.input_shape[0]
+            tokens = min(_COMPILE_TOKENS, (request.max_sequence or prompt_len) - prompt_len)
+            for batch_size in request.batch_sizes if tokens >= 2 else ():  # one token: no decode step to compile
+                prepared.generate_tokens(prepared.make_input(batch_size), tokens)
+            if request.device == "cuda":
+                torch.cuda.synchronize()
+    except MlperfTrackError:
+        prepared.close()
+        raise
+    except Exception as error:
+        prepared.close()
+        raise export_error(f"torch.compile (mode {mode}) of {artifact.name!r}'s decode step", error) from error
+    tags.update(cache_tags(counts, cache_counts()))
+    return prepared

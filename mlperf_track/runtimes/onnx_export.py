@@ -29,7 +29,7 @@ from mlperf_track.runtimes._common import FLOAT_PRECISIONS, import_optional, int
 from mlperf_track.spec import check_choice
 
 if TYPE_CHECKING:
-    from mlperf_track.models.artifact import ModelArtifact
+    from mlperf_track.models.artifact import ModelArtifact, TokenInputs
 
 logger = logging.getLogger(__name__)
 
@@ -140,18 +140,34 @@ def _quiet_exporter_logs() -> Iterator[None]:
             item.setLevel(level)
 
 
-def _run_exporter(module: torch.nn.Module, example: torch.Tensor, path: Path, opset: int, exporter: str) -> None:
+#: Sequence length of the example a text model is exported with (its sequence axis is dynamic).
+TOKEN_EXAMPLE_LEN = 16
+
+
+def _run_exporter(
+    module: torch.nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    opset: int,
+    exporter: str,
+    *,
+    max_positions: int | None = None,
+) -> None:
+    """Export with a dynamic batch axis, and a dynamic sequence axis (up to ``max_positions``) for token inputs."""
     if exporter == "dynamo":
         # onnxscript's optimizer folds BatchNorm into conv weights in float32 even in a bf16 graph (seen with
         # torch 2.14 / onnxscript 0.7), leaving a Conv with mixed input types: optimise float32 graphs only.
         import_optional("onnxscript", "onnx", "the dynamo ONNX exporter")
         batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+        axes: dict[int, object] = {0: batch}
+        if max_positions is not None:
+            axes[1] = torch.export.Dim("sequence", min=2, max=max_positions)
         torch.onnx.export(
             module,
             (example,),
             str(path),
             dynamo=True,
-            dynamic_shapes=({0: batch},),
+            dynamic_shapes=(axes,),
             opset_version=opset,
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME],
@@ -167,7 +183,10 @@ def _run_exporter(module: torch.nn.Module, example: torch.Tensor, path: Path, op
             (example,),
             str(path),
             dynamo=False,
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            dynamic_axes={
+                INPUT_NAME: {0: "batch", 1: "sequence"} if max_positions is not None else {0: "batch"},
+                OUTPUT_NAME: {0: "batch"},
+            },
             opset_version=opset,
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME],
@@ -183,30 +202,36 @@ def export_settings(options: Mapping[str, str]) -> tuple[int, str]:
 
 def export_onnx(
     module: torch.nn.Module,
-    input_shape: tuple[int, int, int],
+    input_shape: tuple[int, ...],
     directory: Path,
     *,
     dtype: torch.dtype = torch.float32,
     opset: int = DEFAULT_OPSET,
     exporter: str = "dynamo",
     name: str = "model",
+    tokens: TokenInputs | None = None,
 ) -> Path:
     """Export ``module`` (cast to ``dtype``) to ONNX with a dynamic batch axis, reusing a cached file.
 
+    A text model (``tokens`` given) takes int64 ids ``(batch, sequence)`` with both axes dynamic (the sequence
+    up to ``tokens.max_positions``), so one file serves every sequence length; ids are never cast.
+
     Args:
         module: The model, on CPU, in eval mode. It is not modified (a cast works on a copy).
-        input_shape: One sample's shape ``(C, H, W)``.
+        input_shape: One sample's shape ``(C, H, W)`` (ignored for a text model: its axes are dynamic).
         directory: Cache directory for the exported files.
         dtype: Weight and input dtype of the exported graph (a strongly typed graph for fp16/bf16).
         opset: ONNX opset.
         exporter: ``dynamo`` or ``torchscript``.
         name: Used in the file name and messages.
+        tokens: The token inputs of a text model, or ``None`` for an image model.
 
     Raises:
         ExportError: The exporter failed; the message names the operator when the exporter does.
     """
+    shape_key = f"tokens<={tokens.max_positions}" if tokens is not None else str(tuple(input_shape))
     key = hashlib.sha256(
-        f"{module_digest(module)}|{tuple(input_shape)}|{dtype}|{opset}|{exporter}|{torch.__version__}".encode()
+        f"{module_digest(module)}|{shape_key}|{dtype}|{opset}|{exporter}|{torch.__version__}".encode()
     ).hexdigest()[:20]
     safe_name = re.sub(r"[^\w.-]", "_", name)
     path = Path(directory) / f"{safe_name}-{key}.onnx"
@@ -214,12 +239,18 @@ def export_onnx(
         logger.debug("reusing ONNX export %s", path)
         return path
     work = module if _float_dtypes(module) <= {dtype} else _cast_copy(module, dtype)
-    example = torch.zeros((2, *input_shape), dtype=dtype)
+    if tokens is not None:
+        example = torch.zeros((2, min(TOKEN_EXAMPLE_LEN, tokens.max_positions)), dtype=torch.int64)
+    else:
+        example = torch.zeros((2, *input_shape), dtype=dtype)
     partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.onnx")
     import_optional("onnx", "onnx", "exporting to ONNX")
     try:
         with torch.no_grad(), _quiet_exporter_logs():
-            _run_exporter(work, example, partial, opset, exporter)
+            if tokens is None:
+                _run_exporter(work, example, partial, opset, exporter)
+            else:
+                _run_exporter(work, example, partial, opset, exporter, max_positions=tokens.max_positions)
     except Exception as error:
         partial.unlink(missing_ok=True)
         if isinstance(error, MlperfTrackError):
@@ -303,4 +334,5 @@ def typed_onnx(
         opset=opset,
         exporter=exporter,
         name=artifact.name,
+        tokens=artifact.tokens,
     )

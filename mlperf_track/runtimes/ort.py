@@ -39,6 +39,7 @@ from mlperf_track.runtimes._common import (
     import_optional,
     missing_reason,
     option,
+    vocab_of,
 )
 from mlperf_track.runtimes._ort_model import OrtPreparedModel
 from mlperf_track.runtimes._torch import AMPERE
@@ -111,7 +112,9 @@ class OnnxRuntimeRuntime(Runtime):
                 cuda |= PROVIDER_PRECISIONS[key]
         if cuda and torch.cuda.get_device_capability() < AMPERE:
             cuda.discard("tf32")
-        return RuntimeCapabilities({"cpu": PROVIDER_PRECISIONS["cpu"], "cuda": frozenset(cuda)})
+        return RuntimeCapabilities(
+            {"cpu": PROVIDER_PRECISIONS["cpu"], "cuda": frozenset(cuda)}, workloads=frozenset({"image", "tokens"})
+        )
 
     def _choose_provider(self, request: PrepareRequest) -> str:
         if request.device == "cpu":
@@ -176,6 +179,7 @@ class OnnxRuntimeRuntime(Runtime):
         """Export (or reuse) the ONNX file, convert it for fp16, and open a session on the chosen provider."""
         ort = import_optional("onnxruntime", "onnx", _PURPOSE)
         self.check(request.device, request.precision)
+        self.check_workload(artifact.workload)
         check_artifact(self.name, artifact, request.precision, request.device)
         check_batch_sizes(request.batch_sizes)
         level = option(request, "graph_optimization_level", tuple(GRAPH_LEVELS), "all")
@@ -215,7 +219,9 @@ class OnnxRuntimeRuntime(Runtime):
             tags["runtime.engine_cache"] = "built" if engines_after - engines_before else "hit"
         tags.update(self.experimental_tags(request.device))
         logger.debug("onnxruntime session for %s on %s", artifact.name, tags["runtime.providers"])
-        return OrtPreparedModel(session, request, tags, on_close=work.cleanup, stream=stream)
+        return OrtPreparedModel(
+            session, request, tags, on_close=work.cleanup, stream=stream, vocab_size=vocab_of(artifact)
+        )
 
     @staticmethod
     def _check_provider(session: Any, provider: str) -> None:

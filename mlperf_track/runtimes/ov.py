@@ -32,10 +32,18 @@ from mlperf_track.runtimes._common import (
     import_optional,
     missing_reason,
     option,
+    vocab_of,
 )
 from mlperf_track.runtimes._ov_model import OpenVinoPreparedModel
 from mlperf_track.runtimes.base import PreparedModel, Runtime, RuntimeCapabilities
-from mlperf_track.runtimes.onnx_export import EXPORT_OPTIONS, MAX_BATCH, export_error, export_settings, typed_onnx
+from mlperf_track.runtimes.onnx_export import (
+    EXPORT_OPTIONS,
+    MAX_BATCH,
+    TOKEN_EXAMPLE_LEN,
+    export_error,
+    export_settings,
+    typed_onnx,
+)
 
 if TYPE_CHECKING:
     from mlperf_track.models.artifact import ModelArtifact
@@ -100,7 +108,7 @@ class OpenVinoRuntime(Runtime):
         units = _cpu_capabilities()
         precisions = {"fp32", "int8"}
         precisions |= {name for name, unit in (("bf16", "BF16"), ("fp16", "FP16")) if unit in units}
-        return RuntimeCapabilities({"cpu": frozenset(precisions)})
+        return RuntimeCapabilities({"cpu": frozenset(precisions)}, workloads=frozenset({"image", "tokens"}))
 
     def _read_model(self, artifact: ModelArtifact, request: PrepareRequest, work: WorkDir) -> tuple[Any, str]:
         ov = import_optional("openvino", "openvino", _PURPOSE)
@@ -110,10 +118,14 @@ class OpenVinoRuntime(Runtime):
                 raise UnsupportedError("precision", "int8", hint="openvino runs int8 from a Q/DQ ONNX artifact")
             return ov.Core().read_model(str(artifact.onnx_path)), "artifact"
         if frontend == "torch" and artifact.module is not None:
-            batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
-            example = torch.zeros((2, *artifact.input_shape))
+            axes: dict[int, Any] = {0: torch.export.Dim("batch", min=1, max=MAX_BATCH)}
+            if artifact.tokens is not None:
+                axes[1] = torch.export.Dim("sequence", min=2, max=artifact.tokens.max_positions)
+                example = torch.zeros((2, min(TOKEN_EXAMPLE_LEN, artifact.tokens.max_positions)), dtype=torch.int64)
+            else:
+                example = torch.zeros((2, *artifact.input_shape))
             try:
-                program = torch.export.export(artifact.module, (example,), dynamic_shapes=({0: batch},))
+                program = torch.export.export(artifact.module, (example,), dynamic_shapes=(axes,))
                 return ov.convert_model(program), "torch.export"
             except Exception as error:
                 raise export_error(f"openvino conversion of {artifact.name!r} from torch.export", error) from error
@@ -125,13 +137,16 @@ class OpenVinoRuntime(Runtime):
         """Read or convert the model, fix its sample shape, compile it with pinned properties, read them back."""
         ov = import_optional("openvino", "openvino", _PURPOSE)
         self.check(request.device, request.precision)
+        self.check_workload(artifact.workload)
         check_artifact(self.name, artifact, request.precision, request.device)
         check_batch_sizes(request.batch_sizes)
         hint = option(request, "performance_hint", tuple(PERFORMANCE_HINTS), "latency")
         work = WorkDir(request.cache_dir, self.name)
         try:
             model, source = self._read_model(artifact, request, work)
-            model.reshape({model.inputs[0]: ov.PartialShape([-1, *request.input_shape])})
+            # A text model keeps its sequence axis dynamic (one compiled model for every length).
+            sample = [-1] if artifact.tokens is not None else list(request.input_shape)
+            model.reshape({model.inputs[0]: ov.PartialShape([-1, *sample])})
             config: dict[str, Any] = {
                 "INFERENCE_PRECISION_HINT": PRECISION_HINTS[request.precision],
                 "PERFORMANCE_HINT": PERFORMANCE_HINTS[hint],
@@ -148,7 +163,7 @@ class OpenVinoRuntime(Runtime):
             raise export_error(f"openvino compilation of {artifact.name!r}", error) from error
         tags.update({"openvino.source": source, "sw.openvino": str(ov.get_version())})
         logger.debug("openvino compiled %s: %s", artifact.name, tags)
-        return OpenVinoPreparedModel(compiled, request, tags, on_close=work.cleanup)
+        return OpenVinoPreparedModel(compiled, request, tags, on_close=work.cleanup, vocab_size=vocab_of(artifact))
 
     @staticmethod
     def _check_precision(precision: str, effective: str) -> None:

@@ -126,6 +126,7 @@ class TensorRtRuntime(Runtime):
         """Type the ONNX graph as needed, build (or load) the engine, and open an execution context."""
         trt = import_optional("tensorrt", "tensorrt", _PURPOSE)
         self.check(request.device, request.precision)
+        self.check_workload(artifact.workload)
         check_artifact(self.name, artifact, request.precision, request.device)
         check_batch_sizes(request.batch_sizes)
         typing_option = option(request, "tensorrt_typing", ("auto", "strong", "weak"), "auto")

@@ -88,6 +88,9 @@ def config_params(config: PipelineConfig, device: str | None = None) -> dict[str
         "seed": str(config.seed),
         "profile": str(config.profile).lower(),
         "max_accuracy_drop": "none" if config.max_accuracy_drop is None else f"{config.max_accuracy_drop:g}",
+        "seq_lens": ",".join(map(str, config.seq_lens)),
+        "prompt_lens": ",".join(map(str, config.prompt_lens)),
+        "output_lens": ",".join(map(str, config.output_lens)),
         "repeats": str(config.repeats),
         "trust_pickle": str(config.trust_pickle).lower(),
     }

@@ -118,7 +118,7 @@ class SessionBackend:
         from mlperf_track.engine.device import resolve_device
         from mlperf_track.pipeline.config import PipelineConfig
         from mlperf_track.pipeline.defaults import auto_defaults
-        from mlperf_track.pipeline.session import BenchmarkSession
+        from mlperf_track.pipeline.session import TEXT_PREFIXES, BenchmarkSession
 
         self.config = config
         self.device = resolve_device(config.device)
@@ -130,7 +130,8 @@ class SessionBackend:
             timing = replace(timing, max_time_s=config.max_time_s)
         dataset = config.dataset
         if dataset.strip().lower() in ("", "auto"):
-            dataset = defaults["dataset"] if (config.needs_accuracy or config.variants) else "synthetic"
+            labelled = "auto" if config.model.startswith(TEXT_PREFIXES) else defaults["dataset"]  # a text model's own
+            dataset = labelled if (config.needs_accuracy or config.variants) else "synthetic"
         pipeline = PipelineConfig(
             model=config.model,
             weights=config.weights,
@@ -142,6 +143,9 @@ class SessionBackend:
             image_size=config.image_size or defaults["image_size"],
             dataset=dataset,
             epochs=defaults["epochs"] if config.epochs is None else config.epochs,
+            seq_lens=(config.seq_len,),
+            prompt_lens=(config.prompt_len,),
+            output_lens=(config.output_len,),
             timing=timing,
             seed=config.seed,
             output_dir=config.output_dir,
@@ -184,9 +188,12 @@ class SessionBackend:
         )
 
     def template(self) -> CaseSpec:
-        """The baseline case at the first batch size; trials replace what they search."""
+        """The baseline case at the first batch size (a text model's first lengths); trials replace what they search."""
         pipeline = self.pipeline
-        return self.session.make_case(BASELINE, pipeline.runtimes[0], pipeline.precisions[0], pipeline.batch_sizes[0])
+        lengths = self.session.text.shapes()[0] if self.session.text is not None else {}
+        return self.session.make_case(
+            BASELINE, pipeline.runtimes[0], pipeline.precisions[0], pipeline.batch_sizes[0], **lengths
+        )
 
     def measure(self, case: CaseSpec) -> CaseOutcome:
         """Run the case; prepared models are reused across batch sizes of one configuration."""

@@ -89,6 +89,9 @@ class TuneConfig:
         image_size: Input resolution, or ``None`` for the device default.
         dataset: Dataset reference, or ``auto`` (labelled digits when accuracy matters, else synthetic).
         epochs: Fine-tuning epochs on a labelled dataset, or ``None`` for the device default.
+        seq_len: Tokens per sequence of a text encoder's trials (ignored for other models).
+        prompt_len: Prompt tokens of a text decoder's trials (ignored for other models).
+        output_len: New tokens per prompt of a text decoder's trials (ignored for other models).
         memory_limit_mb: Peak memory a feasible configuration may use, or ``None``.
         p99_slo_ms: p99 latency (per batch) a feasible configuration may take, or ``None``.
         max_accuracy_drop: Largest top-1 drop against the baseline (a fraction: 0.01 is one point), or ``None``.
@@ -122,6 +125,9 @@ class TuneConfig:
     image_size: int | None = None
     dataset: str = "auto"
     epochs: int | None = None
+    seq_len: int = 128
+    prompt_len: int = 128
+    output_len: int = 64
     memory_limit_mb: float | None = None
     p99_slo_ms: float | None = None
     max_accuracy_drop: float | None = None
@@ -153,6 +159,12 @@ class TuneConfig:
             check_positive_int("--threads", threads)
         if self.image_size is not None:
             check_positive_int("--image-size", self.image_size)
+        for flag, length in (
+            ("--seq-lens", self.seq_len),
+            ("--prompt-lens", self.prompt_len),
+            ("--output-lens", self.output_len),
+        ):
+            check_positive_int(flag, length)
         self._check_limits()
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError("--seed", self.seed, "an integer >= 0")

@@ -131,7 +131,13 @@ class Limits:
         if self.p99_slo_ms is not None:
             values[P99] = _required(metrics, m.LATENCY_P99, "--p99-slo-ms") / self.p99_slo_ms - 1.0
         if self.max_accuracy_drop is not None:
-            drop = -_required(metrics, m.ACCURACY_TOP1_DELTA, "--max-accuracy-drop")
+            # A language model has no classifier top-1: its limit reads the next-token top-1 change.
+            key = (
+                m.ACCURACY_TOP1_DELTA
+                if m.ACCURACY_NEXT_TOKEN_TOP1_DELTA not in metrics
+                else m.ACCURACY_NEXT_TOKEN_TOP1_DELTA
+            )
+            drop = -_required(metrics, key, "--max-accuracy-drop")
             values[ACCURACY_DROP] = drop - self.max_accuracy_drop
         return values, attrs
 

@@ -54,6 +54,9 @@ class Variant(ABC):
     pinned_precision: ClassVar[str | None] = None
     #: The runtime every artifact of this recipe needs, or ``None``.
     pinned_runtime: ClassVar[str | None] = None
+    #: The kinds of model the recipe applies to (:data:`~mlperf_track.models.artifact.WORKLOADS`): a group
+    #: leaves out the recipes that do not apply, naming one of them explicitly is refused.
+    workloads: ClassVar[frozenset[str]] = frozenset({"image"})
 
     def unavailable_reason(self, device: str) -> str | None:
         """``None`` when the recipe can run for ``device`` here, else why not."""

@@ -6,17 +6,34 @@ import logging
 
 import torch
 
+from mlperf_track.options import OptionSpec
 from mlperf_track.variants.base import VariantContext
 from mlperf_track.variants.common import image_batches, subset
+from mlperf_track.variants.options import option_int
 
 logger = logging.getLogger(__name__)
 
 #: Images per calibration batch.
 CALIBRATION_BATCH = 32
+#: Calibration images used unless ``--option calibration_samples=N`` says otherwise.
+DEFAULT_CALIBRATION_SAMPLES = 256
+#: The option every static-quantization variant declares.
+CALIBRATION_SAMPLES_OPTION = OptionSpec(
+    "calibration_samples",
+    "training images used for calibration",
+    "int",
+    low=1,
+    default=str(DEFAULT_CALIBRATION_SAMPLES),
+)
+
+
+def calibration_samples(context: VariantContext) -> int:
+    """The ``calibration_samples`` option of ``context`` (default :data:`DEFAULT_CALIBRATION_SAMPLES`)."""
+    return option_int(context.options, "calibration_samples", DEFAULT_CALIBRATION_SAMPLES, minimum=1)
 
 
 def calibration_batches(
-    context: VariantContext, input_shape: tuple[int, int, int], samples: int
+    context: VariantContext, input_shape: tuple[int, ...], samples: int
 ) -> tuple[list[torch.Tensor], str]:
     """``samples`` calibration images in batches, and where they came from.
 

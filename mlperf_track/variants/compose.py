@@ -55,11 +55,13 @@ def compose(steps: Sequence[Variant]) -> ComposedVariant:
         "pinned_precision": next((step.pinned_precision for step in reversed(steps) if step.pinned_precision), None),
         "pinned_runtime": next((step.pinned_runtime for step in reversed(steps) if step.pinned_runtime), None),
     }
+    workloads = frozenset.intersection(*(step.workloads for step in steps)) if steps else frozenset()
     members = {
         "name": name,
         "extra": ",".join(extras) or None,
         "steps": tuple(steps),
         "accepted_options": accepted,
+        "workloads": workloads,
         **pinned,
     }
     return type("ComposedVariant", (ComposedVariant,), members)()

@@ -38,6 +38,7 @@ class DynamicInt8Variant(Variant):
     name = "quantized_int8_dynamic"
     pinned_precision = "int8"
     pinned_runtime = "eager"
+    workloads = frozenset({"image", "tokens", "generation"})
 
     def unavailable_reason(self, device: str) -> str | None:
         """CPU only (the quantized kernels are fbgemm/x86 CPU kernels)."""

@@ -26,6 +26,7 @@ def _mkldnn_supports(check: str) -> bool:
 class _HalfVariant(Variant):
     """Built on the CPU like every recipe; the runtime moves it to the case's device (it pins no device)."""
 
+    workloads = frozenset({"image", "tokens", "generation"})
     precision: str
     dtype: torch.dtype
     cpu_check: str

@@ -23,16 +23,13 @@ from torch import nn
 
 from mlperf_track.errors import ExportError, MissingDependencyError
 from mlperf_track.models.artifact import ModelArtifact
-from mlperf_track.options import OptionSpec
 from mlperf_track.variants.base import Variant, VariantContext
-from mlperf_track.variants.calibration import calibration_batches
+from mlperf_track.variants.calibration import CALIBRATION_SAMPLES_OPTION, calibration_batches, calibration_samples
 from mlperf_track.variants.common import copy_module, derive, example_input
 from mlperf_track.variants.memo import memoized
-from mlperf_track.variants.options import option_int
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CALIBRATION_SAMPLES = 256
 #: Opset of the exported model (QDQ per-channel needs >= 13).
 OPSET = 18
 INPUT_NAME = "input"
@@ -127,15 +124,7 @@ class OrtInt8Variant(Variant):
     """
 
     name = "quantized_int8_ort"
-    accepted_options = (
-        OptionSpec(
-            "calibration_samples",
-            "training images used for calibration",
-            "int",
-            low=1,
-            default=str(DEFAULT_CALIBRATION_SAMPLES),
-        ),
-    )
+    accepted_options = (CALIBRATION_SAMPLES_OPTION,)
     extra = "onnx"
     pinned_precision = "int8"
     pinned_runtime = "onnxruntime"
@@ -154,7 +143,7 @@ class OrtInt8Variant(Variant):
         """Export the baseline, quantize it, return the QDQ file (``module`` is ``None``)."""
         if find_spec("onnxruntime") is None:
             raise MissingDependencyError("onnxruntime", "onnx", "ONNX Runtime int8 quantization")
-        samples = option_int(context.options, "calibration_samples", DEFAULT_CALIBRATION_SAMPLES, minimum=1)
+        samples = calibration_samples(context)
         module = copy_module(baseline, self.name)
         work_dir = context.work_dir or Path(tempfile.mkdtemp(prefix="mlperf_track-ort-"))
         fp32_path = export_onnx(module, example_input(baseline, 2), work_dir / f"{self.name}-fp32.onnx")

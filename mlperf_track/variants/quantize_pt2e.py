@@ -22,17 +22,13 @@ from torch import nn
 
 from mlperf_track.errors import ExportError, MissingDependencyError
 from mlperf_track.models.artifact import ModelArtifact
-from mlperf_track.options import OptionSpec
 from mlperf_track.variants.base import Variant, VariantContext
-from mlperf_track.variants.calibration import calibration_batches
+from mlperf_track.variants.calibration import CALIBRATION_SAMPLES_OPTION, calibration_batches, calibration_samples
 from mlperf_track.variants.common import copy_module, derive, example_input
 from mlperf_track.variants.memo import memoized
-from mlperf_track.variants.options import option_int
 
 logger = logging.getLogger(__name__)
 
-#: Calibration images used unless ``--option calibration_samples=N`` says otherwise.
-DEFAULT_CALIBRATION_SAMPLES = 256
 #: Largest batch the exported graph accepts (the batch dimension is dynamic up to this).
 MAX_BATCH = 4096
 _X86 = ("x86_64", "amd64", "i386", "i686")
@@ -106,15 +102,7 @@ class PT2EInt8Variant(Variant):
     """
 
     name = "quantized_int8_pt2e"
-    accepted_options = (
-        OptionSpec(
-            "calibration_samples",
-            "training images used for calibration",
-            "int",
-            low=1,
-            default=str(DEFAULT_CALIBRATION_SAMPLES),
-        ),
-    )
+    accepted_options = (CALIBRATION_SAMPLES_OPTION,)
     extra = "quantize"
     pinned_precision = "int8"
     pinned_runtime = "compile"
@@ -132,7 +120,7 @@ class PT2EInt8Variant(Variant):
     @memoized
     def build(self, baseline: ModelArtifact, context: VariantContext) -> ModelArtifact:
         """Quantize a copy of the baseline; the artifact is pinned to ``int8`` on the ``compile`` runtime."""
-        samples = option_int(context.options, "calibration_samples", DEFAULT_CALIBRATION_SAMPLES, minimum=1)
+        samples = calibration_samples(context)
         module = copy_module(baseline, self.name)
         batches, source = calibration_batches(context, baseline.input_shape, samples)
         logger.info("PT2E int8: exporting %s and calibrating on %d %s images", baseline.name, samples, source)

@@ -11,6 +11,14 @@ Recipes (each module documents what it does and its options; "pins" is what the 
 - ``pruned_structured``: channel pruning with torch-pruning (a smaller, faster model).
 - ``distilled``: Hinton distillation into a smaller student.
 - ``pruned_structured+quantized_int8_pt2e``: structured pruning, then PT2E int8. Pins int8, compile.
+- ``quantized_int8_weight_only`` / ``quantized_int4_weight_only``: torchao weight-only int8 / int4 of the
+  ``nn.Linear`` layers of a text model, where the device has the kernels. Pins fp32 / bf16 and the device.
+- ``pruned_mlp_channels``: torch-pruning removes MLP channels of every transformer block (a text model).
+- ``distilled_shallow``: a text model with fewer layers, initialised from the teacher's and trained on its logits.
+
+Each recipe declares the kinds of model it applies to (``Variant.workloads``): image models, text encoders,
+text decoders. Quantized int8 dynamic and fp16/bf16 apply to all; the two weight-only recipes,
+``pruned_mlp_channels`` and ``distilled_shallow`` to text models only; the others to image models only.
 
 Groups: ``quantized`` (the five ``quantized_*``), ``pruned`` (both ``pruned_*``), ``distilled``, and ``all``
 (every registered recipe, compositions included). Any ``a+b`` of registered names is a composition too.
@@ -48,12 +56,15 @@ def _ensure_builtins() -> None:
     if _VARIANTS:
         return
     from mlperf_track.variants.distill import DistilledVariant
+    from mlperf_track.variants.distill_text import ShallowDistilledVariant
     from mlperf_track.variants.prune_structured import StructuredPruneVariant
+    from mlperf_track.variants.prune_text import PrunedMlpVariant
     from mlperf_track.variants.prune_unstructured import UnstructuredPruneVariant
     from mlperf_track.variants.quantize_dynamic import DynamicInt8Variant
     from mlperf_track.variants.quantize_half import Bf16Variant, Fp16Variant
     from mlperf_track.variants.quantize_ort import OrtInt8Variant
     from mlperf_track.variants.quantize_pt2e import PT2EInt8Variant
+    from mlperf_track.variants.quantize_torchao import Int4WeightOnlyVariant, Int8WeightOnlyVariant
 
     for quantized in (PT2EInt8Variant(), DynamicInt8Variant(), Fp16Variant(), Bf16Variant(), OrtInt8Variant()):
         register_variant(quantized, groups=["quantized"])
@@ -61,6 +72,11 @@ def _ensure_builtins() -> None:
     register_variant(StructuredPruneVariant(), groups=["pruned"])
     register_variant(DistilledVariant(), groups=["distilled"])
     register_variant(compose([_VARIANTS["pruned_structured"], _VARIANTS["quantized_int8_pt2e"]]))
+    # Text-model recipes (image runs never resolve them: see ``Variant.workloads``).
+    for text_quantized in (Int8WeightOnlyVariant(), Int4WeightOnlyVariant()):
+        register_variant(text_quantized, groups=["quantized"])
+    register_variant(PrunedMlpVariant(), groups=["pruned"])
+    register_variant(ShallowDistilledVariant(), groups=["distilled"])
 
 
 def variant_names() -> list[str]:
@@ -99,15 +115,17 @@ def get_variant(name: str) -> Variant:
     raise ConfigError("variant", name, known, hint)
 
 
-def resolve_variants(names: Sequence[str], device: str) -> list[Variant]:
-    """Expand groups and check that each recipe can run on ``device`` here.
+def resolve_variants(names: Sequence[str], device: str, workload: str = "image") -> list[Variant]:
+    """Expand groups and check that each recipe can run on ``device`` here, for a ``workload`` model.
 
-    A recipe named explicitly that cannot run raises; a recipe reached through a group that cannot run is
-    left out, with a log line saying why. Duplicates are dropped, order is kept; ``baseline`` is skipped.
+    A recipe named explicitly that cannot run raises; a recipe reached through a group that cannot run (or
+    does not apply to the workload) is left out, with a log line saying why. Duplicates are dropped, order is
+    kept; ``baseline`` is skipped.
 
     Args:
         names: Recipe and group names (``["quantized", "distilled"]``).
         device: ``cpu`` or ``cuda``.
+        workload: ``image``, ``tokens`` (text encoder) or ``generation`` (text decoder).
 
     Raises:
         ConfigError: An unknown name.
@@ -122,6 +140,9 @@ def resolve_variants(names: Sequence[str], device: str) -> list[Variant]:
         if name == ALL or name in _GROUPS:
             for member in group_members(name):
                 variant = _VARIANTS[member]
+                if workload not in variant.workloads:
+                    logger.debug("variant %s of group %s does not apply to %s models", member, name, workload)
+                    continue
                 reason = variant.unavailable_reason(device)
                 if reason is None:
                     resolved.setdefault(member, variant)
@@ -129,6 +150,10 @@ def resolve_variants(names: Sequence[str], device: str) -> list[Variant]:
                     logger.info("skipping variant %s of group %s on %s: %s", member, name, device, reason)
             continue
         variant = get_variant(name)
+        if workload not in variant.workloads:
+            raise UnsupportedError(
+                "variant", name, hint=f"it applies to {', '.join(sorted(variant.workloads))} models, not {workload}"
+            )
         reason = variant.unavailable_reason(device)
         if reason is not None:
             raise UnsupportedError("variant", name, hint=reason)

@@ -38,7 +38,7 @@ def isolated_registry(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_builtin_order_and_names() -> None:
     names = [source.name for source in registry.model_sources()]
-    assert names[-3:] == ["torchvision", "tiny", "file"]
+    assert names[-5:] == ["torchvision", "tiny", "hf-config", "hf", "file"]
     assert {"resnet18", "vit_b_16", "tinycnn"} <= set(model_names())
 
 

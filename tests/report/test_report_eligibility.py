@@ -15,6 +15,7 @@ from mlperf_track.report.eligibility import (
     Candidate,
     Limits,
     accuracy_change,
+    describe_delta,
     judge,
     rank,
 )
@@ -172,3 +173,24 @@ def test_the_best_is_eligible_and_no_eligible_case_is_faster(seed: int) -> None:
     assert ranking.best in ranking.front
     if ranking.runner_up is not None:
         assert ranking.runner_up[0].config != ranking.best.config
+
+
+def lm_case(config: str, delta: float, ci: tuple[float, float]) -> Candidate:
+    """A language model's case: next-token top-1 change, no classifier top-1."""
+    keys = (
+        m.ACCURACY_NEXT_TOKEN_TOP1_DELTA,
+        m.ACCURACY_NEXT_TOKEN_TOP1_DELTA_CI_LOW,
+        m.ACCURACY_NEXT_TOKEN_TOP1_DELTA_CI_HIGH,
+    )
+    return case(config, metrics=dict(zip(keys, (delta, *ci), strict=True)))
+
+
+def test_a_language_model_is_judged_on_its_next_token_top1_change() -> None:
+    unchanged = lm_case("quantized/eager/int8", -0.004, (-0.012, 0.004))
+    assert judge(unchanged, ONE_POINT).eligible
+    assert describe_delta(unchanged).startswith("next-token top-1 -0.4 points (95% CI -1.2..+0.4")
+    worse = judge(lm_case("distilled/eager/fp32", -0.05, (-0.07, -0.03)), ONE_POINT)
+    assert worse.category == "accuracy drop" and "next-token top-1 -5.0 points" in worse.text
+    assert judge(case("quantized/eager/int8", metrics={m.ACCURACY_PERPLEXITY_DELTA: 0.1}), ONE_POINT).category == (
+        "no accuracy"
+    )

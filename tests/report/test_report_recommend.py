@@ -6,7 +6,7 @@ from test_report_eligibility import ONE_POINT, case
 
 from mlperf_track import metrics as m
 from mlperf_track.report.eligibility import FAILED, Limits
-from mlperf_track.report.recommend import recommend, reference_for
+from mlperf_track.report.recommend import question_heading, recommend, reference_for
 
 
 def test_the_answer_names_the_pick_its_speed_up_its_accuracy_and_the_runner_up() -> None:
@@ -70,3 +70,13 @@ def test_when_nothing_qualifies_the_answer_says_so_and_shows_the_fastest_exclude
     assert "exceeds the 1 point accuracy limit" in answer.lines[1]
     assert answer.lines[2] == "Not eligible: 1 failed, 1 accuracy drop (of 2 cases)."
     assert recommend([], ONE_POINT).lines == ("Nothing was measured, so there is nothing to recommend.",)
+
+
+def test_the_heading_gives_an_image_size_only_for_image_models() -> None:
+    assert question_heading("resnet50", 64, "digits", "cpu") == "resnet50, 64 px, digits on cpu"
+    assert (
+        question_heading("hf-config:gpt2-tiny", 64, "pydoc-topics", "cpu") == "hf-config:gpt2-tiny, pydoc-topics on cpu"
+    )
+    assert question_heading("hf:/models/bert", 224, "stdlib-docstrings", "cuda") == (
+        "hf:/models/bert, stdlib-docstrings on cuda"
+    )

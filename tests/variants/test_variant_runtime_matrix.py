@@ -37,6 +37,10 @@ BUILDS_ANYWHERE = frozenset({"quantized_fp16"})
 ALL_COMPILE_CASES = os.environ.get("MLPERF_TRACK_ALL_COMPILE_CASES") == "1"
 
 
+#: The recipes for image models (the text ones are matched with runtimes in tests/variants/test_variants_text.py).
+IMAGE_RECIPES = [name for name in variant_names() if "image" in get_variant(name).workloads]
+
+
 def _variant_plan(variant: str, device: str) -> list[tuple[str, str]]:
     """The (runtime, precision) pairs the session plans for ``variant`` on ``device``."""
     pinned_runtime = pinned_precision = None
@@ -73,7 +77,7 @@ def _marks(device: str, runtime: str, pinned: bool) -> list[pytest.MarkDecorator
 def _cases() -> list[Any]:
     cases = []
     for device in ("cpu", "cuda"):
-        for variant in ["baseline", *variant_names()]:
+        for variant in ["baseline", *IMAGE_RECIPES]:
             pinned = variant != "baseline" and get_variant(variant).pinned_runtime is not None
             for runtime, precision in _variant_plan(variant, device):
                 marks = _marks(device, runtime, pinned)
@@ -154,7 +158,7 @@ def test_variant_runs_on_the_case_device(
     assert _state(artifact.module) == before, "the runtime moved or cast the artifact itself"
 
 
-@pytest.mark.parametrize("variant", ["baseline", *variant_names()])
+@pytest.mark.parametrize("variant", ["baseline", *IMAGE_RECIPES])
 def test_every_float_artifact_is_placed_on_the_case_device(
     variant: str, built_variants: Callable[[str], ModelArtifact], tiny_baseline: ModelArtifact
 ) -> None:
@@ -175,7 +179,7 @@ def test_every_float_artifact_is_placed_on_the_case_device(
         assert target.dtype == {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
 
 
-@pytest.mark.parametrize("variant", variant_names())
+@pytest.mark.parametrize("variant", IMAGE_RECIPES)
 def test_declared_pins_match_the_built_artifact(variant: str, built_variants: Callable[[str], ModelArtifact]) -> None:
     recipe = get_variant(variant)
     if recipe.unavailable_reason("cpu") is not None and variant not in BUILDS_ANYWHERE:

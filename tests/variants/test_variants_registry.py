@@ -21,21 +21,23 @@ CONCRETE = [
     "distilled",
     "pruned_structured+quantized_int8_pt2e",
 ]
+#: Recipes for text models only, registered after the image ones.
+TEXT_ONLY = ["quantized_int8_weight_only", "quantized_int4_weight_only", "pruned_mlp_channels", "distilled_shallow"]
 CPU_ONLY = ["quantized_int8_pt2e", "quantized_int8_dynamic", "quantized_int8_ort"]
 
 
 def test_every_recipe_is_registered_under_its_name() -> None:
-    assert variant_names() == CONCRETE
-    for name in CONCRETE:
+    assert variant_names() == CONCRETE + TEXT_ONLY
+    for name in CONCRETE + TEXT_ONLY:
         variant = get_variant(name)
         assert isinstance(variant, Variant) and variant.name == name
 
 
 def test_groups_expand_to_their_members() -> None:
-    assert group_members("quantized") == CONCRETE[:5]
-    assert group_members("pruned") == ["pruned_structured", "pruned_unstructured"][::-1]
-    assert group_members("distilled") == ["distilled"]
-    assert group_members("all") == CONCRETE
+    assert group_members("quantized") == CONCRETE[:5] + TEXT_ONLY[:2]
+    assert group_members("pruned") == ["pruned_unstructured", "pruned_structured", "pruned_mlp_channels"]
+    assert group_members("distilled") == ["distilled", "distilled_shallow"]
+    assert group_members("all") == CONCRETE + TEXT_ONLY
 
 
 def test_resolution_on_cpu_keeps_what_this_cpu_runs(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,12 +7,12 @@ round-trips through JSON and keeps the raw per-query records, so any statistic c
 from __future__ import annotations
 
 import csv
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlperf_track.engine.json_file import JsonRecord
 from mlperf_track.engine.load.config import DeploymentConfig, LoadConfig
 
 SCHEMA_VERSION = 1
@@ -21,7 +21,7 @@ QUERY_COLUMNS = ("index", "client", "samples", "arrival_ms", "issued_ms", "start
 
 
 @dataclass(frozen=True)
-class LoadResult:
+class LoadResult(JsonRecord):
     """One load point.
 
     Attributes:
@@ -131,16 +131,6 @@ class LoadResult:
             warnings=tuple(str(value) for value in data.get("warnings", [])),
             invalid_reasons=tuple(str(value) for value in data.get("invalid_reasons", [])),
         )
-
-    def to_json(self, indent: int | None = 2) -> str:
-        """The result as a JSON string."""
-        return json.dumps(self.to_dict(), indent=indent)
-
-    def write_json(self, path: str | Path) -> Path:
-        """Write :meth:`to_json` to ``path``."""
-        target = Path(path)
-        target.write_text(self.to_json(), encoding="utf-8")
-        return target
 
     def write_queries_csv(self, path: str | Path) -> Path:
         """Write the per-query table as CSV (header :data:`QUERY_COLUMNS`)."""
