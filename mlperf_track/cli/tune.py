@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mlperf_track import metrics as m
+from mlperf_track.cli import parsers as p
 from mlperf_track.cli.options import read
 from mlperf_track.errors import ConfigError, MissingDependencyError
 from mlperf_track.tuning.config import TuneConfig, is_auto, is_none
@@ -56,10 +57,13 @@ def register(subparsers: Any) -> None:
 
 def _batch_sizes(text: str) -> str:
     """``auto``, ``max:N`` or a list, checked now (TuneConfig resolves ``auto`` for the device later)."""
-    if not is_auto(text):
-        from mlperf_track.tuning.config import parse_batch_sizes
+    if is_auto(text):
+        return text
+    if not text.strip().lower().startswith("max:"):
+        p.int_list("--batch-sizes", text)  # the CLI's list rules (no empty items), as for the other commands
+    from mlperf_track.tuning.config import parse_batch_sizes
 
-        parse_batch_sizes(text, "cpu")  # the syntax; the device only matters for auto
+    parse_batch_sizes(text, "cpu")  # the syntax of max:N; the device only matters for auto
     return text
 
 
