@@ -226,3 +226,29 @@ LOAD_LOWER_IS_BETTER: Final = frozenset(
         LOAD_P99_SLOWDOWN,
     }
 )
+
+# -- Tuning (tuning/): each trial's costs and, for a trial pruned after its short first measurement, the short
+# figures (never under the keys above: a pruned trial is not a measurement of the case).
+TRIAL_PREPARE_S: Final = "trial/prepare_s"
+TRIAL_VARIANT_BUILD_S: Final = "trial/variant_build_s"
+TRIAL_MEASURE_S: Final = "trial/measure_s"
+TRIAL_WALL_S: Final = "trial/wall_s"
+SHORT_THROUGHPUT: Final = "short/throughput/samples_per_s"
+SHORT_LATENCY_P50: Final = "short/latency/p50_ms"
+SHORT_LATENCY_P99: Final = "short/latency/p99_ms"
+#: The optimistic end of the short measurement's 95% CI for the study's objective (what the pruner compared).
+SHORT_OBJECTIVE_BOUND: Final = "short/objective_bound"
+#: Parent run of a study: wall time of the call (preparation included), its preparation and measurement
+#: seconds summed over this worker's trials, and trials by how they ended.
+STUDY_WALL_S: Final = "study/wall_s"
+STUDY_PREPARE_S: Final = "study/prepare_s"
+STUDY_MEASURE_S: Final = "study/measure_s"
+STUDY_N_REUSED: Final = "study/n_reused"
+STUDY_N_SHORT_PRUNED: Final = "study/n_short_pruned"
+#: Tags of a trial run: ``measured``/``pruned``/``reused``/``failed``/``out_of_memory``/``over_budget``, the
+#: fidelity reached (``short``/``full``/``none``), whether the prepared model was ``new`` or ``cached``.
+TRIAL_OUTCOME_TAG: Final = "trial.outcome"
+TRIAL_FIDELITY_TAG: Final = "trial.fidelity"
+TRIAL_PREPARATION_TAG: Final = "trial.preparation"
+#: Tag of a study's parent run: why it stopped (``n_trials``, ``time budget``, ``space exhausted``).
+STOP_REASON_TAG: Final = "tune.stop_reason"

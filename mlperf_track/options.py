@@ -36,6 +36,10 @@ class OptionSpec:
         closed: Whether a ``float``'s bounds are allowed values (``[low, high]``) or not (``(low, high)``).
             An ``int``'s ``low`` is always allowed.
         default: The default as users would write it, for the documentation.
+        searched: The values a tuner searches (a subset of ``choices`` the member's author judges worth
+            measuring, e.g. compile modes but not debug settings); empty: a tuner leaves the option at its
+            default. Whether a value runs on a device is the member's to say
+            (:meth:`~mlperf_track.runtimes.base.Runtime.option_unsupported_reason`).
     """
 
     key: str
@@ -46,6 +50,7 @@ class OptionSpec:
     high: float | None = None
     closed: bool = False
     default: str = ""
+    searched: tuple[str, ...] = ()
 
     def allowed(self) -> str:
         """What values are allowed, in words (``one of a, b``, ``an integer >= 1``, ``a number in (0, 1)``)."""

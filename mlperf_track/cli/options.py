@@ -123,9 +123,10 @@ OPTIONS: tuple[CliOption, ...] = (
             auto_key="batch_sizes", aliases=("batch_size",), command_help={"tune": _TUNE_BATCH_HELP}),
     _option("precisions", "comma-separated precisions (fp32, tf32, fp16, bf16, int8, fp8)", "auto", EVERY,
             parse=p.precisions, auto_key="precisions", aliases=("precision",),
-            command_help={"tune": "precisions to search (auto: every precision the runtimes run here)"}),
+            command_help={"tune": "precisions to search (auto: every precision the runtimes run here natively)"}),
     _option("runtimes", "comma-separated runtimes (eager, compile, onnxruntime, tensorrt, openvino)", "auto", EVERY,
-            parse=p.runtimes, auto_key="runtimes", aliases=("runtime",)),
+            parse=p.runtimes, auto_key="runtimes", aliases=("runtime",),
+            command_help={"tune": "runtimes to search (auto: every runtime installed that runs on the device)"}),
     _option("variants", "comma-separated variants or groups (quantized, pruned, distilled, all; a+b composes; none: "
             "the baseline only); the baseline always runs", "auto", EVERY, parse=p.variants, auto_key="variants",
             accepts_none=True, aliases=("variant",), command_defaults={"bench": "none", "profile": "none",
@@ -137,11 +138,14 @@ OPTIONS: tuple[CliOption, ...] = (
             "accuracy needs labels, else synthetic)", "auto", EVERY, parse=p.dataset),
     _option("epochs", "fine-tuning epochs of the baseline on a labelled dataset (0: use the weights as they are)",
             "auto", EVERY, parse=p.non_negative_int, auto_key="epochs"),
-    _option("num_threads", "CPU threads (auto: torch's default)", "auto", PIPELINE, parse=p.positive_int),
-    _option("channels_last", "use the channels-last memory format", "false", PIPELINE, parse=p.boolean, kind="bool"),
+    _option("num_threads", "CPU threads (auto: torch's default)", "auto", EVERY, parse=p.positive_int,
+            command_help={"tune": "CPU threads of every trial when --threads does not search them (auto: torch's "
+                          "default)"}),
+    _option("channels_last", "use the channels-last memory format", "false", EVERY, parse=p.boolean, kind="bool"),
     _option("options", "runtime or variant options KEY=VALUE, comma-separated or repeated (see the option keys in "
-            "docs/architecture.md)", "none", PIPELINE, parse=p.key_values, accepts_none=True, aliases=("option",),
-            kind="list"),
+            "docs/architecture.md)", "none", EVERY, parse=p.key_values, accepts_none=True, aliases=("option",),
+            kind="list", command_help={"tune": "runtime or variant options KEY=VALUE fixed for every trial (a "
+                                       "runtime option given here is not searched)"}),
     _option("seed", "seed for data splits, training and inputs", "0", EVERY, parse=p.non_negative_int),
     _option("seq_lens", "text encoders: comma-separated sequence lengths in tokens, e.g. 32,128,512", "128", EVERY,
             parse=p.positive_int_list, aliases=("seq_len",),
@@ -155,28 +159,43 @@ OPTIONS: tuple[CliOption, ...] = (
     _option("max_time", "time cap per case in seconds", "auto", EVERY, parse=p.positive_number,
             command_help={"tune": "time cap of each trial's timed window in seconds"}),
     _option("target_ci", "stop when the median's 95% CI is this fraction of it (auto: 0.01 on cuda, 0.02 on cpu)",
-            "auto", PIPELINE, parse=p.fraction),
-    _option("repeats", "interleaved replicates of every case, merged into one result", "1", PIPELINE,
+            "auto", EVERY, parse=p.fraction),
+    _option("repeats", "interleaved replicates of every case, merged into one result", "1", EVERY,
             parse=p.positive_int),
     _option("pin_cores", "CPU cores to pin the process to while measuring, e.g. 0,1 (none: leave affinity alone)",
-            "none", PIPELINE, parse=p.core_list, accepts_none=True),
-    _option("accuracy", "measure accuracy when the dataset has labels", "true", PIPELINE, parse=p.boolean,
+            "none", EVERY, parse=p.core_list, accepts_none=True),
+    _option("accuracy", "measure accuracy when the dataset has labels", "true", EVERY, parse=p.boolean,
             kind="bool"),
     _option("max_accuracy_drop", "largest top-1 drop against the baseline a case may lose and still be named best "
-            "(0.01 = 1 point; none: no limit)", "0.01", EVERY, parse=p.fraction_or_zero, accepts_none=True,
-            command_defaults={"tune": "none"}),
+            "(0.01 = 1 point; none: no limit)", "0.01", EVERY, parse=p.fraction_or_zero, accepts_none=True),
     _option("memory_limit_mb", "peak memory limit in MiB: on cuda the process's device memory, on cpu its peak RSS",
             "none", TUNE, parse=p.positive_number, accepts_none=True),
     _option("p99_slo_ms", "p99 latency limit per batch in ms", "none", TUNE, parse=p.positive_number,
             accepts_none=True),
     _option("objective", "throughput, latency or multi (a Pareto front)", "throughput", TUNE, parse=p.objective),
-    _option("n_trials", "trials the study holds when it ends (shared by all workers)", "30", TUNE,
-            parse=p.positive_int),
-    _option("compile_modes", "torch.compile modes to search, e.g. default,max-autotune", "none", TUNE,
-            parse=p.names, accepts_none=True),
+    _option("n_trials", "trials the study holds when it ends (shared by all workers; points reused from earlier runs "
+            "count)", "30", TUNE, parse=p.positive_int),
+    _option("time_budget", "seconds of wall clock the study may take, preparation included; it stops at this or "
+            "--n-trials, whichever comes first (none: no time limit)", "none", TUNE, parse=p.positive_number,
+            accepts_none=True),
+    _option("warm_start", "reuse points earlier runs measured on this hardware and software: auto (the study's "
+            "experiment), none, or an experiment name", "auto", TUNE),
+    _option("pruner", "stop a trial after its short first measurement: auto (ci), ci (when even its CI cannot beat "
+            "the best), halving (successive halving) or none (measure every trial in full)", "auto", TUNE,
+            parse=p.pruner),
+    _option("short_time", "seconds of a trial's short first measurement (none: measure every trial in full)", "0.3",
+            TUNE, parse=p.positive_number, accepts_none=True),
+    _option("search_options", "runtime option values to search instead of the declared ones, KEY=V1|V2, e.g. "
+            "graph_optimization_level=all|basic (none: every runtime's declared values)", "none", TUNE,
+            parse=p.key_values, accepts_none=True, aliases=("search_option",), kind="list"),
+    _option("compile_modes", "torch.compile modes to search, e.g. default,max-autotune (none: the compile runtime's "
+            "declared modes that run on the device)", "none", TUNE, parse=p.names, accepts_none=True),
+    _option("compositions", "also search compositions of the variants (pruned/distilled then quantized)", "true",
+            TUNE, parse=p.boolean, kind="bool"),
     _option("threads", "CPU thread counts to search: a list, or auto (powers of two up to the cores)", "none", TUNE,
             parse=p.positive_int_list, accepts_none=True),
-    _option("sampler", "auto (TPE), tpe, grid, random or nsga2", "auto", TUNE, parse=p.sampler),
+    _option("sampler", "auto (costaware for one objective, tpe for several), costaware, tpe, gp, grid, random or "
+            "nsga2", "auto", TUNE, parse=p.sampler),
     _option("storage", "Optuna storage: auto ($MLPERF_TRACK_STORAGE when set, else sqlite optuna.db here), none (in "
             "memory) or a database URL (a password here shows in ps: use $MLPERF_TRACK_STORAGE or "
             "--storage-password-file)", "auto", TUNE),

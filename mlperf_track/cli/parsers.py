@@ -208,6 +208,13 @@ def sampler(flag: str, value: str) -> str:
     return check_choice(flag, str(value).strip(), SAMPLERS)
 
 
+def pruner(flag: str, value: str) -> str:
+    """A pruner name of the tuner."""
+    from mlperf_track.tuning.config import PRUNERS
+
+    return check_choice(flag, str(value).strip(), PRUNERS)
+
+
 def key_values(flag: str, values: list[str]) -> tuple[tuple[str, str], ...]:
     """``["a=1,b=2", "c=3"]`` -> ``(("a", "1"), ("b", "2"), ("c", "3"))``; a later key wins."""
     pairs: dict[str, str] = {}

@@ -12,7 +12,6 @@ import importlib
 import logging
 import sys
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,7 +55,7 @@ def register(subparsers: Any) -> None:
 
 
 def _batch_sizes(text: str) -> str:
-    """``auto``, ``max:N`` or a list, checked now (TuneConfig resolves ``auto`` for the device later)."""
+    """``auto``, ``max:N`` or a list, checked now (the study resolves ``auto`` for the device later)."""
     if is_auto(text):
         return text
     if not text.strip().lower().startswith("max:"):
@@ -77,6 +76,35 @@ def _threads(args: argparse.Namespace) -> tuple[int, ...]:
     return tuple(read(args, "threads") or ())
 
 
+def _option_values(args: argparse.Namespace) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``--search-options KEY=V1|V2`` (and ``--compile-modes``, which is ``compile_mode=...``)."""
+    values = {
+        key: tuple(item.strip() for item in text.split("|") if item.strip())
+        for key, text in read(args, "search_options") or ()
+    }
+    modes = read(args, "compile_modes")
+    if modes:
+        values["compile_mode"] = tuple(modes)
+    return tuple(values.items())
+
+
+#: Options whose study setting has another name; the rest pass by name to :meth:`TuneConfig.create`.
+_RENAMED = {
+    "max_time": "max_time_s",
+    "accuracy": "measure_accuracy",
+    "heartbeat_interval": "heartbeat_interval_s",
+    "grace_period": "grace_period_s",
+    "time_budget": "time_budget_s",
+    "short_time": "short_time_s",
+    "experiment_name": "experiment",
+}
+#: Options read here by hand (raw text or several flags into one setting).
+_BY_HAND = frozenset({
+    "model", "batch_sizes", "threads", "storage", "storage_password_file", "study_name", "search_options",
+    "compile_modes", "workers",
+})  # fmt: skip
+
+
 def _storage(args: argparse.Namespace) -> str | None:
     """The storage URL: ``--storage`` (``auto``: ``$MLPERF_TRACK_STORAGE`` or SQLite) with its password file."""
     from mlperf_track.tuning.storage import storage_from_flags
@@ -84,55 +112,44 @@ def _storage(args: argparse.Namespace) -> str | None:
     return storage_from_flags(args.storage, read(args, "storage_password_file"))
 
 
-def _one_length(args: argparse.Namespace, name: str) -> int:
-    """A text length of the study: trials vary the configuration, not the workload, so one value."""
-    lengths = read(args, name)
-    if len(lengths) != 1:
-        flag = "--" + name.replace("_", "-")
-        raise ConfigError(flag, ",".join(map(str, lengths)), "one length: every trial of a study runs the same shape")
-    return int(lengths[0])
-
-
 def config_from_args(args: argparse.Namespace, experiment: str | None = None) -> TuneConfig:
     """Build and validate the :class:`TuneConfig` of the flags (``auto``/``none`` as MLproject passes them).
+
+    Every option of the table that ``tune`` takes reaches the study by its name (a pipeline option added to
+    ``tune``'s commands needs nothing here); ``auto`` is left to :meth:`TuneConfig.create`, which resolves it
+    for the device, and ``--options`` is checked against what the selected runtimes and variants declare.
 
     Args:
         args: The parsed flags.
         experiment: The MLflow experiment (see :func:`mlperf_track.tracking.setup.experiment_for`), or ``None``
             for ``--experiment-name`` as given.
     """
-    return TuneConfig(
-        model=read(args, "model"),
-        weights=read(args, "weights"),
-        device=read(args, "device") or "auto",
-        objective=read(args, "objective"),
-        n_trials=read(args, "n_trials"),
+    from mlperf_track.cli.options import options_for
+    from mlperf_track.pipeline.options import check_declared_options
+
+    values: dict[str, object] = {}
+    for option in options_for("tune"):
+        if option.name in _BY_HAND:
+            continue
+        value = read(args, option.name)
+        explicit_none = option.accepts_none and p.is_none(getattr(args, option.name, None))
+        if value is not None or explicit_none:
+            values[_RENAMED.get(option.name, option.name)] = value
+    optional = {
+        "storage": _storage(args),
+        "study_name": None if is_auto(args.study_name) or is_none(args.study_name) else args.study_name,
+        "experiment": experiment or values.pop("experiment", None),
+    }
+    config = TuneConfig.create(
+        read(args, "model"),
+        **values,
+        **{key: value for key, value in optional.items() if value is not None},
         batch_sizes=_batch_sizes(args.batch_sizes),
-        precisions=tuple(read(args, "precisions") or ()),
-        runtimes=tuple(read(args, "runtimes") or ()),
-        variants=tuple(read(args, "variants") or ()),
-        compile_modes=tuple(read(args, "compile_modes") or ()),
         threads=_threads(args),
-        image_size=read(args, "image_size"),
-        dataset=read(args, "dataset") or "auto",
-        epochs=read(args, "epochs"),
-        seq_len=_one_length(args, "seq_lens"),
-        prompt_len=_one_length(args, "prompt_lens"),
-        output_len=_one_length(args, "output_lens"),
-        memory_limit_mb=read(args, "memory_limit_mb"),
-        p99_slo_ms=read(args, "p99_slo_ms"),
-        max_accuracy_drop=read(args, "max_accuracy_drop"),
-        storage=_storage(args),
-        study_name=None if is_auto(args.study_name) or is_none(args.study_name) else args.study_name,
-        sampler=read(args, "sampler") or "auto",
-        seed=read(args, "seed"),
-        experiment=experiment or read(args, "experiment_name"),
-        max_time_s=read(args, "max_time"),
-        heartbeat_interval_s=read(args, "heartbeat_interval"),
-        grace_period_s=read(args, "grace_period"),
-        output_dir=Path(read(args, "output_dir")),
-        trust_pickle=bool(read(args, "trust_pickle")),
+        option_values=_option_values(args),
     )
+    check_declared_options(config.pipeline)
+    return config
 
 
 def _backend_factory(spec: str) -> Callable[[TuneConfig], TuningBackend]:
@@ -160,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
     config = config_from_args(args)
     check_tracking_store(resolve_tracking_uri())
-    config = replace(config, experiment=experiment_for(config.experiment, config.model))
+    config = config.with_search(experiment=experiment_for(config.search.experiment, config.pipeline.model))
     if read(args, "workers") != 1:
         from mlperf_track.cli.tune_workers import supervise
 
@@ -171,6 +188,8 @@ def run(args: argparse.Namespace) -> int:
     console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(render_answer(outcome))
     print_tune_answer(outcome, console)
+    console.print(render_costs(outcome))
+    _print_run(outcome, console)
     summary = outcome.summary
     if not summary.found:
         console.print(
@@ -179,6 +198,35 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _print_run(outcome: TuneOutcome, console: Console) -> None:
+    """Where the study was logged, as ``run`` says it (the parent run id)."""
+    if outcome.run_id is None:
+        return
+    import mlflow
+
+    run = mlflow.get_run(outcome.run_id)
+    experiment = mlflow.get_experiment(run.info.experiment_id)
+    console.print(f"logged to {mlflow.get_tracking_uri()}: experiment {experiment.name}, parent run {outcome.run_id}")
+
+
+def render_costs(outcome: TuneOutcome) -> str:
+    """One line: how the study spent its trials and its time, and why it stopped."""
+    summary = outcome.summary
+    frame = outcome.frame
+    prepare = float(frame["prepare_s"].fillna(0).sum()) if "prepare_s" in frame else 0.0
+    measure = float(frame["measure_s"].fillna(0).sum()) if "measure_s" in frame else 0.0
+    ends = [trial.user_attrs.get("outcome") for trial in outcome.study.trials]
+    over = ends.count("over_budget")
+    return (
+        f"study {summary.study_name}: {summary.n_trials} trials ({summary.n_measured} measured in full, "
+        f"{ends.count('pruned')} stopped after a short measurement, "
+        + (f"{over} not started for the time budget, " if over else "")
+        + f"{summary.n_reused} reused from earlier runs) in "
+        f"{outcome.wall_s:.0f} s ({prepare:.0f} s preparing, {measure:.0f} s measuring); stopped by "
+        f"{outcome.stop_reason}"
+    )
 
 
 def _log_the_log(outcome: TuneOutcome, log_file: Path | None) -> None:

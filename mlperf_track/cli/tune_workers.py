@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -77,9 +77,9 @@ def worker_argv(args: argparse.Namespace, config: TuneConfig, output_dir: Path) 
         flag = "--" + option.name.replace("_", "-")
         for item in value if isinstance(value, list) else [value]:
             argv += [flag, str(item)]
-    argv += ["--storage", "auto", "--study-name", str(config.study_name), "--output-dir", str(output_dir)]
-    if config.experiment:
-        argv += ["--experiment-name", config.experiment]
+    argv += ["--storage", "auto", "--study-name", str(config.search.study_name), "--output-dir", str(output_dir)]
+    if config.search.experiment:
+        argv += ["--experiment-name", config.search.experiment]
     if getattr(args, "backend", None):
         argv += ["--backend", args.backend]
     return argv + [flag for flag in ("--quiet", "--verbose", "--debug") if getattr(args, flag[2:], False)]
@@ -93,14 +93,15 @@ def supervise(args: argparse.Namespace, config: TuneConfig) -> int:
             runs inside ``mlflow run`` (whose one run cannot be every worker's parent run).
     """
     workers = read(args, "workers")
-    if config.storage is None:
+    search, pipeline = config.search, config.pipeline
+    if search.storage is None:
         raise ConfigError("--workers", workers, "1 with --storage none (workers share a study through a database)")
     if os.environ.get("MLFLOW_RUN_ID"):
         raise ConfigError("--workers", workers, "1 inside mlflow run: start one mlflow run per worker instead")
     devices = worker_devices(workers)
-    study_name = config.study_name or f"{Path(config.model).name}-{config.objective}-{uuid.uuid4().hex[:8]}"
-    config = replace(config, study_name=study_name)
-    _prepare_experiment(config.experiment)
+    study_name = search.study_name or f"{Path(pipeline.model).name}-{search.objective}-{uuid.uuid4().hex[:8]}"
+    config = config.with_search(study_name=study_name)
+    _prepare_experiment(config.search.experiment)
     logger.info("starting %d workers on study %s", len(devices), study_name)
     started = [_start(args, config, index, device) for index, device in enumerate(devices)]
     try:
@@ -119,9 +120,9 @@ def _prepare_experiment(experiment: str | None) -> None:
 
 
 def _start(args: argparse.Namespace, config: TuneConfig, index: int, device: str | None) -> _Worker:
-    folder = Path(config.output_dir) / f"worker-{index}"
+    folder = Path(config.pipeline.output_dir) / f"worker-{index}"
     folder.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "MLPERF_TRACK_STORAGE": str(config.storage)}
+    env = {**os.environ, "MLPERF_TRACK_STORAGE": str(config.search.storage)}
     if device is not None:
         env["CUDA_VISIBLE_DEVICES"] = device
     answer, console = folder / "answer.txt", folder / "console.log"

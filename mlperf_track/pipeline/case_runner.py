@@ -27,7 +27,7 @@ from mlperf_track.engine.device import is_out_of_memory, release_memory, synchro
 from mlperf_track.errors import OutOfMemoryError, UnsupportedError
 from mlperf_track.pipeline.events import CaseOutcome
 from mlperf_track.pipeline.prepare_watch import NO_WINDOW, end_prepare_watch, start_prepare_watch
-from mlperf_track.spec import CaseSpec
+from mlperf_track.spec import CaseSpec, TimingConfig
 
 if TYPE_CHECKING:
     from mlperf_track.engine.monitors import MonitorGroup
@@ -38,8 +38,28 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: What identifies a prepared model: the case minus its batch size (one prepared model serves every batch size).
+#: What identifies a prepared model: the case minus its batch size (one prepared model serves every batch size),
+#: or the case itself under :attr:`PreparePolicy.per_case_batch` for a runtime that prepares per batch size.
 PreparedKey = CaseSpec
+
+
+@dataclass(frozen=True)
+class PreparePolicy:
+    """Which batch sizes a model is prepared for, and how many prepared models stay open between cases.
+
+    Attributes:
+        per_case_batch: Prepare a runtime that specialises per batch size
+            (:attr:`~mlperf_track.runtimes.base.RuntimeCapabilities.per_batch_preparation`, a static-shape compile)
+            for the case's batch size only, and key it by that size. The pipeline measures every batch size of a
+            configuration in a row and prepares them all at once; a tuner measures one point at a time, where
+            compiling every candidate batch size up front would cost several times the point itself.
+        keep: Prepared models kept open between cases, least recently used closed first (a tuner returning to a
+            configuration); ``None``: the pipeline's rule (one, or every one for interleaved replicates on the
+            CPU). Kept models count in the process's RSS, which is what ``memory/cpu_rss_peak_mb`` reports.
+    """
+
+    per_case_batch: bool = False
+    keep: int | None = None
 
 
 @dataclass
@@ -58,22 +78,24 @@ class _Prepared:
 class CaseRunner:
     """Measures cases for a :class:`BenchmarkSession`, caching what does not depend on the batch size."""
 
-    def __init__(self, session: BenchmarkSession) -> None:
+    def __init__(self, session: BenchmarkSession, policy: PreparePolicy | None = None) -> None:
         self.session = session
+        self.policy = policy or PreparePolicy()
         self._prepared: dict[PreparedKey, _Prepared] = {}
         self._facts: dict[str, tuple[dict[str, float], dict[str, str]]] = {}
         self._sizes: dict[tuple[str, str], float] = {}
         self._accuracy: dict[PreparedKey, dict[str, float]] = {}
 
-    def run(self, case: CaseSpec, *, profile: bool = False) -> CaseOutcome:
+    def run(self, case: CaseSpec, *, profile: bool = False, timing: TimingConfig | None = None) -> CaseOutcome:
         """Measure ``case``; its own failures come back in the outcome.
 
         A case asking for ``channels_last`` where the runtime ignores it is measured, and reported, without it.
+        ``timing`` replaces the session's timing for this case (a tuner's short first measurement).
         """
         case = self.effective_case(case)
         outcome = CaseOutcome(case=case)
         try:
-            outcome.result = self._measure(case, outcome, profile=profile)
+            outcome.result = self._measure(case, outcome, profile=profile, timing=timing)
             outcome.artifacts.update(self._write_files(outcome.result))
         except KeyboardInterrupt:
             raise
@@ -98,7 +120,16 @@ class CaseRunner:
             return case
         return case if honoured else replace(case, channels_last=False)
 
-    def _measure(self, case: CaseSpec, outcome: CaseOutcome, *, profile: bool) -> BenchmarkResult:
+    def prepared_key(self, case: CaseSpec) -> PreparedKey:
+        """The key of the prepared model that serves ``case`` (see :class:`PreparePolicy`)."""
+        return case if self._per_case(case) else replace(case, batch_size=1)
+
+    def _per_case(self, case: CaseSpec) -> bool:
+        return self.policy.per_case_batch and self.session.runtime(case.runtime).capabilities().per_batch_preparation
+
+    def _measure(
+        self, case: CaseSpec, outcome: CaseOutcome, *, profile: bool, timing: TimingConfig | None = None
+    ) -> BenchmarkResult:
         from mlperf_track.engine.compute import compute_metrics
         from mlperf_track.engine.environment import environment_tags
         from mlperf_track.engine.measure import measure_callable
@@ -115,7 +146,7 @@ class CaseRunner:
                 [artifact.precision],
                 hint=f"variant {case.variant} is fixed to {artifact.precision}",
             )
-        key: PreparedKey = replace(case, batch_size=1)
+        key = self.prepared_key(case)
         cudnn_benchmark = _bool_option(case, "cudnn_benchmark")
         with (
             precision_settings(case.precision, case.device, cudnn_benchmark=cudnn_benchmark) as precision_tags,
@@ -134,18 +165,20 @@ class CaseRunner:
             else:
                 startup[m.STARTUP_FIRST_INFERENCE] = first_ms
             # The accuracy pass belongs to the preparation (its memory too), so it runs before the timed window.
-            accuracy = self._accuracy_metrics(key, prepared, case)
+            accuracy = self._accuracy_metrics(replace(case, batch_size=1), prepared, case)
             self._end_prepare_watch(entry)
             release_memory(case.device)  # the previous case's tensors and cached blocks go before the window
             monitor_list = default_monitors(case.device, gpu_baseline_bytes=entry.gpu_baseline_bytes)
             if artifact.workload == "generation":
-                measurement: Any = _measure_generation(prepared, inputs, case, session.config.timing, monitor_list)
+                measurement: Any = _measure_generation(
+                    prepared, inputs, case, timing or session.config.timing, monitor_list
+                )
             else:
                 measurement = measure_callable(
                     lambda: prepared(inputs),
                     device=case.device,
                     batch_size=case.batch_size,
-                    timing=session.config.timing,
+                    timing=timing or session.config.timing,
                     monitor_list=monitor_list,
                 )
             if profile:
@@ -190,22 +223,21 @@ class CaseRunner:
         On a GPU the previous models are released first, the device's used memory is read as the baseline,
         and monitors watch the preparation (stopped by :meth:`_end_prepare_watch`).
         """
-        if key not in self._prepared:
-            # Interleaved replicates revisit every case: on the CPU keep prepared models (host memory is
-            # plentiful, RSS is a process-wide peak anyway); on a GPU re-prepare from the runtimes' disk caches
-            # so each case's GPU memory stays its own (pipeline/runner.py).
-            if self.session.config.repeats == 1 or case.device != "cpu":
-                self.release(keep=None)
+        if key in self._prepared:
+            self._prepared[key] = self._prepared.pop(key)  # most recently used last
+        else:
+            self._make_room(case)
             from mlperf_track.runtimes.base import PrepareRequest
 
             runtime = self.session.runtime(case.runtime)
             runtime.check(case.device, case.precision)
             config = self.session.config
+            per_case = self._per_case(case)  # prepared for this batch size only (PreparePolicy.per_case_batch)
             text = self.session.text
             request = PrepareRequest(
                 device=case.device,
                 precision=case.precision,
-                batch_sizes=tuple(sorted({*config.batch_sizes, case.batch_size})),
+                batch_sizes=(case.batch_size,) if per_case else tuple(sorted({*config.batch_sizes, case.batch_size})),
                 input_shape=text.input_shape(case) if text is not None else artifact.input_shape,
                 max_sequence=text.max_sequence() if text is not None else None,
                 channels_last=case.channels_last,
@@ -224,6 +256,19 @@ class CaseRunner:
             elapsed = time.perf_counter() - start
             self._prepared[key] = _Prepared(prepared, elapsed, gpu_baseline_bytes=baseline, watch=watch)
         return self._prepared[key]
+
+    def _make_room(self, case: CaseSpec) -> None:
+        """Close prepared models before a new one is prepared, as :class:`PreparePolicy` says."""
+        keep = self.policy.keep
+        if keep is None:
+            # Interleaved replicates revisit every case: on the CPU keep prepared models (host memory is
+            # plentiful, RSS is a process-wide peak anyway); on a GPU re-prepare from the runtimes' disk caches
+            # so each case's GPU memory stays its own (pipeline/runner.py).
+            if self.session.config.repeats == 1 or case.device != "cpu":
+                self.release(keep=None)
+            return
+        for key in list(self._prepared)[: max(0, len(self._prepared) - max(keep, 1) + 1)]:
+            self._close(key)
 
     @staticmethod
     def _end_prepare_watch(entry: _Prepared) -> None:
@@ -312,19 +357,22 @@ class CaseRunner:
 
     def prepared_model(self, case: CaseSpec) -> PreparedModel | None:
         """The prepared model that served ``case`` (still open), for checks that time it by hand; else ``None``."""
-        entry = self._prepared.get(replace(self.effective_case(case), batch_size=1))
+        entry = self._prepared.get(self.prepared_key(self.effective_case(case)))
         return entry.model if entry is not None else None
 
     def release(self, keep: PreparedKey | None = None) -> None:
         """Close every prepared model except ``keep``."""
         for key in [key for key in self._prepared if key != keep]:
-            entry = self._prepared.pop(key)
-            if entry.watch is not None:  # a case failed during its preparation: stop the monitors' thread
-                entry.watch.stop(NO_WINDOW)
-            try:
-                entry.model.close()
-            except Exception:  # closing must never hide the real outcome
-                logger.debug("closing %s failed", key, exc_info=True)
+            self._close(key)
+
+    def _close(self, key: PreparedKey) -> None:
+        entry = self._prepared.pop(key)
+        if entry.watch is not None:  # a case failed during its preparation: stop the monitors' thread
+            entry.watch.stop(NO_WINDOW)
+        try:
+            entry.model.close()
+        except Exception:  # closing must never hide the real outcome
+            logger.debug("closing %s failed", key, exc_info=True)
 
 
 def _bool_option(case: CaseSpec, key: str, default: bool = False) -> bool:

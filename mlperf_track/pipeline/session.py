@@ -18,11 +18,11 @@ import torch
 
 from mlperf_track.engine.device import release_memory, resolve_device
 from mlperf_track.errors import ConfigError, UnsupportedError
-from mlperf_track.pipeline.case_runner import CaseRunner, PreparedKey
+from mlperf_track.pipeline.case_runner import CaseRunner, PreparedKey, PreparePolicy
 from mlperf_track.pipeline.config import PipelineConfig
 from mlperf_track.pipeline.events import CaseOutcome
 from mlperf_track.runtimes.base import ARTIFACT_PRECISIONS
-from mlperf_track.spec import TEXT_MODEL_PREFIXES, CaseSpec
+from mlperf_track.spec import TEXT_MODEL_PREFIXES, CaseSpec, TimingConfig
 
 if TYPE_CHECKING:
     from mlperf_track.data.base import DatasetSplits
@@ -46,9 +46,11 @@ class BenchmarkSession:
     Args:
         config: The pipeline configuration. Runtime and variant names are checked here, so bad input fails
             before any long work starts.
+        prepare_policy: Which batch sizes models are prepared for and how many stay open (default: the
+            pipeline's: every batch size of the run, one model open).
     """
 
-    def __init__(self, config: PipelineConfig) -> None:
+    def __init__(self, config: PipelineConfig, *, prepare_policy: PreparePolicy | None = None) -> None:
         from mlperf_track.runtimes.registry import get_runtime
 
         self.config = config
@@ -61,7 +63,7 @@ class BenchmarkSession:
         self._baseline_facts: dict[str, str] = {}
         self._reference: AccuracyReport | None = None
         self._text: TextWorkload | None = None
-        self._runner = CaseRunner(self)
+        self._runner = CaseRunner(self, prepare_policy)
         self.variants: dict[str, Variant] = {}
         if config.variants:
             from mlperf_track.variants.registry import resolve_variants
@@ -318,13 +320,20 @@ class BenchmarkSession:
 
     # -- running -------------------------------------------------------------------------------------------
 
-    def run_case(self, case: CaseSpec, *, profile: bool = False) -> CaseOutcome:
-        """Measure one case. A failure of the case itself is returned in the outcome, never raised."""
-        return self._runner.run(case, profile=profile or self.config.profile)
+    def run_case(self, case: CaseSpec, *, profile: bool = False, timing: TimingConfig | None = None) -> CaseOutcome:
+        """Measure one case. A failure of the case itself is returned in the outcome, never raised.
+
+        ``timing`` replaces the configuration's timing for this case (a tuner's short first measurement).
+        """
+        return self._runner.run(case, profile=profile or self.config.profile, timing=timing)
 
     def prepared_model(self, case: CaseSpec) -> PreparedModel | None:
         """The prepared model that served ``case``, while the session keeps it (benchmarks time it by hand)."""
         return self._runner.prepared_model(case)
+
+    def has_variant(self, name: str) -> bool:
+        """Whether variant ``name`` (or the baseline) is built already (cheap: builds nothing)."""
+        return name in self._artifacts
 
     def release(self, keep: PreparedKey | None = None) -> None:
         """Close prepared models (all but ``keep``) and give memory back."""

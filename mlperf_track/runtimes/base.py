@@ -52,6 +52,10 @@ class RuntimeCapabilities:
         dynamic_batch: Whether one prepared model serves every batch size.
         channels_last: Whether the runtime honours ``channels_last`` (lays out weights and inputs NHWC). A
             runtime that does not ignores the flag, and a case there is planned and logged without it.
+        per_batch_preparation: Whether preparation specialises the model for each requested batch size (a
+            static-shape compile per size): its cost grows with the batch sizes requested, and a batch size that
+            was not requested would be prepared again at its first call. A caller that measures one batch size
+            at a time (the tuner) prepares only that one.
         workloads: What kinds of model it runs (:data:`~mlperf_track.models.artifact.WORKLOADS`): ``image``,
             ``tokens`` (text encoders: int64 ids, dynamic batch and sequence axes), ``generation`` (decoders,
             token by token with a KV cache).
@@ -60,6 +64,7 @@ class RuntimeCapabilities:
     precisions_by_device: Mapping[str, frozenset[str]]
     dynamic_batch: bool = True
     channels_last: bool = False
+    per_batch_preparation: bool = False
     workloads: frozenset[str] = frozenset({"image"})
 
     @property
@@ -167,6 +172,14 @@ class Runtime(ABC):
 
     def unavailable_reason(self) -> str | None:
         """``None`` when the runtime can be used here, else why not (e.g. the missing extra)."""
+        return None
+
+    def option_unsupported_reason(self, device: str, key: str, value: str) -> str | None:
+        """``None`` when option ``key=value`` (a declared, valid value) runs on ``device``, else why not.
+
+        The declaration (:attr:`accepted_options`) says which values exist; this says which of them a device can
+        run (CUDA graphs need a GPU), so a tuner never proposes one that would fail.
+        """
         return None
 
     @abstractmethod

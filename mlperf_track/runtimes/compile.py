@@ -27,6 +27,7 @@ compared as if alike.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import TYPE_CHECKING, ClassVar
 
@@ -108,7 +109,13 @@ class CompileRuntime(Runtime):
 
     name: ClassVar[str] = "compile"
     accepted_options: ClassVar[tuple[OptionSpec, ...]] = (
-        OptionSpec("compile_mode", "torch.compile mode", choices=COMPILE_MODES, default="default"),
+        OptionSpec(
+            "compile_mode",
+            "torch.compile mode",
+            choices=COMPILE_MODES,
+            default="default",
+            searched=("default", "reduce-overhead", "max-autotune"),
+        ),
         OptionSpec(
             "compile_dynamic",
             "one dynamic-shape graph for every batch size",
@@ -120,8 +127,15 @@ class CompileRuntime(Runtime):
     experimental_devices: ClassVar[frozenset[str]] = frozenset({"cuda"})
 
     def capabilities(self) -> RuntimeCapabilities:
-        """The same precisions as eager: inductor compiles whatever torch runs."""
-        return torch_capabilities()
+        """The same precisions as eager: inductor compiles whatever torch runs, one static-shape graph per
+        requested batch size (``per_batch_preparation``; ``compile_dynamic=true`` compiles one graph instead)."""
+        return dataclasses.replace(torch_capabilities(), per_batch_preparation=True)
+
+    def option_unsupported_reason(self, device: str, key: str, value: str) -> str | None:
+        """``compile_mode=reduce-overhead`` captures CUDA graphs: a GPU only."""
+        if key == "compile_mode" and value == "reduce-overhead" and device != "cuda":
+            return "CUDA graphs need a GPU"
+        return None
 
     def prepare(self, artifact: ModelArtifact, request: PrepareRequest) -> PreparedModel:
         """Compile a placed copy of the module and run it once per batch size (the compile itself)."""
@@ -133,9 +147,14 @@ class CompileRuntime(Runtime):
         generation = artifact.workload == "generation"
         default_mode = "reduce-overhead" if generation and request.device == "cuda" else "default"
         mode = option(request, "compile_mode", COMPILE_MODES, default_mode)
-        if request.device != "cuda" and mode == "reduce-overhead":
-            allowed = [name for name in COMPILE_MODES if name != "reduce-overhead"]
-            raise UnsupportedError("option compile_mode", mode, allowed, hint="CUDA graphs need a GPU")
+        reason = self.option_unsupported_reason(request.device, "compile_mode", mode)
+        if reason is not None:
+            allowed = [
+                name
+                for name in COMPILE_MODES
+                if not self.option_unsupported_reason(request.device, "compile_mode", name)
+            ]
+            raise UnsupportedError("option compile_mode", mode, allowed, hint=reason)
         dynamic = option(request, "compile_dynamic", ("false", "true"), "false") == "true"
         quantized = artifact.precision in ARTIFACT_PRECISIONS
         freezing_option = option(request, "inductor_freezing", ("auto", "true", "false"), "auto")

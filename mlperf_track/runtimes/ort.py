@@ -84,7 +84,13 @@ class OnnxRuntimeRuntime(Runtime):
         OptionSpec(
             "execution_provider", "cpu on CPU; cuda or tensorrt on GPU", choices=tuple(PROVIDERS), default="cpu/cuda"
         ),
-        OptionSpec("graph_optimization_level", "ORT graph optimizations", choices=tuple(GRAPH_LEVELS), default="all"),
+        OptionSpec(
+            "graph_optimization_level",
+            "ORT graph optimizations",
+            choices=tuple(GRAPH_LEVELS),
+            default="all",
+            searched=("basic", "extended", "all"),
+        ),
         *EXPORT_OPTIONS,
     )
     experimental_devices: ClassVar[frozenset[str]] = frozenset({"cuda"})

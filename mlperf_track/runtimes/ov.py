@@ -92,7 +92,11 @@ class OpenVinoRuntime(Runtime):
             "openvino_frontend", "read the ONNX export or the torch module", choices=("onnx", "torch"), default="onnx"
         ),
         OptionSpec(
-            "performance_hint", "OpenVINO PERFORMANCE_HINT", choices=tuple(PERFORMANCE_HINTS), default="latency"
+            "performance_hint",
+            "OpenVINO PERFORMANCE_HINT",
+            choices=tuple(PERFORMANCE_HINTS),
+            default="latency",
+            searched=tuple(PERFORMANCE_HINTS),
         ),
         *EXPORT_OPTIONS,
     )

@@ -1,17 +1,22 @@
-"""Optuna tuning: search batch size, precision, runtime (and variant, compile mode, CPU threads) for the best
-feasible configuration under memory, latency and accuracy limits, with every trial a nested MLflow run.
+"""Optuna tuning: search variant (compositions included), runtime, precision, runtime options, batch size and
+CPU threads for the best feasible configuration under memory, latency and accuracy limits, with every trial a
+nested MLflow run; multi-fidelity (a short first measurement, a pruner), cost-aware (preparation timed and
+learnt, a time budget) and warm-started from earlier runs.
 
 Public API::
 
     from mlperf_track.tuning import TuneConfig, run_tune
-    outcome = run_tune(TuneConfig(model="resnet18", device="cpu", n_trials=12, memory_limit_mb=2000))
+    config = TuneConfig.create("resnet18", device="cpu", n_trials=12, memory_limit_mb=2000, time_budget_s=300)
+    outcome = run_tune(config)
     outcome.summary.best          # [best feasible trial] or the feasible Pareto front
 
 The measurement is injectable: pass any :class:`TuningBackend` (``search_space``, ``template``, ``measure``)
 to :func:`run_tune`; the default measures with :class:`~mlperf_track.pipeline.BenchmarkSession`.
-Modules: ``config`` (TuneConfig), ``space``/``choices`` (what is searched), ``objective`` (values and
-constraints), ``sampling``, ``storage`` (memory, SQLite, PostgreSQL with heartbeats), ``workers`` (shared
-budget), ``results``, ``plots``, ``tracking`` (MLflow), ``runner``.
+Modules: ``config`` (TuneConfig = PipelineConfig + SearchSettings), ``space``/``choices`` (what is searched),
+``objective`` (values, constraints, fidelity), ``pruning``, ``costs``/``budget`` (what trials cost, the time
+budget), ``surrogate``/``costaware`` (the default sampler), ``sampling``, ``warmstart``, ``stopping``,
+``dashboard``, ``storage`` (memory, SQLite, PostgreSQL with heartbeats), ``workers`` (shared budget),
+``results``, ``plots``, ``tracking`` (MLflow), ``runner``.
 
 Only :mod:`~mlperf_track.tuning.config` loads on import; everything that needs Optuna (the ``tune`` extra)
 loads on first use, so the command line starts without it.
@@ -22,7 +27,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from mlperf_track.tuning.config import OBJECTIVES, SAMPLERS, TuneConfig, parse_batch_sizes
+from mlperf_track.tuning.config import OBJECTIVES, SAMPLERS, SearchSettings, TuneConfig, parse_batch_sizes
 
 if TYPE_CHECKING:
     from mlperf_track.tuning.backend import SessionBackend, TuningBackend, build_space
@@ -57,6 +62,7 @@ __all__ = [
     "Choice",
     "Limits",
     "Measurer",
+    "SearchSettings",
     "SearchSpace",
     "SessionBackend",
     "StudySummary",

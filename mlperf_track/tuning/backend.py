@@ -2,25 +2,23 @@
 
 :class:`TuningBackend` is the seam between the tuner and the hardware. :class:`SessionBackend` wraps a
 :class:`~mlperf_track.pipeline.BenchmarkSession`; tests and the search-efficiency benchmark provide their own
-(a deterministic fake, a replay of measured values).
+(a deterministic fake, a replay of measured values). Besides ``measure``, a backend may offer ``last_costs``
+(the preparation and measurement seconds of its last call), ``is_prepared``/``has_variant`` (whether a point
+would need preparing), ``clock`` (its notion of time, simulated in a replay) and take ``timing=`` in
+``measure`` (the short first measurement); the tuner uses whatever it finds.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
 
-from mlperf_track.spec import CaseSpec
-from mlperf_track.tuning.choices import (
-    BASELINE,
-    Pins,
-    UnsupportedReason,
-    auto_precisions,
-    enumerate_choices,
-    runtime_unsupported_reason,
-)
-from mlperf_track.tuning.config import TuneConfig, parse_batch_sizes
+from mlperf_track.spec import CaseSpec, TimingConfig
+from mlperf_track.tuning.choices import BASELINE, Pins, UnsupportedReason, enumerate_choices, with_compositions
+from mlperf_track.tuning.config import TuneConfig
+from mlperf_track.tuning.costs import TrialCosts
 from mlperf_track.tuning.space import SearchSpace
 
 if TYPE_CHECKING:
@@ -29,6 +27,9 @@ if TYPE_CHECKING:
     from mlperf_track.runtimes.base import Runtime
 
 logger = logging.getLogger(__name__)
+
+#: Engine tags whose seconds are measurement (warm-up and timed windows); the rest of a call is preparation.
+_WINDOW_TAGS = ("engine.warmup_s", "engine.window_s", "engine.throughput_window_s")
 
 
 class TuningBackend(Protocol):
@@ -59,28 +60,13 @@ class TuningBackend(Protocol):
         ...
 
 
-def resolve_runtimes(names: Sequence[str], device: str) -> dict[str, Runtime]:
-    """The runtimes by name; empty ``names`` means the device's default runtimes that are available here."""
-    from mlperf_track.pipeline.defaults import auto_defaults
-    from mlperf_track.runtimes.registry import get_runtime
-
-    if names:
-        return {name: get_runtime(name) for name in names}
-    runtimes = {name: get_runtime(name) for name in auto_defaults(device)["runtimes"]}
-    available = {name: runtime for name, runtime in runtimes.items() if runtime.unavailable_reason() is None}
-    for name in set(runtimes) - set(available):
-        logger.info("runtime %s left out: %s", name, runtimes[name].unavailable_reason())
-    return available or runtimes
-
-
 def build_space(
     config: TuneConfig,
     *,
     device: str,
     runtimes: dict[str, Runtime],
-    precisions: Sequence[str],
-    pins: Pins | None = None,
-    unsupported_reason: UnsupportedReason | None = None,
+    pins: Pins,
+    unsupported_reason: UnsupportedReason,
 ) -> SearchSpace:
     """The search space of ``config`` on ``device`` (only runnable combinations).
 
@@ -89,100 +75,74 @@ def build_space(
     """
     from mlperf_track.errors import ConfigError
 
-    if config.threads and device != "cpu":
-        raise ConfigError("--threads", ",".join(map(str, config.threads)), hint="threads are searched on cpu only")
-    reason = unsupported_reason or runtime_unsupported_reason(runtimes, device)
+    search, pipeline = config.search, config.pipeline
+    if search.threads and device != "cpu":
+        raise ConfigError("--threads", ",".join(map(str, search.threads)), hint="threads are searched on cpu only")
+    if search.threads and pipeline.num_threads is not None:
+        raise ConfigError("--threads", ",".join(map(str, search.threads)), hint="--num-threads fixes them: give one")
     choices, skipped = enumerate_choices(
-        runtimes=list(runtimes),
-        precisions=precisions,
-        unsupported_reason=reason,
-        variants=[name for name in (pins or {}) if name != BASELINE],
+        runtimes=runtimes,
+        precisions=[precision for precision in pipeline.precisions if precision not in ("int8", "fp8")],
+        device=device,
+        unsupported_reason=unsupported_reason,
+        variants=[name for name in pins if name != BASELINE],
         pins=pins,
-        compile_modes=config.compile_modes,
+        option_values=search.option_value_dict,
+        fixed_options=[key for key, _ in pipeline.options],
     )
-    return SearchSpace(
-        tuple(choices), parse_batch_sizes(config.batch_sizes, device), config.threads, skipped=tuple(skipped)
-    )
+    return SearchSpace(tuple(choices), pipeline.batch_sizes, search.threads, skipped=tuple(skipped))
 
 
 class SessionBackend:
     """Measures with a :class:`BenchmarkSession` built from a :class:`TuneConfig`.
 
-    Variants are built once, up front, so that the ones pinned to a runtime or precision (a quantized model)
-    are searched only where they run. GPU memory is released after every trial.
+    The baseline is prepared up front (the study's first cost); variants are built when a trial first needs
+    one, so a study that never proposes the distilled model never trains it, and the build is the cost of the
+    trial that asked for it. Pins (runtime, precision) come from the variants' declarations. Prepared models
+    are kept between trials as :class:`~mlperf_track.pipeline.case_runner.PreparePolicy` says: a runtime that
+    compiles per batch size prepares only the trial's.
     """
 
     def __init__(self, config: TuneConfig) -> None:
-        from dataclasses import replace
-
-        from mlperf_track.engine.device import resolve_device
-        from mlperf_track.pipeline.config import PipelineConfig
-        from mlperf_track.pipeline.defaults import auto_defaults
-        from mlperf_track.pipeline.session import TEXT_PREFIXES, BenchmarkSession
+        from mlperf_track.pipeline.case_runner import PreparePolicy
+        from mlperf_track.pipeline.session import BenchmarkSession
+        from mlperf_track.variants.registry import resolve_variants
 
         self.config = config
-        self.device = resolve_device(config.device)
-        defaults = auto_defaults(self.device)
-        self.runtimes = resolve_runtimes(config.runtimes, self.device)
-        self.precisions = config.precisions or auto_precisions(self.runtimes, self.device)
-        timing = config.timing or defaults["timing"]
-        if config.max_time_s is not None:
-            timing = replace(timing, max_time_s=config.max_time_s)
-        dataset = config.dataset
-        if dataset.strip().lower() in ("", "auto"):
-            labelled = "auto" if config.model.startswith(TEXT_PREFIXES) else defaults["dataset"]  # a text model's own
-            dataset = labelled if (config.needs_accuracy or config.variants) else "synthetic"
-        pipeline = PipelineConfig(
-            model=config.model,
-            weights=config.weights,
-            device=self.device,
-            variants=config.variants,
-            runtimes=tuple(self.runtimes),
-            precisions=tuple(self.precisions) or ("fp32",),
-            batch_sizes=parse_batch_sizes(config.batch_sizes, self.device),
-            image_size=config.image_size or defaults["image_size"],
-            dataset=dataset,
-            epochs=defaults["epochs"] if config.epochs is None else config.epochs,
-            seq_lens=(config.seq_len,),
-            prompt_lens=(config.prompt_len,),
-            output_lens=(config.output_len,),
-            timing=timing,
-            seed=config.seed,
-            output_dir=config.output_dir,
-            trust_pickle=config.trust_pickle,
-        )
-        if config.cache_dir is not None:
-            pipeline = replace(pipeline, cache_dir=config.cache_dir)
-        self.pipeline = pipeline
-        self.session: BenchmarkSession = BenchmarkSession(pipeline)
-        self._last_prepared: tuple[object, ...] | None = None
+        pipeline = config.pipeline
+        self.device = pipeline.device
+        recipes = resolve_variants(pipeline.variants, self.device) if pipeline.variants else []
+        if config.search.compositions:
+            recipes = [
+                recipe for recipe in with_compositions(recipes) if recipe.unavailable_reason(self.device) is None
+            ]
+        names = tuple(recipe.name for recipe in recipes)
+        keep = config.search.keep_prepared
+        if keep is None:
+            keep = 2 if self.device == "cpu" and config.search.memory_limit_mb is None else 1
+        policy = PreparePolicy(per_case_batch=True, keep=keep)
+        self.pipeline = replace(pipeline, variants=names)
+        self.session: BenchmarkSession = BenchmarkSession(self.pipeline, prepare_policy=policy)
+        self._costs: TrialCosts | None = None
+        self.clock = time.monotonic
 
     @property
     def measures_accuracy(self) -> bool:
-        """Whether the dataset is labelled (accuracy is measured per prepared model)."""
-        return self.pipeline.dataset != "synthetic" and self.session.data.has_labels
+        """Whether accuracy is measured (a labelled dataset and the pipeline's ``measure_accuracy``)."""
+        return self.pipeline.dataset != "synthetic" and self.pipeline.measure_accuracy and self.session.data.has_labels
 
     def search_space(self) -> SearchSpace:
-        """Builds the variants (once) to learn their pins, then enumerates the valid space.
-
-        Raises:
-            ConfigError: The model cannot be loaded (loaded here, so that a bad or unsafe model file is bad
-                input before the study starts, not a failure of every trial); ModelLoadError likewise.
-        """
-        _ = self.session.loaded_model
-        errors = self.session.build_variants()
+        """Prepares the baseline (and its reference accuracy), then enumerates the valid space."""
+        self.session.baseline()
+        if self.measures_accuracy:
+            self.session.reference_accuracy()
         pins: dict[str, tuple[str | None, str | None]] = {BASELINE: (None, None)}
-        for name in self.session.variants:
-            if name not in errors:
-                artifact = self.session.variant(name)
-                pins[name] = (artifact.runtime, artifact.precision)
-        for name, error in errors.items():
-            logger.warning("variant %s is not searched: it could not be built (%s)", name, error)
+        pins.update({name: (v.pinned_runtime, v.pinned_precision) for name, v in self.session.variants.items()})
+        runtimes = {name: self.session.runtime(name) for name in self.pipeline.runtimes}
         return build_space(
             self.config,
             device=self.device,
-            runtimes=self.runtimes,
-            precisions=self.precisions,
+            runtimes=runtimes,
             pins=pins,
             unsupported_reason=self.session.unsupported_reason,
         )
@@ -195,22 +155,62 @@ class SessionBackend:
             BASELINE, pipeline.runtimes[0], pipeline.precisions[0], pipeline.batch_sizes[0], **lengths
         )
 
-    def measure(self, case: CaseSpec) -> CaseOutcome:
-        """Run the case; prepared models are reused across batch sizes of one configuration."""
-        from mlperf_track.engine.device import release_memory
+    def is_prepared(self, case: CaseSpec) -> bool:
+        """Whether the prepared model of ``case`` is open now (its next trial prepares nothing)."""
+        return self.session.prepared_model(case) is not None
 
-        # The session keys prepared models on (variant, runtime, precision); options and threads change how a
-        # runtime prepares (compile mode, ONNX Runtime intra-op threads), so a change of those re-prepares.
-        prepared = (case.variant, case.runtime, case.precision, case.options, case.num_threads)
-        last = self._last_prepared
-        if last is not None and prepared[:3] == last[:3] and prepared != last:
-            self.session.release()
-        self._last_prepared = prepared
+    def has_variant(self, name: str) -> bool:
+        """Whether variant ``name`` is built."""
+        return self.session.has_variant(name)
+
+    def last_costs(self) -> TrialCosts | None:
+        """The costs of the last :meth:`measure` call."""
+        return self._costs
+
+    def measure(self, case: CaseSpec, timing: TimingConfig | None = None) -> CaseOutcome:
+        """Build the variant if needed, then run the case (at ``timing``, else the pipeline's); time both."""
+        from mlperf_track.engine.device import release_memory
+        from mlperf_track.pipeline.events import CaseOutcome
+
+        start = time.perf_counter()
         try:
-            return self.session.run_case(case)
+            self.session.variant(case.variant)
+        except Exception as error:  # the build's own failure: the trial fails, the study goes on
+            elapsed = time.perf_counter() - start
+            self._costs = TrialCosts(elapsed, 0.0, elapsed, prepared=True, stage="variant")
+            return CaseOutcome(case, error=error)
+        built = time.perf_counter() - start
+        was_prepared = self.is_prepared(case)
+        try:
+            outcome = self.session.run_case(case, timing=timing)
         finally:
             release_memory(self.device)
+        call = time.perf_counter() - start - built
+        window = _window_s(outcome)
+        measured = min(call, window) if window is not None else (call if was_prepared else 0.0)
+        preparation = 0.0 if was_prepared else call - measured
+        self._costs = TrialCosts(
+            prepare_s=built + preparation,
+            measure_s=call - preparation,
+            variant_build_s=built,
+            prepared=not was_prepared,
+            stage="" if outcome.result is not None else "case",
+        )
+        return outcome
 
     def close(self) -> None:
         """Release every prepared model."""
         self.session.close()
+
+
+def _window_s(outcome: CaseOutcome) -> float | None:
+    """Seconds of warm-up and timed windows of a measured case (``None`` when it failed)."""
+    if outcome.result is None:
+        return None
+    total = 0.0
+    for tag in _WINDOW_TAGS:
+        try:
+            total += float(outcome.result.tags.get(tag, 0.0))
+        except ValueError:
+            continue
+    return total if total > 0 else None

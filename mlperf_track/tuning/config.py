@@ -1,24 +1,38 @@
-"""The configuration of one tuning study: what to search, what to optimise, under which limits.
+"""The configuration of one tuning study: the pipeline's configuration plus the study's own search settings.
 
-A :class:`TuneConfig` is a frozen, validated dataclass like :class:`~mlperf_track.pipeline.config.PipelineConfig`.
-Values a user may leave to the machine (``auto``) are resolved later, once the device is known (see
-:mod:`mlperf_track.tuning.space`); constructing the config loads nothing.
+A :class:`TuneConfig` composes a :class:`~mlperf_track.pipeline.config.PipelineConfig` (what a case is and how it
+is measured: model, device, variants, runtimes, precisions, batch sizes, dataset, timing, options, limits on
+accuracy, ...) with :class:`SearchSettings` (what only a study has: objective, budget, sampler, limits on memory
+and latency, storage, warm start). A new pipeline option is added once, to ``PipelineConfig``, and a study
+has it. In a study the pipeline's runtimes, precisions and batch sizes are the *candidates* searched.
+
+:meth:`TuneConfig.create` resolves what a user leaves to the machine (``None``/``auto``), in one place:
+runtimes are every runtime installed and able to run on the device; precisions every precision one of them
+runs there natively (a precision the device would only emulate is never proposed); batch sizes powers of two
+up to :data:`AUTO_MAX_BATCH`; the dataset is the labelled default whenever a candidate can change accuracy (a
+variant, a precision other than fp32). Constructing the dataclasses themselves loads nothing.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
 from mlperf_track.errors import ConfigError
-from mlperf_track.spec import DEVICES, PRECISIONS, TimingConfig, check_choice, check_positive_int, parse_int_list
+from mlperf_track.spec import TimingConfig, check_choice, check_positive_int, parse_int_list
+
+if TYPE_CHECKING:
+    from mlperf_track.pipeline.config import PipelineConfig
 
 #: ``--objective`` values: maximise throughput, minimise p99 latency, or a Pareto front of several metrics.
 OBJECTIVES: Final = ("throughput", "latency", "multi")
-#: ``--sampler`` values. ``auto`` is TPE (see :mod:`mlperf_track.tuning.sampling` for why).
-SAMPLERS: Final = ("auto", "tpe", "grid", "random", "nsga2")
+#: ``--sampler`` values. ``auto`` is ``costaware`` for one objective and TPE for several (see
+#: :mod:`mlperf_track.tuning.sampling`).
+SAMPLERS: Final = ("auto", "costaware", "tpe", "gp", "grid", "random", "nsga2")
+#: ``--pruner`` values: how a short first measurement stops a trial (see :mod:`mlperf_track.tuning.pruning`).
+PRUNERS: Final = ("auto", "ci", "halving", "none")
 #: Largest batch size of ``--batch-sizes auto`` per device.
 AUTO_MAX_BATCH: Final = {"cpu": 64, "cuda": 512}
 #: Words that mean "leave it to the machine" / "nothing" in flags and MLproject parameters.
@@ -69,129 +83,216 @@ def parse_batch_sizes(text: str, device: str) -> tuple[int, ...]:
     return tuple(sorted(parse_int_list("--batch-sizes", text)))
 
 
+def _positive_or_none(parameter: str, value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(parameter, value, "a positive number (or none)")
+
+
+def _int_at_least(parameter: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(parameter, value, f"an integer >= {minimum}")
+
+
 @dataclass(frozen=True)
-class TuneConfig:
-    """Everything one tuning study needs. Validated on construction; nothing is loaded here.
+class SearchSettings:
+    """What only a study has (everything about a case is the pipeline's). Validated on construction.
 
     Attributes:
-        model: Model reference (torchvision name, file, ``models:/`` URI).
-        weights: Weights file for a torchvision model, or ``None``.
-        device: ``auto``, ``cpu`` or ``cuda``.
         objective: One of :data:`OBJECTIVES`.
-        n_trials: How many trials the study should hold when it ends (shared by every worker of the study;
-            retries of trials whose worker died do not count).
-        batch_sizes: ``auto``, ``max:N`` or a list ``1,2,4`` (see :func:`parse_batch_sizes`).
-        precisions: Precisions to search, or ``()`` for every precision a runtime supports on the device.
-        runtimes: Runtimes to search, or ``()`` for the device's default runtimes.
-        variants: Variants besides the baseline (``()``: the baseline only).
-        compile_modes: ``torch.compile`` modes to search for the ``compile`` runtime (``()``: its default).
-        threads: CPU thread counts to search (``()``: torch's default; CPU only).
-        image_size: Input resolution, or ``None`` for the device default.
-        dataset: Dataset reference, or ``auto`` (labelled digits when accuracy matters, else synthetic).
-        epochs: Fine-tuning epochs on a labelled dataset, or ``None`` for the device default.
-        seq_len: Tokens per sequence of a text encoder's trials (ignored for other models).
-        prompt_len: Prompt tokens of a text decoder's trials (ignored for other models).
-        output_len: New tokens per prompt of a text decoder's trials (ignored for other models).
+        n_trials: How many trials the study holds when it ends (shared by every worker; retries of trials whose
+            worker died do not count; points reused from earlier runs do).
+        time_budget_s: Wall-clock seconds the study may take, preparation included; it stops at whichever of
+            this and ``n_trials`` comes first. ``None``: no time limit.
+        sampler: One of :data:`SAMPLERS`.
+        pruner: One of :data:`PRUNERS` (``auto``: the confidence-interval rule; ignored for several objectives).
+        threads: CPU thread counts to search (``()``: the pipeline's ``num_threads``; CPU only).
+        option_values: Runtime option values to search, by key, instead of the values the runtimes declare
+            (``(("compile_mode", ("default",)),)``); a key fixed by the pipeline's ``options`` is not searched.
+        compositions: Also search every composition of a requested variant that leaves a transformable model
+            (pruning, distillation) with a requested quantizer (``pruned_structured+quantized_int8_ort``).
         memory_limit_mb: Peak memory a feasible configuration may use, or ``None``.
         p99_slo_ms: p99 latency (per batch) a feasible configuration may take, or ``None``.
-        max_accuracy_drop: Largest top-1 drop against the baseline (a fraction: 0.01 is one point), or ``None``.
+        short_time_s: Time cap of the short first measurement (multi-fidelity); ``None`` measures every trial in
+            full at once.
+        keep_prepared: Prepared models kept open between trials (``None``: 2 on a CPU without a memory limit,
+            else 1, so a memory limit is checked against a process holding one prepared model).
+        warm_start: ``auto`` (the study's MLflow experiment), ``none``, or an experiment name: measured points of
+            earlier runs on the same model, hardware and software are added to a new study.
         storage: Optuna storage URL (``sqlite:///...``, ``postgresql://...``), or ``None`` for memory.
         study_name: Study name (resumes the study when it exists), or ``None`` for a new unique name.
-        sampler: One of :data:`SAMPLERS`.
-        seed: Seed for the sampler, data and inputs.
         experiment: MLflow experiment name, or ``None`` for MLflow's choice.
-        timing: How long to measure each trial, or ``None`` for the device default.
-        max_time_s: Time cap of each trial's timed window (overrides ``timing.max_time_s``), or ``None``.
         heartbeat_interval_s: Heartbeat of a running trial in a database storage.
         grace_period_s: A running trial whose heartbeat is older than this is failed and retried.
         max_retry: How often a trial whose worker died is retried.
-        output_dir: Where per-trial files (samples, result JSON) are written.
-        cache_dir: Cache for baselines and exports, or ``None`` for the pipeline default.
-        trust_pickle: Allow model and weights files that run code when loaded (see
-            :mod:`mlperf_track.models.safety`).
     """
 
-    model: str
-    weights: str | None = None
-    device: str = "auto"
     objective: str = "throughput"
     n_trials: int = 30
-    batch_sizes: str = "auto"
-    precisions: tuple[str, ...] = ()
-    runtimes: tuple[str, ...] = ()
-    variants: tuple[str, ...] = ()
-    compile_modes: tuple[str, ...] = ()
+    time_budget_s: float | None = None
+    sampler: str = "auto"
+    pruner: str = "auto"
     threads: tuple[int, ...] = ()
-    image_size: int | None = None
-    dataset: str = "auto"
-    epochs: int | None = None
-    seq_len: int = 128
-    prompt_len: int = 128
-    output_len: int = 64
+    option_values: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    compositions: bool = True
     memory_limit_mb: float | None = None
     p99_slo_ms: float | None = None
-    max_accuracy_drop: float | None = None
+    short_time_s: float | None = 0.3
+    keep_prepared: int | None = None
+    warm_start: str = "auto"
     storage: str | None = None
     study_name: str | None = None
-    sampler: str = "auto"
-    seed: int = 0
     experiment: str | None = None
-    timing: TimingConfig | None = None
-    max_time_s: float | None = None
     heartbeat_interval_s: int = 10
     grace_period_s: int = 30
     max_retry: int = 3
-    output_dir: Path = Path("mlperf_track_output") / "tune"
-    cache_dir: Path | None = field(default=None)
-    trust_pickle: bool = False
 
     def __post_init__(self) -> None:
-        if not self.model:
-            raise ConfigError("--model", self.model, "a model name, file or URI")
-        check_choice("--device", self.device, DEVICES)
         check_choice("--objective", self.objective, OBJECTIVES)
         check_choice("--sampler", self.sampler, SAMPLERS)
+        check_choice("--pruner", self.pruner, PRUNERS)
         if isinstance(self.n_trials, bool) or not isinstance(self.n_trials, int) or self.n_trials <= 0:
             raise ConfigError("--n-trials", self.n_trials, "a positive integer")
-        for precision in self.precisions:
-            check_choice("--precisions", precision, PRECISIONS)
         for threads in self.threads:
             check_positive_int("--threads", threads)
-        if self.image_size is not None:
-            check_positive_int("--image-size", self.image_size)
-        for flag, length in (
-            ("--seq-lens", self.seq_len),
-            ("--prompt-lens", self.prompt_len),
-            ("--output-lens", self.output_len),
+        for parameter, value in (
+            ("--time-budget", self.time_budget_s),
+            ("--memory-limit-mb", self.memory_limit_mb),
+            ("--p99-slo-ms", self.p99_slo_ms),
+            ("--short-time", self.short_time_s),
         ):
-            check_positive_int(flag, length)
-        self._check_limits()
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError("--seed", self.seed, "an integer >= 0")
+            _positive_or_none(parameter, value)
+        if self.keep_prepared is not None:
+            check_positive_int("keep_prepared", self.keep_prepared)
+        if not self.warm_start or not self.warm_start.strip():
+            raise ConfigError("--warm-start", self.warm_start, "auto, none or an MLflow experiment name")
         check_positive_int("heartbeat_interval_s", self.heartbeat_interval_s)
         if not isinstance(self.grace_period_s, int) or self.grace_period_s <= self.heartbeat_interval_s:
             raise ConfigError("grace_period_s", self.grace_period_s, "an integer above heartbeat_interval_s")
-        if isinstance(self.max_retry, bool) or not isinstance(self.max_retry, int) or self.max_retry < 0:
-            raise ConfigError("max_retry", self.max_retry, "an integer >= 0")
+        _int_at_least("max_retry", self.max_retry, 0)
         if self.study_name is not None and not self.study_name.strip():
             raise ConfigError("--study-name", self.study_name, "a non-empty name")
+        for key, values in self.option_values:
+            if not values:
+                raise ConfigError("--search-option", key, "at least one value per option key")
 
-    def _check_limits(self) -> None:
-        numbers = (
-            ("--memory-limit-mb", self.memory_limit_mb),
-            ("--p99-slo-ms", self.p99_slo_ms),
-            ("--max-time", self.max_time_s),
-        )
-        for parameter, value in numbers:
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise ConfigError(parameter, value, "a positive number (or none)")
-        drop = self.max_accuracy_drop
-        if drop is not None and (isinstance(drop, bool) or not isinstance(drop, (int, float)) or not 0 <= drop < 1):
-            raise ConfigError("--max-accuracy-drop", drop, "a fraction in [0, 1) such as 0.01 (or none)")
+    @property
+    def option_value_dict(self) -> dict[str, tuple[str, ...]]:
+        """:attr:`option_values` as a dict."""
+        return {key: tuple(values) for key, values in self.option_values}
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """One study: the pipeline's configuration (the candidates and how a case is measured) and the search.
+
+    Build it with :meth:`create`, which resolves ``auto`` values for the device, or from two validated parts.
+
+    Attributes:
+        pipeline: Model, device, variants, runtimes, precisions and batch sizes to search, dataset, timing,
+            fixed options, seed, directories, and ``max_accuracy_drop`` (the accuracy limit of the answer).
+        search: The study's own settings.
+    """
+
+    pipeline: PipelineConfig
+    search: SearchSettings = field(default_factory=SearchSettings)
+
+    @classmethod
+    def create(cls, model: str, **values: Any) -> TuneConfig:
+        """A study of ``model``; each keyword is a :class:`PipelineConfig` or :class:`SearchSettings` field.
+
+        ``None`` (or ``auto``) for ``device``, ``runtimes``, ``precisions``, ``batch_sizes``, ``image_size``,
+        ``epochs``, ``timing`` or ``dataset`` takes the study's default for the device (module docstring);
+        ``batch_sizes`` may be text (``max:32``, ``1,8``); ``max_time_s`` caps the full measurement's window and
+        ``target_ci`` sets its CI target (both on the device's default timing unless ``timing`` is given).
+
+        Raises:
+            ConfigError: An unknown keyword, or a value the dataclasses refuse.
+        """
+        from mlperf_track.pipeline.config import PipelineConfig
+
+        search_names = {item.name for item in fields(SearchSettings)}
+        pipeline_names = {item.name for item in fields(PipelineConfig)} - {"model"}
+        timing_keys = {"max_time_s", "target_ci"}
+        unknown = sorted(set(values) - search_names - pipeline_names - timing_keys)
+        if unknown:
+            raise ConfigError("tune setting", unknown[0], sorted(search_names | pipeline_names | timing_keys))
+        search = SearchSettings(**{key: value for key, value in values.items() if key in search_names})
+        given = {key: value for key, value in values.items() if key in pipeline_names}
+        timing = {key: values[key] for key in timing_keys if values.get(key) is not None}
+        return cls(resolve_pipeline(model, given, **timing), search)
 
     @property
     def needs_accuracy(self) -> bool:
-        """Whether accuracy is part of the objective or of a constraint."""
-        return self.objective == "multi" or self.max_accuracy_drop is not None
+        """Whether accuracy is part of the objective or of a limit."""
+        return self.search.objective == "multi" or self.pipeline.max_accuracy_drop is not None
+
+    def with_search(self, **changes: Any) -> TuneConfig:
+        """A copy with some search settings changed."""
+        return replace(self, search=replace(self.search, **changes))
+
+
+def _given(values: dict[str, Any], key: str) -> Any:
+    value = values.get(key)
+    return None if value is None or (isinstance(value, str) and is_auto(value)) else value
+
+
+def resolve_pipeline(
+    model: str, values: dict[str, Any], *, max_time_s: float | None = None, target_ci: float | None = None
+) -> PipelineConfig:
+    """The pipeline configuration of a study, ``auto`` values resolved for the device (module docstring).
+
+    Raises:
+        ConfigError: A bad value (named by its field).
+        DeviceError: ``cuda`` without a GPU.
+    """
+    from mlperf_track.engine.device import resolve_device
+    from mlperf_track.pipeline.config import PipelineConfig
+    from mlperf_track.pipeline.defaults import auto_defaults
+    from mlperf_track.spec import TEXT_MODEL_PREFIXES
+    from mlperf_track.tuning.choices import native_precisions, search_runtimes
+
+    device = resolve_device(str(values.get("device") or "auto"))
+    defaults = auto_defaults(device)
+    # ``None`` is "not given" except for a field where it is a value of its own (``max_accuracy_drop=None``: no
+    # limit, though the field's default is a limit)
+    nullable = {item.name for item in fields(PipelineConfig) if "None" in str(item.type)}
+    resolved = {key: value for key, value in values.items() if value is not None or key in nullable}
+    runtimes = tuple(_given(values, "runtimes") or search_runtimes(device))
+    precisions = tuple(_given(values, "precisions") or native_precisions(runtimes, device))
+    batch_sizes = _given(values, "batch_sizes")
+    if batch_sizes is None or isinstance(batch_sizes, str):
+        batch_sizes = parse_batch_sizes(batch_sizes or "auto", device)
+    timing: TimingConfig = _given(values, "timing") or defaults["timing"]
+    _positive_or_none("--max-time", max_time_s)
+    if max_time_s is not None:
+        timing = replace(timing, max_time_s=max_time_s)
+    if target_ci is not None:
+        timing = replace(timing, target_rel_ci=target_ci)
+    for folder in ("output_dir", "cache_dir"):
+        if folder in resolved:
+            resolved[folder] = Path(resolved[folder])
+    variants = tuple(name for name in values.get("variants") or () if name not in ("", "none", "baseline"))
+    for key, flag in (("seq_lens", "--seq-lens"), ("prompt_lens", "--prompt-lens"), ("output_lens", "--output-lens")):
+        lengths = values.get(key)
+        if lengths is not None and len(tuple(lengths)) != 1:
+            shown = ",".join(map(str, lengths))
+            raise ConfigError(flag, shown, "one length: every trial of a study runs the same shape")
+    dataset = _given(values, "dataset")
+    if dataset is None:
+        changes_accuracy = bool(variants) or any(precision != "fp32" for precision in precisions)
+        labelled = "auto" if model.startswith(TEXT_MODEL_PREFIXES) else defaults["dataset"]  # a text model's own
+        dataset = labelled if changes_accuracy else "synthetic"
+    resolved.update(
+        device=device,
+        runtimes=runtimes,
+        precisions=precisions,
+        batch_sizes=tuple(sorted(set(batch_sizes))),
+        variants=variants,
+        dataset=dataset,
+        timing=timing,
+        image_size=_given(values, "image_size") or defaults["image_size"],
+        epochs=defaults["epochs"] if _given(values, "epochs") is None else values["epochs"],
+    )
+    return PipelineConfig(model=model, **resolved)

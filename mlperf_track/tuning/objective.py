@@ -1,9 +1,16 @@
 """The Optuna objective: measure one point of the space, return its objective values, set its constraints.
 
-The measurement is injected (:data:`Measurer`, ``CaseSpec -> CaseOutcome``): the CLI passes
-:meth:`BenchmarkSession.run_case`, tests pass a deterministic fake, the search-efficiency benchmark replays
-a measured table. Constraints go through :meth:`optuna.Trial.set_constraint` (Optuna 5; ``constraints_func``
-is deprecated): TPE, NSGA-II, ``study.best_trial`` and ``study.best_trials`` read ``trial.constraints``.
+The measurement is injected (:data:`Measurer`, ``(case[, timing]) -> CaseOutcome``): the CLI passes the
+session backend, tests pass a deterministic fake, the search-efficiency benchmark replays a measured table.
+Constraints go through :meth:`optuna.Trial.set_constraint` (Optuna 5; ``constraints_func`` is deprecated):
+TPE, NSGA-II, ``study.best_trial`` and ``study.best_trials`` read ``trial.constraints``.
+
+Multi-fidelity (one objective, a measurer that takes ``timing``): the point is first measured briefly; a
+limit that the short measurement already shows broken (accuracy, memory) or the pruner
+(:mod:`mlperf_track.tuning.pruning`) ends it ``PRUNED`` with its short figures under ``short_metrics`` and
+``fidelity = short``; otherwise it is measured in full. Every trial records its ``outcome`` (``measured``,
+``pruned``, ``reused``, ``failed``, ``out_of_memory``, ``over_budget``), the ``fidelity`` it reached, and its
+cost (:mod:`mlperf_track.tuning.costs`).
 
 How a trial ends:
 
@@ -19,33 +26,43 @@ How a trial ends:
   no values, because none were measured (a made-up "worst" value would be an invented number).
 - any other failure of the case: ``FAIL`` (a :class:`MeasurementError` that the study catches).
 - a point already finished in the study: its earlier outcome is reused (values, constraints, metrics) and the
-  trial carries ``duplicate_of``; TPE often re-proposes the best categorical point, and measuring it again
-  would only spend the budget.
+  trial carries ``duplicate_of``. The samplers are wrapped so that they do not re-propose a measured point
+  (:mod:`mlperf_track.tuning.sampling`); this only happens once every point is measured, and then the runner
+  ends the study saying so.
+- a predicted cost beyond the time budget: ``PRUNED`` with ``outcome = over_budget``, nothing measured.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import optuna
 from optuna.trial import TrialState
 
 from mlperf_track import metrics as m
 from mlperf_track.errors import MeasurementError, OutOfMemoryError
+from mlperf_track.tuning import costs as c
+from mlperf_track.tuning.pruning import ATTR_SHORT_BOUND, FULL_STEP, SHORT_STEP, optimistic_bound
 from mlperf_track.tuning.space import SearchSpace, TrialPoint
 
 if TYPE_CHECKING:
     from mlperf_track.engine.result import BenchmarkResult
     from mlperf_track.pipeline.events import CaseOutcome
-    from mlperf_track.spec import CaseSpec
+    from mlperf_track.spec import CaseSpec, TimingConfig
+    from mlperf_track.tuning.budget import TimeBudget
 
 logger = logging.getLogger(__name__)
 
-#: Measures one case; must not raise for the case's own failure (return it in the outcome).
-Measurer = Callable[["CaseSpec"], "CaseOutcome"]
+#: Measures one case (with an optional ``timing=`` keyword for the short measurement); must not raise for the
+#: case's own failure (return it in the outcome).
+Measurer = Callable[..., "CaseOutcome"]
+#: The costs of the last measurement call, when the backend reports them.
+CostReader = Callable[[], "c.TrialCosts | None"]
 
 #: Trial user attribute keys.
 ATTR_CASE: Final = "case"
@@ -56,6 +73,23 @@ ATTR_DUPLICATE_OF: Final = "duplicate_of"
 ATTR_MEMORY_METRIC: Final = "memory_metric"
 ATTR_VALID: Final = "valid"
 ATTR_INVALID_REASONS: Final = "invalid_reasons"
+ATTR_SHORT_METRICS: Final = "short_metrics"
+ATTR_OUTCOME: Final = "outcome"
+ATTR_FIDELITY: Final = "fidelity"
+ATTR_PRUNED_BECAUSE: Final = "pruned_because"
+ATTR_ERROR_STAGE: Final = "error.stage"
+ATTR_REUSED_FROM: Final = "reused_from"
+#: Values of :data:`ATTR_OUTCOME`.
+MEASURED: Final = "measured"
+PRUNED: Final = "pruned"
+REUSED: Final = "reused"
+FAILED: Final = "failed"
+OUT_OF_MEMORY_OUTCOME: Final = "out_of_memory"
+OVER_BUDGET: Final = "over_budget"
+#: Values of :data:`ATTR_FIDELITY`.
+SHORT: Final = "short"
+FULL: Final = "full"
+NONE: Final = "none"
 #: Constraint names (values <= 0 mean satisfied).
 OUT_OF_MEMORY: Final = "out_of_memory"
 MEMORY: Final = "memory"
@@ -153,6 +187,13 @@ def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
     return trial.state == TrialState.COMPLETE and all(value <= 0 for value in trial.constraints.values())
 
 
+@dataclass(frozen=True)
+class Fidelity:
+    """How trials are measured: the short first window (``None``: every trial in full at once)."""
+
+    short: TimingConfig | None = None
+
+
 class TrialObjective:
     """The callable handed to :meth:`optuna.Study.optimize`.
 
@@ -160,8 +201,14 @@ class TrialObjective:
         space: The search space.
         targets: What to optimise (the study's directions must match).
         limits: The constraints.
-        measure: Measures a case.
+        measure: Measures a case (``measure(case)``, or ``measure(case, timing=...)`` for multi-fidelity).
         template: Case fields that do not vary (model, device, image size, dataset).
+        fidelity: The short measurement (used with one objective and a measurer that takes ``timing``).
+        full_timing: The full measurement's timing (its window is capped by the time budget).
+        costs: Reads the costs of the last measurement call (else the clock alone times each call).
+        budget: The study's time budget.
+        cost_model: Predicts a point's cost (checked against the budget before measuring).
+        clock: Seconds now (the budget's clock).
         reuse_duplicates: Reuse the outcome of a point that already finished in the study.
     """
 
@@ -173,6 +220,12 @@ class TrialObjective:
         measure: Measurer,
         template: CaseSpec,
         *,
+        fidelity: Fidelity | None = None,
+        full_timing: TimingConfig | None = None,
+        costs: CostReader | None = None,
+        budget: TimeBudget | None = None,
+        cost_model: c.CostModel | None = None,
+        clock: Callable[[], float] = time.monotonic,
         reuse_duplicates: bool = True,
     ) -> None:
         self.space = space
@@ -180,6 +233,14 @@ class TrialObjective:
         self.limits = limits
         self.measure = measure
         self.template = template
+        self.takes_timing = "timing" in inspect.signature(measure).parameters
+        short = (fidelity or Fidelity()).short
+        self.short = short if self.takes_timing and len(targets) == 1 else None
+        self.full_timing = full_timing
+        self.costs = costs
+        self.budget = budget
+        self.cost_model = cost_model
+        self.clock = budget.clock if budget is not None else clock
         self.reuse_duplicates = reuse_duplicates
         #: Outcomes measured in this process, by trial number (read by the MLflow adapter).
         self.outcomes: dict[int, CaseOutcome] = {}
@@ -194,41 +255,123 @@ class TrialObjective:
             previous = self._finished_twin(trial)
             if previous is not None:
                 return self._reuse(trial, previous)
-        outcome = self.measure(case)
+        self._check_budget(trial, point)
+        ledger = _Ledger(self.clock())
+        try:
+            return self._measure_point(trial, case, ledger)
+        finally:
+            ledger.store(trial, self.clock())
+
+    def _check_budget(self, trial: optuna.Trial, point: TrialPoint) -> None:
+        if self.budget is None or not self.budget.limited or self.cost_model is None:
+            return
+        self.cost_model.update(trial.study.get_trials(deepcopy=False))
+        predicted = self.cost_model.admission_s(point, self.template)
+        if not self.budget.fits(predicted):
+            trial.set_user_attr(ATTR_OUTCOME, OVER_BUDGET)
+            trial.set_user_attr(ATTR_FIDELITY, NONE)
+            raise optuna.TrialPruned(
+                f"not measured: predicted {predicted:.0f} s, {max(0.0, self.budget.remaining()):.0f} s of the "
+                "time budget left"
+            )
+
+    def _call(self, case: CaseSpec, timing: TimingConfig | None, ledger: _Ledger, fidelity: str) -> CaseOutcome:
+        start = self.clock()
+        outcome = self.measure(case, timing=timing) if timing is not None else self.measure(case)
+        ledger.add(fidelity, self.clock() - start, self.costs() if self.costs is not None else None)
+        return outcome
+
+    def _full_timing(self) -> TimingConfig | None:
+        """The full timing, its window capped to what the time budget has left."""
+        if self.full_timing is None or self.budget is None or not self.budget.limited:
+            return None
+        left = self.budget.remaining()
+        if left >= self.full_timing.max_time_s:
+            return None
+        return replace(self.full_timing, max_time_s=max(left, 0.05), min_time_s=min(self.full_timing.min_time_s, left))
+
+    def _measure_point(self, trial: optuna.Trial, case: CaseSpec, ledger: _Ledger) -> float | tuple[float, ...]:
+        if self.short is not None:
+            outcome = self._call(case, self.short, ledger, SHORT)
+            if outcome.result is None:
+                self._failed(trial, case, outcome.error, ledger)
+            self._short_verdict(trial, case, outcome.result, ledger)
+        outcome = self._call(case, self._full_timing() if self.takes_timing else None, ledger, FULL)
         self.outcomes[trial.number] = outcome
         if outcome.result is None:
-            return self._failed(trial, case, outcome.error)
+            self._failed(trial, case, outcome.error, ledger)
         metrics = dict(outcome.result.metrics)
         trial.set_user_attr(ATTR_METRICS, metrics)
         try:
             constraints, attrs = self.limits.constraints(metrics, case.device)
             values = tuple(_required(metrics, t.metric, f"the {t.name} objective") for t in self.targets)
         except MeasurementError as error:
-            return self._failed(trial, case, error)
-        for key, value in attrs.items():
-            trial.set_user_attr(key, value)
+            self._failed(trial, case, error, ledger)
+        for key, text in attrs.items():
+            trial.set_user_attr(key, text)
         for key, value in {**constraints, **_validity(trial, outcome.result)}.items():
             trial.set_constraint(key, value)
+        trial.set_user_attr(ATTR_OUTCOME, MEASURED)
+        trial.set_user_attr(ATTR_FIDELITY, FULL)
+        if len(values) == 1 and self.short is not None:
+            trial.report(values[0], FULL_STEP)
         return values[0] if len(values) == 1 else values
+
+    def _short_verdict(self, trial: optuna.Trial, case: CaseSpec, result: BenchmarkResult, ledger: _Ledger) -> None:
+        """Report the short value; stop the trial (``PRUNED``) when a limit is broken or the pruner says so."""
+        metrics = dict(result.metrics)
+        trial.set_user_attr(ATTR_SHORT_METRICS, metrics)
+        target = self.targets[0]
+        try:
+            value = _required(metrics, target.metric, f"the {target.name} objective")
+            constraints, _ = self.limits.constraints(metrics, case.device)
+        except MeasurementError as error:
+            self._failed(trial, case, error, ledger)
+        maximize = target.direction == "maximize"
+        trial.set_user_attr(ATTR_SHORT_BOUND, optimistic_bound(value, metrics, maximize))
+        trial.report(value, SHORT_STEP)
+        # Accuracy is measured once per prepared model and memory by the process's peak: a short window sees
+        # them as a full one would. Latency is noisy at this length, so a p99 limit waits for the full window.
+        broken = {key: v for key, v in constraints.items() if v > 0 and key in (MEMORY, ACCURACY_DROP)}
+        if broken:
+            reason = "breaks " + ", ".join(f"{key} ({v:+.1%})" for key, v in broken.items())
+        elif trial.should_prune():
+            reason = f"cannot beat the best so far (optimistic {target.name} {trial.user_attrs[ATTR_SHORT_BOUND]:.4g})"
+        else:
+            return
+        for key, limit_value in constraints.items():
+            trial.set_constraint(key, limit_value)
+        trial.set_user_attr(ATTR_OUTCOME, PRUNED)
+        trial.set_user_attr(ATTR_FIDELITY, SHORT)
+        trial.set_user_attr(ATTR_PRUNED_BECAUSE, reason)
+        raise optuna.TrialPruned(f"{case.name}: {reason} after a short measurement")
 
     def forget(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         """Study callback (after the MLflow adapter's): drop the outcome of a finished trial from memory."""
         self.outcomes.pop(trial.number, None)
 
-    def _failed(self, trial: optuna.Trial, case: CaseSpec, error: BaseException | None) -> float:
+    def _failed(self, trial: optuna.Trial, case: CaseSpec, error: BaseException | None, ledger: _Ledger) -> NoReturn:
         error = error or MeasurementError(f"{case.name} produced no result")
         trial.set_user_attr(ATTR_ERROR_TYPE, type(error).__name__)
         trial.set_user_attr(ATTR_ERROR_MESSAGE, str(error)[:2000])
+        trial.set_user_attr(ATTR_FIDELITY, NONE if ledger.calls <= 1 else SHORT)
+        if ledger.stage:
+            trial.set_user_attr(ATTR_ERROR_STAGE, ledger.stage)
         if isinstance(error, OutOfMemoryError):
+            trial.set_user_attr(ATTR_OUTCOME, OUT_OF_MEMORY_OUTCOME)
             trial.set_constraint(OUT_OF_MEMORY, 1.0)
             raise optuna.TrialPruned(f"{case.name} ran out of memory (infeasible)")
+        trial.set_user_attr(ATTR_OUTCOME, FAILED)
         raise MeasurementError(f"{case.name} failed: {type(error).__name__}: {error}") from error
 
     def _finished_twin(self, trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
-        """An earlier trial of the study with the same params that finished with a real outcome."""
+        """An earlier trial of the study with the same point that finished with a real outcome."""
         states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        mine = self.space.snap(trial.params)
         for other in trial.study.get_trials(deepcopy=False, states=states):
-            if other.number == trial.number or other.params != trial.params:
+            if other.number == trial.number or other.user_attrs.get(ATTR_OUTCOME) == OVER_BUDGET:
+                continue
+            if not other.params or self.space.snap(other.params) != mine:
                 continue
             if other.state == TrialState.FAIL and ATTR_ERROR_TYPE not in other.user_attrs:
                 continue  # a worker died or the trial was interrupted: not an outcome of the point itself
@@ -238,25 +381,69 @@ class TrialObjective:
     def _reuse(self, trial: optuna.Trial, previous: optuna.trial.FrozenTrial) -> float | tuple[float, ...]:
         origin = previous.user_attrs.get(ATTR_DUPLICATE_OF, previous.number)
         trial.set_user_attr(ATTR_DUPLICATE_OF, origin)
+        trial.set_user_attr(ATTR_OUTCOME, REUSED)
         logger.info("trial %d repeats trial %d (%s): reusing its outcome", trial.number, origin, trial.params)
         for key in (
             ATTR_METRICS,
+            ATTR_SHORT_METRICS,
             ATTR_MEMORY_METRIC,
             ATTR_ERROR_TYPE,
             ATTR_ERROR_MESSAGE,
             ATTR_VALID,
             ATTR_INVALID_REASONS,
+            ATTR_FIDELITY,
+            ATTR_PRUNED_BECAUSE,
         ):
             if key in previous.user_attrs:
                 trial.set_user_attr(key, previous.user_attrs[key])
         for key, value in previous.constraints.items():
             trial.set_constraint(key, value)
         if previous.state == TrialState.PRUNED:
-            raise optuna.TrialPruned(f"repeats trial {origin}, which ran out of memory")
+            raise optuna.TrialPruned(f"repeats trial {origin}, which was pruned or ran out of memory")
         if previous.state == TrialState.FAIL:
             raise MeasurementError(f"repeats trial {origin}, which failed: {previous.user_attrs[ATTR_ERROR_MESSAGE]}")
         values: Any = previous.values
         return values[0] if len(values) == 1 else tuple(values)
+
+
+class _Ledger:
+    """Adds up the costs of a trial's measurement calls and stores them on the trial."""
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self.calls = 0
+        self.prepare_s = 0.0
+        self.build_s = 0.0
+        self.measure_s = {SHORT: 0.0, FULL: 0.0}
+        self.reached: list[str] = []
+        self.prepared: bool | None = None
+        self.stage = ""
+
+    def add(self, fidelity: str, elapsed: float, costs: c.TrialCosts | None) -> None:
+        self.calls += 1
+        self.reached.append(fidelity)
+        if costs is None:
+            self.measure_s[fidelity] += elapsed
+            return
+        self.prepare_s += costs.prepare_s
+        self.build_s += costs.variant_build_s
+        self.measure_s[fidelity] += costs.measure_s
+        self.prepared = costs.prepared if self.prepared is None else self.prepared or costs.prepared
+        self.stage = costs.stage or self.stage
+
+    def store(self, trial: optuna.Trial, end: float) -> None:
+        if not self.calls:
+            return
+        trial.set_user_attr(c.ATTR_TRIAL_S, end - self.start)
+        trial.set_user_attr(c.ATTR_PREPARE_S, self.prepare_s)
+        trial.set_user_attr(c.ATTR_BUILD_S, self.build_s)
+        trial.set_user_attr(c.ATTR_MEASURE_S, sum(self.measure_s.values()))
+        if SHORT in self.reached:
+            trial.set_user_attr(c.ATTR_SHORT_MEASURE_S, self.measure_s[SHORT])
+        if FULL in self.reached:
+            trial.set_user_attr(c.ATTR_FULL_MEASURE_S, self.measure_s[FULL])
+        if self.prepared is not None:
+            trial.set_user_attr(c.ATTR_PREPARATION, c.PREPARED_NEW if self.prepared else c.PREPARED_CACHED)
 
 
 def _validity(trial: optuna.Trial, result: BenchmarkResult) -> dict[str, float]:

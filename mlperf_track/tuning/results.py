@@ -1,9 +1,10 @@
 """What a study found: the best eligible configuration (or the Pareto front), counts, and a trials table.
 
 "Best" is the eligibility rule of :mod:`mlperf_track.report.eligibility`, the one the pipeline's parent run,
-the report and the console apply: a trial must have completed, be a valid measurement (trial user attribute
-``valid``), and respect the study's accuracy, memory and latency limits (an accuracy delta whose CI contains
-0 is "no measurable change"). Optuna's constraints steer the sampler; this rule picks the answer.
+the report and the console apply: a trial must have completed (been measured in full: a trial pruned after
+its short measurement is never a candidate), be a valid measurement (trial user attribute ``valid``), and
+respect the study's accuracy, memory and latency limits (an accuracy delta whose CI contains 0 is "no
+measurable change"). Optuna's constraints steer the sampler; this rule picks the answer.
 
 Plain objects and a pandas table, no MLflow: the CLI renders them, the MLflow adapter logs them.
 """
@@ -20,6 +21,8 @@ from mlperf_track import metrics as m
 from mlperf_track.report.candidates import OUT_OF_MEMORY_ERROR, configuration_label, parse_valid
 from mlperf_track.report.eligibility import FAILED, FINISHED, RUNNING, Candidate, Limits, Ranking, judge, rank
 from mlperf_track.report.eligibility import pareto_front as eligible_front
+from mlperf_track.tuning import costs as c
+from mlperf_track.tuning import objective as o
 from mlperf_track.tuning.objective import (
     ACCURACY_DROP,
     ATTR_DUPLICATE_OF,
@@ -40,6 +43,7 @@ if TYPE_CHECKING:
 
     from mlperf_track.report.recommend import Recommendation
     from mlperf_track.tuning.config import TuneConfig
+    from mlperf_track.tuning.objective import Limits as TrialLimits
 
 #: Metric columns of the trials table: (column, metric key).
 METRIC_COLUMNS = (
@@ -54,6 +58,18 @@ METRIC_COLUMNS = (
 )
 #: The readable settings columns (trial user attributes written by the objective).
 SETTING_COLUMNS = ("variant", "runtime", "precision", "batch_size", "num_threads")
+#: How each trial went and what it cost (trial user attributes): outcome, fidelity, seconds, preparation.
+COST_COLUMNS = (
+    o.ATTR_OUTCOME,
+    o.ATTR_FIDELITY,
+    c.ATTR_PREPARATION,
+    c.ATTR_PREPARE_S,
+    c.ATTR_BUILD_S,
+    c.ATTR_MEASURE_S,
+    c.ATTR_TRIAL_S,
+    o.ATTR_PRUNED_BECAUSE,
+    o.ATTR_REUSED_FROM,
+)
 #: Trial user attributes of the validity verdict (``True``/``False`` or ``"true"``/``"false"``; reasons as a
 #: list or a ``; ``-separated string). A trial without them counts as valid.
 ATTR_VALID = "valid"
@@ -75,10 +91,13 @@ class StudySummary:
             trial was feasible.
         counts: Trials by state name (``COMPLETE``, ``PRUNED``, ``FAIL``, ...).
         n_feasible: Completed trials that satisfy every constraint.
-        n_infeasible: Trials that broke a constraint or ran out of memory.
-        n_measured: Distinct points actually measured (trials that reused an earlier outcome are not counted).
+        n_infeasible: Trials that broke a limit (measured in full, or already in the short measurement) or ran
+            out of memory.
+        n_measured: Points measured in full by this study (reused and pruned trials are not counted).
+        n_pruned: Trials stopped after their short measurement (or before measuring, by the time budget).
+        n_reused: Trials that took their outcome from an earlier run (warm start) or trial.
         limits: The limits the answer respects.
-        ranking: Every measured point judged by the eligibility rule (duplicates left out).
+        ranking: Every fully measured point judged by the eligibility rule (duplicates left out).
     """
 
     study_name: str
@@ -88,6 +107,8 @@ class StudySummary:
     n_feasible: int = 0
     n_infeasible: int = 0
     n_measured: int = 0
+    n_pruned: int = 0
+    n_reused: int = 0
     limits: Limits = field(default_factory=Limits)
     ranking: Ranking | None = None
 
@@ -127,12 +148,21 @@ def _original_first(trials: list[FrozenTrial]) -> list[FrozenTrial]:
     return [trial for trial in trials if ATTR_DUPLICATE_OF not in trial.user_attrs]
 
 
-def study_limits(config: TuneConfig) -> Limits:
-    """The limits of a study as the eligibility rule reads them (accuracy, memory, p99 latency)."""
+def _stopped_early(trial: FrozenTrial) -> bool:
+    """A trial pruned after its short measurement, or not measured for the time budget (not a candidate)."""
+    return trial.state == TrialState.PRUNED and trial.user_attrs.get(o.ATTR_OUTCOME) in (o.PRUNED, o.OVER_BUDGET)
+
+
+def study_limits(config: TuneConfig, limits: TrialLimits | None = None) -> Limits:
+    """The limits of a study as the eligibility rule reads them (accuracy, memory, p99 latency).
+
+    ``limits``: the study's constraints as applied (the accuracy limit is off where accuracy is not measured).
+    """
+    drop = config.pipeline.max_accuracy_drop if limits is None else limits.max_accuracy_drop
     return Limits(
-        max_accuracy_drop=config.max_accuracy_drop,
-        memory_limit_mb=config.memory_limit_mb,
-        p99_limit_ms=config.p99_slo_ms,
+        max_accuracy_drop=drop,
+        memory_limit_mb=config.search.memory_limit_mb,
+        p99_limit_ms=config.search.p99_slo_ms,
     )
 
 
@@ -181,7 +211,7 @@ def trial_candidate(trial: FrozenTrial, device: str = "cpu", limits: Limits | No
         valid=valid if isinstance(valid, bool) or valid is None else parse_valid(str(valid)),
         invalid_reasons=_reasons(attrs.get(ATTR_INVALID_REASONS)),
         error=f"{error_type}: {attrs.get(ATTR_ERROR_MESSAGE, '')}" if error_type else "",
-        out_of_memory=trial.state == TrialState.PRUNED or error_type == OUT_OF_MEMORY_ERROR,
+        out_of_memory=OUT_OF_MEMORY in trial.constraints or error_type == OUT_OF_MEMORY_ERROR,
         question=(),
         broken=_broken_constraints(trial, limits) if trial.state == TrialState.COMPLETE else (),
     )
@@ -213,7 +243,11 @@ def summarize(
         counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
     metric, maximize = targets[0].metric, targets[0].direction == "maximize"
     verdicts = {trial.number: judge(trial_candidate(trial, device, given), limits, metric) for trial in trials}
-    finished = [trial for trial in trials if trial.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    finished = [
+        trial
+        for trial in trials
+        if trial.state in (TrialState.COMPLETE, TrialState.PRUNED) and not _stopped_early(trial)
+    ]
     measured = _original_first(finished)
     by_candidate = {trial.number: trial_candidate(trial, device, given) for trial in measured}
     ranking = rank(list(by_candidate.values()), limits, metric=metric, maximize=maximize)
@@ -222,8 +256,11 @@ def summarize(
         targets=targets,
         counts=counts,
         n_feasible=sum(1 for trial in finished if verdicts[trial.number].eligible),
-        n_infeasible=sum(1 for trial in finished if not verdicts[trial.number].eligible),
-        n_measured=len(measured),
+        n_infeasible=sum(1 for trial in finished if not verdicts[trial.number].eligible)
+        + sum(1 for trial in trials if _stopped_early(trial) and any(v > 0 for v in trial.constraints.values())),
+        n_measured=sum(1 for trial in measured if trial.user_attrs.get(o.ATTR_OUTCOME) != o.REUSED),
+        n_pruned=sum(1 for trial in trials if _stopped_early(trial)),
+        n_reused=sum(1 for trial in trials if trial.user_attrs.get(o.ATTR_OUTCOME) == o.REUSED),
         limits=limits,
         ranking=ranking,
     )
@@ -253,15 +290,25 @@ def trial_row(trial: FrozenTrial, targets: tuple[Target, ...], limits: Limits | 
         "config": trial.params.get("config"),
     }
     row.update({column: attrs.get(column) for column in SETTING_COLUMNS})
-    for target, value in zip(targets, trial.values or [None] * len(targets), strict=True):
+    # Optuna keeps a pruned trial's last intermediate value as its value: that is the short measurement, shown
+    # as ``short_throughput``, never as the trial's value.
+    values = trial.values if trial.values is not None and not _stopped_early(trial) else [None] * len(targets)
+    for target, value in zip(targets, values, strict=True):
         row[f"value.{target.name}"] = value
     row.update({column: metrics.get(key) for column, key in METRIC_COLUMNS})
     row.update({f"constraint.{key}": value for key, value in sorted(trial.constraints.items())})
+    row.update({column: attrs.get(column) for column in COST_COLUMNS})
+    short = attrs.get(o.ATTR_SHORT_METRICS) or {}
+    row["short_throughput"] = short.get(m.THROUGHPUT)
     row["duplicate_of"] = attrs.get(ATTR_DUPLICATE_OF)
     row["retry_of"] = trial.system_attrs.get("failed_trial")
     error = attrs.get(ATTR_ERROR_TYPE)
     row["error"] = f"{error}: {attrs.get(ATTR_ERROR_MESSAGE, '')}" if error else None
     row["duration_s"] = trial.duration.total_seconds() if trial.duration is not None else None
+    if _stopped_early(trial):
+        row["eligible"] = False
+        row["why_not"] = f"not measured in full: {attrs.get(o.ATTR_PRUNED_BECAUSE) or attrs.get(o.ATTR_OUTCOME)}"
+        return row
     verdict = judge(trial_candidate(trial, _device_of([trial], None), limits), limits or Limits(), targets[0].metric)
     row["eligible"] = verdict.eligible
     row["why_not"] = verdict.text or None

@@ -1,22 +1,24 @@
 """The search space: valid (variant, runtime, precision[, options]) choices x batch size [x CPU threads].
 
-Why one categorical ``config`` parameter over *valid* combinations, plus ordinal indices:
+Why one categorical ``config`` parameter over *valid* combinations, plus ordinal batch size and thread count:
 
 - Runtime, precision and variant are not independent: ``fp16`` exists for ``eager`` on CUDA but not for
   ``onnxruntime`` on the CPU, a quantized variant is pinned to ``int8`` and one runtime, a compile mode only
   means something for ``compile``. Separate or conditional parameters either propose combinations that cannot
   run (wasted, failed trials) or make the space dynamic, which ``GridSampler`` cannot express and which
   multivariate TPE splits into independent, less informed draws. One categorical over the valid tuples keeps
-  the space static, so TPE (multivariate), NSGA-II, random and grid sampling all see the same, fully valid
-  space, and a study can be resumed or shared by workers without distribution conflicts.
-- Batch size and thread count are ordered, so they are integer *indices* into the sorted candidate lists
-  (``batch_size_index`` = 3 means the fourth batch size). TPE models an integer with a kernel along the axis, so
-  it learns "larger batches were better" instead of treating 16 and 32 as unrelated labels. Powers of two map
-  onto a log scale this way. The real batch size is recorded as a trial user attribute and MLflow param.
+  the space static, so every sampler sees the same, fully valid space, and a study can be resumed or shared by
+  workers without distribution conflicts. (The cost-aware sampler reads the parts of each key as features.)
+- Batch size and thread count are ordered: they are integer parameters with their *real* values on a log
+  scale (``batch_size`` = 32, as a person reading the study in optuna-dashboard expects), so TPE and GP model
+  them along the axis and learn "larger batches were better". Only the candidate values are ever proposed:
+  every sampler is wrapped (:mod:`mlperf_track.tuning.sampling`) so that a value between two candidates is
+  moved to the nearest one on the log scale, and :meth:`SearchSpace.point` does the same for any other value.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
@@ -30,9 +32,15 @@ if TYPE_CHECKING:
 
 #: Optuna parameter names.
 CONFIG_PARAM: Final = "config"
-BATCH_PARAM: Final = "batch_size_index"
-THREADS_PARAM: Final = "num_threads_index"
+BATCH_PARAM: Final = "batch_size"
+THREADS_PARAM: Final = "num_threads"
 _SEPARATOR: Final = "/"
+
+
+def nearest(candidates: tuple[int, ...], value: Any) -> int:
+    """The candidate nearest to ``value`` on a log scale (ties go to the smaller one)."""
+    target = math.log(max(float(value), 1e-9))
+    return min(candidates, key=lambda candidate: (abs(math.log(candidate) - target), candidate))
 
 
 @dataclass(frozen=True, order=True)
@@ -136,42 +144,62 @@ class SearchSpace:
         return len(self.choices) * len(self.batch_sizes) * max(1, len(self.threads))
 
     def distributions(self) -> dict[str, BaseDistribution]:
-        """The Optuna distributions, by parameter name."""
+        """The Optuna distributions, by parameter name (batch size and threads: real values, log scale)."""
         from optuna.distributions import CategoricalDistribution, IntDistribution
 
         result: dict[str, BaseDistribution] = {
             CONFIG_PARAM: CategoricalDistribution([choice.key for choice in self.choices]),
-            BATCH_PARAM: IntDistribution(0, len(self.batch_sizes) - 1),
+            BATCH_PARAM: IntDistribution(self.batch_sizes[0], self.batch_sizes[-1], log=True),
         }
         if self.threads:
-            result[THREADS_PARAM] = IntDistribution(0, len(self.threads) - 1)
+            result[THREADS_PARAM] = IntDistribution(self.threads[0], self.threads[-1], log=True)
         return result
 
     def grid(self) -> dict[str, list[Any]]:
         """The space as :class:`optuna.samplers.GridSampler` wants it."""
         grid: dict[str, list[Any]] = {
             CONFIG_PARAM: [choice.key for choice in self.choices],
-            BATCH_PARAM: list(range(len(self.batch_sizes))),
+            BATCH_PARAM: list(self.batch_sizes),
         }
         if self.threads:
-            grid[THREADS_PARAM] = list(range(len(self.threads)))
+            grid[THREADS_PARAM] = list(self.threads)
         return grid
 
     def suggest(self, trial: optuna.Trial) -> TrialPoint:
         """Draw a point for ``trial`` (always a runnable combination)."""
         params: dict[str, Any] = {
             CONFIG_PARAM: trial.suggest_categorical(CONFIG_PARAM, [choice.key for choice in self.choices]),
-            BATCH_PARAM: trial.suggest_int(BATCH_PARAM, 0, len(self.batch_sizes) - 1),
+            BATCH_PARAM: trial.suggest_int(BATCH_PARAM, self.batch_sizes[0], self.batch_sizes[-1], log=True),
         }
         if self.threads:
-            params[THREADS_PARAM] = trial.suggest_int(THREADS_PARAM, 0, len(self.threads) - 1)
+            params[THREADS_PARAM] = trial.suggest_int(THREADS_PARAM, self.threads[0], self.threads[-1], log=True)
         return self.point(params)
 
+    def snap(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """``params`` with batch size and threads moved to the nearest candidate (log scale)."""
+        snapped = dict(params)
+        for name, candidates in ((BATCH_PARAM, self.batch_sizes), (THREADS_PARAM, self.threads)):
+            if name in snapped and candidates:
+                snapped[name] = nearest(candidates, snapped[name])
+        return snapped
+
+    def holds_point(self, params: Mapping[str, Any]) -> bool:
+        """Whether ``params`` name a whole point (a trial another worker is still suggesting may hold only some)."""
+        return CONFIG_PARAM in params and BATCH_PARAM in params and (not self.threads or THREADS_PARAM in params)
+
     def point(self, params: Mapping[str, Any]) -> TrialPoint:
-        """The point of a trial's params (as stored by Optuna)."""
-        threads = self.threads[int(params[THREADS_PARAM])] if self.threads else None
-        choice = Choice.from_key(str(params[CONFIG_PARAM]))
-        return TrialPoint(choice, self.batch_sizes[int(params[BATCH_PARAM])], threads)
+        """The point of a trial's params (as stored by Optuna; off-candidate values snap to the nearest)."""
+        snapped = self.snap(params)
+        threads = int(snapped[THREADS_PARAM]) if self.threads else None
+        choice = Choice.from_key(str(snapped[CONFIG_PARAM]))
+        return TrialPoint(choice, int(snapped[BATCH_PARAM]), threads)
+
+    def params_of(self, point: TrialPoint) -> dict[str, Any]:
+        """The Optuna params of ``point`` (inverse of :meth:`point`)."""
+        params: dict[str, Any] = {CONFIG_PARAM: point.choice.key, BATCH_PARAM: point.batch_size}
+        if self.threads:
+            params[THREADS_PARAM] = point.num_threads
+        return params
 
     def points(self) -> list[TrialPoint]:
         """Every point of the space (grid order)."""

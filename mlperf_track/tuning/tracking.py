@@ -10,9 +10,16 @@ Our own adapter rather than optuna-integration's ``MLflowCallback`` (deprecated,
   ``no_feasible_configuration``; the recommendation in words is the run's description
   (``mlflow.note.content``) and its first line the tag ``tune.recommendation``.
 - trial runs: the case's params, metrics, tags and files (:func:`mlperf_track.tracking.logging.log_case_result`),
-  constraint values as ``constraint/<name>`` metrics, and the tags ``trial.number``, ``trial.state``,
-  ``trial.feasible`` (plus ``trial.duplicate_of``, ``trial.retry_of``, ``trial.stale``). A trial that
-  failed or ran out of memory ends ``FAILED`` with ``error.type``/``error.message``.
+  constraint values as ``constraint/<name>`` metrics, the tags ``trial.number``, ``trial.state``,
+  ``trial.feasible``, ``trial.outcome`` (measured, pruned, reused, failed, out_of_memory, over_budget),
+  ``trial.fidelity`` (short, full, none) and ``trial.preparation`` (new, cached) (plus ``trial.duplicate_of``,
+  ``trial.retry_of``, ``trial.stale``), and the costs ``trial/prepare_s``, ``trial/variant_build_s``,
+  ``trial/measure_s``, ``trial/wall_s``. A trial pruned after its short measurement ends ``FINISHED`` with its
+  short figures under ``short/...`` only (it is not a measurement of the case); one that failed or ran out of
+  memory ends ``FAILED`` with ``error.type``/``error.message``. Points reused from earlier runs (warm start)
+  are not logged again: their runs exist, and the trials table names them (``reused_from``).
+- the parent also gets ``study/wall_s``, ``study/prepare_s``, ``study/measure_s``, ``study/n_reused``,
+  ``study/n_short_pruned`` and the tag ``tune.stop_reason``.
 """
 
 from __future__ import annotations
@@ -23,8 +30,11 @@ from typing import TYPE_CHECKING, Any
 
 from optuna.trial import FrozenTrial, TrialState
 
+from mlperf_track import metrics as m
 from mlperf_track.report.recommend import question_heading
 from mlperf_track.spec import CaseSpec
+from mlperf_track.tuning import costs as c
+from mlperf_track.tuning import objective as o
 from mlperf_track.tuning.objective import (
     ATTR_DUPLICATE_OF,
     ATTR_ERROR_MESSAGE,
@@ -34,6 +44,7 @@ from mlperf_track.tuning.objective import (
     is_feasible,
     point_of,
 )
+from mlperf_track.tuning.pruning import ATTR_SHORT_BOUND
 
 if TYPE_CHECKING:
     import optuna
@@ -45,6 +56,19 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 RESULT_TAG = "tune.result"
+#: Trial user attributes logged as metrics of the trial run.
+COST_METRICS = (
+    (c.ATTR_PREPARE_S, m.TRIAL_PREPARE_S),
+    (c.ATTR_BUILD_S, m.TRIAL_VARIANT_BUILD_S),
+    (c.ATTR_MEASURE_S, m.TRIAL_MEASURE_S),
+    (c.ATTR_TRIAL_S, m.TRIAL_WALL_S),
+)
+#: Short-measurement metrics of a pruned trial, under their own keys.
+SHORT_METRICS = (
+    (m.THROUGHPUT, m.SHORT_THROUGHPUT),
+    (m.LATENCY_P50, m.SHORT_LATENCY_P50),
+    (m.LATENCY_P99, m.SHORT_LATENCY_P99),
+)
 #: The recommendation's first line; the whole text is the run's description (MLflow's ``mlflow.note.content``).
 RECOMMENDATION_TAG = "tune.recommendation"
 DESCRIPTION_TAG = "mlflow.note.content"
@@ -77,6 +101,8 @@ class MlflowTuneTracker:
         self.template = template
         self.run_id: str | None = None
         self.logged_trials: list[int] = []
+        self.prepare_s = 0.0
+        self.measure_s = 0.0
 
     def start(self, *, run_name: str, params: dict[str, Any], tags: dict[str, str], space: dict[str, Any]) -> str:
         """Start (or, inside ``mlflow run``, continue) the parent run and log the study's settings."""
@@ -107,12 +133,21 @@ class MlflowTuneTracker:
         from mlperf_track.tracking.logging import error_tags, log_case_result
 
         outcome = self.objective.outcomes.pop(trial.number, None)
+        attrs = trial.user_attrs
         tags = {
             "trial.number": str(trial.number),
             "trial.state": trial.state.name,
             "trial.feasible": _tag(is_feasible(trial)),
             "optuna.study_name": study.study_name,
+            m.TRIAL_OUTCOME_TAG: str(attrs.get(o.ATTR_OUTCOME, trial.state.name.lower())),
+            m.TRIAL_FIDELITY_TAG: str(attrs.get(o.ATTR_FIDELITY, o.NONE)),
         }
+        if c.ATTR_PREPARATION in attrs:
+            tags[m.TRIAL_PREPARATION_TAG] = str(attrs[c.ATTR_PREPARATION])
+        if o.ATTR_PRUNED_BECAUSE in attrs:
+            tags["trial.pruned_because"] = str(attrs[o.ATTR_PRUNED_BECAUSE])[:5000]
+        self.prepare_s += float(attrs.get(c.ATTR_PREPARE_S, 0.0))
+        self.measure_s += float(attrs.get(c.ATTR_MEASURE_S, 0.0))
         for key, attr in (
             ("trial.duplicate_of", trial.user_attrs.get(ATTR_DUPLICATE_OF)),
             ("trial.retry_of", trial.system_attrs.get("failed_trial")),
@@ -131,13 +166,19 @@ class MlflowTuneTracker:
                 if case is not None:
                     mlflow.log_params(case.params())
                 mlflow.log_metrics(dict(trial.user_attrs.get(ATTR_METRICS, {}) or {}))
+            mlflow.log_metrics({key: float(attrs[attr]) for attr, key in COST_METRICS if attr in attrs})
+            short = dict(attrs.get(o.ATTR_SHORT_METRICS) or {}) if attrs.get(o.ATTR_FIDELITY) == o.SHORT else {}
+            mlflow.log_metrics({key: short[source] for source, key in SHORT_METRICS if source in short})
+            if short and ATTR_SHORT_BOUND in attrs:
+                mlflow.log_metric(m.SHORT_OBJECTIVE_BOUND, float(attrs[ATTR_SHORT_BOUND]))
             mlflow.log_metrics({f"constraint/{key}": value for key, value in trial.constraints.items()})
-            if trial.values is not None:
+            if trial.values is not None and trial.state == TrialState.COMPLETE:  # a pruned one's is its short value
                 mlflow.log_metrics({f"objective/{i}": value for i, value in enumerate(trial.values)})
         except Exception:
             mlflow.end_run(status="FAILED")
             raise
-        if trial.state == TrialState.COMPLETE:
+        stopped_by_design = attrs.get(o.ATTR_OUTCOME) in (o.PRUNED, o.OVER_BUDGET)
+        if trial.state == TrialState.COMPLETE or (trial.state == TrialState.PRUNED and stopped_by_design):
             mlflow.end_run(status="FINISHED")
         else:
             error: BaseException | None = outcome.error if outcome is not None else None
@@ -163,6 +204,9 @@ class MlflowTuneTracker:
         frame: pd.DataFrame,
         figures: dict[str, Figure],
         best_case: Callable[[FrozenTrial], CaseSpec | None],
+        *,
+        wall_s: float | None = None,
+        stop: str = "n_trials",
     ) -> None:
         """Log the answer, the table and the figures on the parent run, and end it."""
         import mlflow
@@ -178,8 +222,14 @@ class MlflowTuneTracker:
                 "study/n_feasible": summary.n_feasible,
                 "study/n_infeasible": summary.n_infeasible,
                 "study/n_measured": summary.n_measured,
+                m.STUDY_N_REUSED: summary.n_reused,
+                m.STUDY_N_SHORT_PRUNED: summary.n_pruned,
+                m.STUDY_PREPARE_S: self.prepare_s,
+                m.STUDY_MEASURE_S: self.measure_s,
+                **({m.STUDY_WALL_S: wall_s} if wall_s is not None else {}),
             }
         )
+        mlflow.set_tag(m.STOP_REASON_TAG, stop)
         mlflow.set_tag(RESULT_TAG, FOUND if summary.found else NOT_FOUND)
         template = self.template
         heading = question_heading(template.model, template.image_size, template.dataset, template.device)

@@ -7,6 +7,7 @@ Recipes (each module documents what it does and its options; "pins" is what the 
 - ``quantized_fp16``: cast to float16. CUDA, or CPUs with native fp16. Pins fp16.
 - ``quantized_bf16``: cast to bfloat16. CUDA sm80+, or CPUs with AVX512-BF16/AMX. Pins bf16.
 - ``quantized_int8_ort``: ONNX Runtime static int8, QDQ, per-channel weights. CPU. Pins int8, onnxruntime.
+- ``quantized_int8_nncf``: OpenVINO int8 from NNCF post-training quantization (Q/DQ ONNX). CPU. Pins int8, openvino.
 - ``pruned_unstructured``: global L1 magnitude pruning of weights (sparsity, no speed-up with dense kernels).
 - ``pruned_structured``: channel pruning with torch-pruning (a smaller, faster model).
 - ``distilled``: Hinton distillation into a smaller student.
@@ -20,7 +21,7 @@ Each recipe declares the kinds of model it applies to (``Variant.workloads``): i
 text decoders. Quantized int8 dynamic and fp16/bf16 apply to all; the two weight-only recipes,
 ``pruned_mlp_channels`` and ``distilled_shallow`` to text models only; the others to image models only.
 
-Groups: ``quantized`` (the five ``quantized_*``), ``pruned`` (both ``pruned_*``), ``distilled``, and ``all``
+Groups: ``quantized`` (the six ``quantized_*``), ``pruned`` (both ``pruned_*``), ``distilled``, and ``all``
 (every registered recipe, compositions included). Any ``a+b`` of registered names is a composition too.
 ``baseline`` is accepted and skipped (the pipeline always measures it).
 """
@@ -62,11 +63,20 @@ def _ensure_builtins() -> None:
     from mlperf_track.variants.prune_unstructured import UnstructuredPruneVariant
     from mlperf_track.variants.quantize_dynamic import DynamicInt8Variant
     from mlperf_track.variants.quantize_half import Bf16Variant, Fp16Variant
+    from mlperf_track.variants.quantize_nncf import NncfInt8Variant
     from mlperf_track.variants.quantize_ort import OrtInt8Variant
     from mlperf_track.variants.quantize_pt2e import PT2EInt8Variant
     from mlperf_track.variants.quantize_torchao import Int4WeightOnlyVariant, Int8WeightOnlyVariant
 
-    for quantized in (PT2EInt8Variant(), DynamicInt8Variant(), Fp16Variant(), Bf16Variant(), OrtInt8Variant()):
+    recipes = (
+        PT2EInt8Variant(),
+        DynamicInt8Variant(),
+        Fp16Variant(),
+        Bf16Variant(),
+        OrtInt8Variant(),
+        NncfInt8Variant(),
+    )
+    for quantized in recipes:
         register_variant(quantized, groups=["quantized"])
     register_variant(UnstructuredPruneVariant(), groups=["pruned"])
     register_variant(StructuredPruneVariant(), groups=["pruned"])

@@ -213,9 +213,14 @@ def test_tune_shares_the_checks(
 def test_tune_defaults_build_a_tune_config() -> None:
     from mlperf_track.cli.tune import config_from_args
 
-    config = config_from_args(_parse("tune", "--model", "tinycnn"))
-    assert (config.device, config.sampler, config.dataset, config.batch_sizes) == ("auto", "auto", "auto", "auto")
-    assert config.variants == () and config.max_accuracy_drop is None and config.study_name is None
-    assert config.n_trials == 30 and config.experiment is None and config.threads == ()
-    spelled = config_from_args(_parse("tune", "--model", "x", "--batch-size", "1,2", "--precision", "fp32"))
-    assert spelled.batch_sizes == "1,2" and spelled.precisions == ("fp32",)
+    config = config_from_args(_parse("tune", "--model", "tinycnn", "--device", "cpu"))
+    pipeline, search = config.pipeline, config.search  # TuneConfig = PipelineConfig + SearchSettings
+    assert pipeline.device == "cpu" and search.sampler == "auto" and pipeline.batch_sizes == (1, 2, 4, 8, 16, 32, 64)
+    assert pipeline.variants == () and pipeline.max_accuracy_drop == 0.01 and search.study_name is None
+    assert search.n_trials == 30 and search.experiment is None and search.threads == ()
+    assert search.time_budget_s is None and search.warm_start == "auto"
+    spelled = config_from_args(_parse("tune", "--model", "x", "--device", "cpu", "--batch-size", "1,2",
+                                      "--precision", "fp32"))  # fmt: skip
+    assert spelled.pipeline.batch_sizes == (1, 2) and spelled.pipeline.precisions == ("fp32",)
+    no_limit = config_from_args(_parse("tune", "--model", "x", "--device", "cpu", "--max-accuracy-drop", "none"))
+    assert no_limit.pipeline.max_accuracy_drop is None

@@ -232,9 +232,10 @@ def test_workflow_project(tmp_path: Path) -> None:
 def test_tune_entry_point_builds_a_tune_config() -> None:
     from mlperf_track.cli.tune import config_from_args
 
-    argv = _command(_project(REPO), "tune", model="tinycnn", memory_limit_mb="800")
+    argv = _command(_project(REPO), "tune", model="tinycnn", device="cpu", memory_limit_mb="800", time_budget="300")
     config = config_from_args(build_parser().parse_args(argv[3:]))
-    assert config.model == "tinycnn" and config.memory_limit_mb == 800 and config.sampler == "auto"
+    assert config.pipeline.model == "tinycnn" and config.search.memory_limit_mb == 800
+    assert config.search.sampler == "auto" and config.search.time_budget_s == 300
 
 
 def test_serve_entry_point_reaches_every_load_flag() -> None:

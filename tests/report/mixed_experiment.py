@@ -142,7 +142,7 @@ def log_tune(experiment: str) -> str:
     from mlperf_track.tuning.runner import run_tune
 
     fakes = _load("tuning_fakes", ROOT / "tests" / "tuning" / "tuning_fakes.py")
-    config = TuneConfig(model="fakenet", device="cpu", n_trials=6, seed=0, storage="none", experiment=experiment)
+    config = TuneConfig.create("fakenet", device="cpu", n_trials=6, seed=0, storage="none", experiment=experiment)
     outcome = run_tune(config, fakes.FakeBackend(fakes.small_space((1, 4, 16))))
     assert outcome.run_id is not None
     return outcome.run_id

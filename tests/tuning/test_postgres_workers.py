@@ -111,7 +111,8 @@ def test_three_workers_share_one_study_without_losing_or_repeating_trials(
     study = optuna.load_study(study_name=study_name, storage=server.url("optuna"))
     trials = study.get_trials()
     _check_no_trial_lost_or_duplicated(trials)
-    assert {t.state for t in trials} == {TrialState.COMPLETE}
+    states = {t.state for t in trials}  # a trial the pruner stopped after its short measurement ends PRUNED
+    assert TrialState.COMPLETE in states and states <= {TrialState.COMPLETE, TrialState.PRUNED}
     runs = _trial_runs(server, experiment, study_name)
     per_trial = collections.Counter(int(run.data.tags["trial.number"]) for run in runs)
     assert per_trial == collections.Counter(range(len(trials)))  # exactly one nested run per trial
@@ -142,7 +143,7 @@ def test_worker_killed_mid_trial_is_failed_by_heartbeat_and_retried(server: Post
     assert len(failed) == 1, [(t.number, t.state) for t in trials]
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == failed[0].number]
     assert len(retries) == 1
-    assert retries[0].state == TrialState.COMPLETE
+    assert retries[0].state in (TrialState.COMPLETE, TrialState.PRUNED)  # finished (PRUNED: after its short one)
     assert retries[0].params == failed[0].params
     runs = _trial_runs(server, experiment, study_name)
     per_trial = collections.Counter(int(run.data.tags["trial.number"]) for run in runs)

@@ -19,9 +19,9 @@ FAKE = "tuning_fakes:make_fake_backend"
 
 
 def _config(**kwargs: object) -> TuneConfig:
-    values: dict[str, object] = {"model": "fakenet", "device": "cpu", "n_trials": 10, "seed": 0, "storage": "none"}
+    values: dict[str, object] = {"device": "cpu", "n_trials": 10, "seed": 0, "storage": "none"}
     values.update(kwargs)
-    return TuneConfig(**values)  # type: ignore[arg-type]
+    return TuneConfig.create("fakenet", **values)
 
 
 def _split(experiment: str) -> tuple[mlflow.entities.Run, list[mlflow.entities.Run]]:
@@ -51,15 +51,22 @@ def test_tune_logs_a_parent_with_the_best_feasible_configuration_and_one_nested_
     for child in children:
         tags = child.data.tags
         assert tags["trial.state"] in ("COMPLETE", "PRUNED", "FAIL")
+        assert m.TRIAL_WALL_S in child.data.metrics and m.TRIAL_MEASURE_S in child.data.metrics
         if tags["trial.state"] == "COMPLETE":
             assert child.info.status == "FINISHED"
+            assert tags[m.TRIAL_OUTCOME_TAG] == "measured" and tags[m.TRIAL_FIDELITY_TAG] == "full"
             assert child.data.params["model"] == "fakenet"
             assert m.THROUGHPUT in child.data.metrics
             assert "constraint/memory" in child.data.metrics
+        elif tags[m.TRIAL_OUTCOME_TAG] == "pruned":  # stopped after its short measurement: never a full result
+            assert child.info.status == "FINISHED"
+            assert tags[m.TRIAL_FIDELITY_TAG] == "short" and tags["trial.pruned_because"]
+            assert m.THROUGHPUT not in child.data.metrics and m.SHORT_THROUGHPUT in child.data.metrics
         else:
             assert child.info.status == "FAILED"
             assert tags["trial.feasible"] == "false"
             assert tags["error.type"] in ("OutOfMemoryError", "ExportError")
+            assert tags[m.TRIAL_OUTCOME_TAG] in ("out_of_memory", "failed")
     artifacts = {item.path for item in mlflow.MlflowClient().list_artifacts(parent.info.run_id)}
     assert {"trials.json", "search_space.json", "figures"} <= artifacts
     figures = {item.path for item in mlflow.MlflowClient().list_artifacts(parent.info.run_id, "figures")}
@@ -155,6 +162,6 @@ def test_multi_objective_logs_the_pareto_front(tracking: str) -> None:
 def test_grid_sampler_measures_every_point_once(tracking: str) -> None:
     space = small_space((1, 4, 16))
     backend = FakeBackend(space)
-    outcome = run_tune(_config(sampler="grid", n_trials=space.size), backend, track=False)
+    outcome = run_tune(_config(sampler="grid", n_trials=space.size, short_time_s=None), backend, track=False)
     assert len({case.name for case in backend.measured}) == space.size == len(backend.measured)
     assert outcome.summary.n_measured == space.size

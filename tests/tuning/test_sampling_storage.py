@@ -31,9 +31,9 @@ def test_initial_design_is_each_configuration_at_the_middle() -> None:
     space = small_space()
     design = initial_design(space, n_trials=12, seed=0)
     assert [params[CONFIG_PARAM] for params in design] == [choice.key for choice in space.choices]
-    assert {params[BATCH_PARAM] for params in design} == {4}  # batch 16 of 1..128
+    assert {params[BATCH_PARAM] for params in design} == {16}  # the upper middle of 1..128
     threaded = SearchSpace(space.choices, (1, 2), (1, 2, 4))
-    assert {params[THREADS_PARAM] for params in initial_design(threaded, 12, 0)} == {1}
+    assert {params[THREADS_PARAM] for params in initial_design(threaded, 12, 0)} == {2}
 
 
 def test_initial_design_never_takes_more_than_half_the_budget() -> None:
@@ -46,10 +46,12 @@ def test_initial_design_never_takes_more_than_half_the_budget() -> None:
 
 def test_tpe_study_starts_with_the_design_then_models() -> None:
     backend = FakeBackend(small_space())
-    outcome = run_tune(TuneConfig(model="fakenet", device="cpu", n_trials=8, storage="none"), backend, track=False)
+    outcome = run_tune(
+        TuneConfig.create("fakenet", device="cpu", n_trials=8, storage="none", sampler="tpe"), backend, track=False
+    )
     first = outcome.study.trials[:3]
     assert [t.params[CONFIG_PARAM] for t in first] == [c.key for c in backend.space.choices]
-    assert all(t.params[BATCH_PARAM] == 4 for t in first)
+    assert all(t.params[BATCH_PARAM] == 16 for t in first)
     assert len(outcome.study.trials) == 8
 
 

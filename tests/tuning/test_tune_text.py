@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from optuna.trial import TrialState
 from tuning_fakes import runs_of
 
 from mlperf_track import metrics as m
@@ -25,30 +26,32 @@ TIMING = TimingConfig(warmup_iters=1, warmup_s=0.0, min_iters=8, max_iters=40, m
 def test_a_decoder_study_measures_generation_at_the_given_shape_under_a_memory_limit(
     tracking: str, tmp_path: Path
 ) -> None:
-    config = TuneConfig(
-        model="hf-config:gpt2-tiny",
+    config = TuneConfig.create(
+        "hf-config:gpt2-tiny",
         device="cpu",
         n_trials=3,
         memory_limit_mb=60000.0,
+        max_accuracy_drop=None,  # synthetic data: no accuracy limit
         batch_sizes="1,2",
         runtimes=("eager",),
         precisions=("fp32",),
         dataset="synthetic",
-        prompt_len=8,
-        output_len=4,
+        prompt_lens=(8,),
+        output_lens=(4,),
         storage="none",
+        warm_start="none",
         timing=TIMING,
         output_dir=tmp_path / "out",
     )
     outcome = run_tune(config)
     trials = [run for run in runs_of(tracking) if "mlflow.parentRunId" in run.data.tags]
-    measured = [run for run in trials if "trial.duplicate_of" not in run.data.tags]
+    measured = [run for run in trials if run.data.tags[m.TRIAL_OUTCOME_TAG] == "measured"]
     assert measured and all(run.data.params["prompt_len"] == "8" for run in measured)
     assert all(run.data.params["output_len"] == "4" for run in measured)
     for run in measured:
         metrics = run.data.metrics
         assert metrics[m.TOKENS_PER_S] > 0 and metrics[m.TTFT_P50] > 0 and m.CPU_RSS_PEAK in metrics
-    finished = [trial for trial in outcome.study.trials if trial.values]
+    finished = [trial for trial in outcome.study.trials if trial.state == TrialState.COMPLETE]
     assert finished and all(trial.constraints[MEMORY] <= 0 for trial in finished)
     assert {trial.user_attrs["metrics"][m.TOKENS_PER_S] for trial in finished} >= {
         run.data.metrics[m.TOKENS_PER_S] for run in measured

@@ -2,9 +2,13 @@
 
 The fake "measures" a case with closed-form formulas: throughput rises with the batch size and saturates,
 memory grows linearly with it, bf16 is faster and lighter than fp32, and past a memory capacity the case runs
-out of memory. ``make_fake_backend`` is the ``--backend`` factory the worker subprocesses use; the environment
-variables ``MLPERF_TRACK_FAKE_DELAY_S`` (seconds per measurement) and ``MLPERF_TRACK_FAKE_MARKER_DIR`` (a
-directory where each measurement drops ``<pid>-<case>.start``) let a test find a worker in the middle of a trial.
+out of memory. It has the optional surface of a real backend: ``measure(case, timing=...)`` (a short
+measurement gives the same median with a wider CI), ``last_costs`` (preparation seconds per configuration, paid
+once while the configuration stays prepared, and measurement seconds), ``is_prepared``, ``has_variant`` and a
+simulated ``clock`` that every measurement advances by its cost. ``make_fake_backend`` is the ``--backend``
+factory the worker subprocesses use; the environment variables ``MLPERF_TRACK_FAKE_DELAY_S`` (seconds per
+measurement) and ``MLPERF_TRACK_FAKE_MARKER_DIR`` (a directory where each measurement drops
+``<pid>-<case>.start``) let a test find a worker in the middle of a trial.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from mlperf_track import metrics as m
 from mlperf_track.engine.result import BenchmarkResult
 from mlperf_track.errors import ExportError, OutOfMemoryError
 from mlperf_track.pipeline.events import CaseOutcome
-from mlperf_track.spec import CaseSpec
-from mlperf_track.tuning.config import TuneConfig, parse_batch_sizes
+from mlperf_track.spec import CaseSpec, TimingConfig
+from mlperf_track.tuning.config import TuneConfig
+from mlperf_track.tuning.costs import TrialCosts
 from mlperf_track.tuning.space import Choice, SearchSpace
 
 if TYPE_CHECKING:
@@ -45,6 +50,8 @@ def fake_metrics(case: CaseSpec) -> dict[str, float]:
     return {
         m.THROUGHPUT: throughput,
         m.LATENCY_P50: p99 / 1.2,
+        m.LATENCY_P50_CI_LOW: p99 / 1.2 * 0.99,
+        m.LATENCY_P50_CI_HIGH: p99 / 1.2 * 1.01,
         m.LATENCY_P99: p99,
         m.CPU_RSS_PEAK: BASE_MB + MB_PER_SAMPLE[case.precision] * case.batch_size,
         m.ACCURACY_TOP1: TOP1[case.precision],
@@ -64,6 +71,11 @@ class FakeBackend:
         delay_s: Seconds each measurement takes.
         marker_dir: Where to drop a file when a measurement starts.
         metrics: The measurement function (replaceable).
+        prepare_s: Simulated seconds to prepare a configuration (by configuration key; default 10).
+        short_s: Simulated seconds of a short measurement; ``full_s`` of a full one.
+        short_ci: Relative half-width of the median's CI of a short measurement.
+        keep: Prepared configurations kept (least recently used dropped).
+        now: The simulated clock.
     """
 
     space: SearchSpace
@@ -74,8 +86,17 @@ class FakeBackend:
     marker_dir: Path | None = None
     metrics: Callable[[CaseSpec], dict[str, float]] = fake_metrics
     device: str = "cpu"
+    prepare_s: dict[str, float] = field(default_factory=dict)
+    short_s: float = 0.5
+    full_s: float = 3.0
+    short_ci: float = 0.1
+    keep: int = 2
+    now: float = 0.0
     measured: list[CaseSpec] = field(default_factory=list)
+    timings: list[TimingConfig | None] = field(default_factory=list)
+    prepared: list[str] = field(default_factory=list)
     closed: bool = False
+    _costs: TrialCosts | None = None
 
     def search_space(self) -> SearchSpace:
         return self.space
@@ -83,20 +104,56 @@ class FakeBackend:
     def template(self) -> CaseSpec:
         return CaseSpec(model="fakenet", device=self.device, image_size=32, dataset="digits")
 
-    def measure(self, case: CaseSpec) -> CaseOutcome:
+    def clock(self) -> float:
+        return self.now
+
+    def is_prepared(self, case: CaseSpec) -> bool:
+        return self._key(case) in self.prepared
+
+    def has_variant(self, name: str) -> bool:
+        return True
+
+    def last_costs(self) -> TrialCosts | None:
+        return self._costs
+
+    @staticmethod
+    def _key(case: CaseSpec) -> str:
+        return Choice(case.variant, case.runtime, case.precision, case.options).key
+
+    def _pay(self, case: CaseSpec, timing: TimingConfig | None) -> TrialCosts:
+        key = self._key(case)
+        prepare = 0.0
+        if key in self.prepared:
+            self.prepared.remove(key)
+        else:
+            prepare = self.prepare_s.get(key, 10.0)
+        self.prepared = [*self.prepared, key][-self.keep :]
+        measure = self.short_s if timing is not None and timing.max_time_s <= 1.0 else self.full_s
+        self.now += prepare + measure
+        return TrialCosts(prepare, measure, prepared=prepare > 0)
+
+    def measure(self, case: CaseSpec, timing: TimingConfig | None = None) -> CaseOutcome:
         self.measured.append(case)
+        self.timings.append(timing)
+        self._costs = self._pay(case, timing)
         if self.marker_dir is not None:
             (self.marker_dir / f"{os.getpid()}-{case.name}.start").touch()
         if self.delay_s:
             time.sleep(self.delay_s)
         metrics = self.metrics(case)
-        key = Choice(case.variant, case.runtime, case.precision, case.options).key
+        key = self._key(case)
         if key in self.failing:
             return CaseOutcome(case, error=ExportError(f"cannot export {key}"))
         if metrics.get(m.CPU_RSS_PEAK, 0.0) > self.capacity_mb:
             return CaseOutcome(case, error=OutOfMemoryError(f"{case.name} needs {metrics[m.CPU_RSS_PEAK]:.0f} MB"))
         if not self.measures_accuracy:
             metrics = {k: v for k, v in metrics.items() if not k.startswith("accuracy/")}
+        if timing is not None and m.LATENCY_P50 in metrics:
+            p50 = metrics[m.LATENCY_P50]
+            metrics[m.LATENCY_P50_CI_LOW], metrics[m.LATENCY_P50_CI_HIGH] = (
+                p50 * (1 - self.short_ci),
+                p50 * (1 + self.short_ci),
+            )
         return CaseOutcome(case, result=BenchmarkResult(case, metrics, samples_ms=(1.0, 2.0)))
 
     def close(self) -> None:
@@ -117,7 +174,7 @@ def make_fake_backend(config: TuneConfig) -> FakeBackend:
     """``--backend tuning_fakes:make_fake_backend``: the fake with the config's batch sizes."""
     marker = os.environ.get("MLPERF_TRACK_FAKE_MARKER_DIR")
     return FakeBackend(
-        space=small_space(parse_batch_sizes(config.batch_sizes, "cpu")),
+        space=small_space(config.pipeline.batch_sizes),
         capacity_mb=float(os.environ.get("MLPERF_TRACK_FAKE_CAPACITY_MB", "1e9")),
         delay_s=float(os.environ.get("MLPERF_TRACK_FAKE_DELAY_S", "0")),
         marker_dir=Path(marker) if marker else None,

@@ -20,6 +20,7 @@ APPROXIMATIONS = (
     "quantized_fp16",
     "quantized_bf16",
     "quantized_int8_ort",
+    "quantized_int8_nncf",
 )
 
 

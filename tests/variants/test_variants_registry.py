@@ -16,6 +16,7 @@ CONCRETE = [
     "quantized_fp16",
     "quantized_bf16",
     "quantized_int8_ort",
+    "quantized_int8_nncf",
     "pruned_unstructured",
     "pruned_structured",
     "distilled",
@@ -23,7 +24,7 @@ CONCRETE = [
 ]
 #: Recipes for text models only, registered after the image ones.
 TEXT_ONLY = ["quantized_int8_weight_only", "quantized_int4_weight_only", "pruned_mlp_channels", "distilled_shallow"]
-CPU_ONLY = ["quantized_int8_pt2e", "quantized_int8_dynamic", "quantized_int8_ort"]
+CPU_ONLY = ["quantized_int8_pt2e", "quantized_int8_dynamic", "quantized_int8_ort", "quantized_int8_nncf"]
 
 
 def test_every_recipe_is_registered_under_its_name() -> None:
@@ -34,7 +35,7 @@ def test_every_recipe_is_registered_under_its_name() -> None:
 
 
 def test_groups_expand_to_their_members() -> None:
-    assert group_members("quantized") == CONCRETE[:5] + TEXT_ONLY[:2]
+    assert group_members("quantized") == CONCRETE[:6] + TEXT_ONLY[:2]
     assert group_members("pruned") == ["pruned_unstructured", "pruned_structured", "pruned_mlp_channels"]
     assert group_members("distilled") == ["distilled", "distilled_shallow"]
     assert group_members("all") == CONCRETE + TEXT_ONLY
@@ -44,7 +45,7 @@ def test_resolution_on_cpu_keeps_what_this_cpu_runs(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(registry._VARIANTS["quantized_fp16"], "unavailable_reason", lambda device: "no fp16 here")
     names = [variant.name for variant in resolve_variants(["quantized", "pruned", "distilled"], "cpu")]
     assert "quantized_fp16" not in names
-    assert names == [name for name in CONCRETE[:8] if name != "quantized_fp16"]
+    assert names == [name for name in CONCRETE[:9] if name != "quantized_fp16"]
 
 
 def test_groups_on_cuda_leave_out_cpu_only_recipes() -> None:

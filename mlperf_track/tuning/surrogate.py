@@ -1,0 +1,142 @@
+"""A small Bayesian model of a study's measurements, for the cost-aware sampler.
+
+Why our own (about a hundred lines of numpy) instead of Optuna's GP or TPE: the space is one categorical over
+configurations, and both of those treat two configurations as unrelated labels, so nothing learnt about
+``openvino`` at fp32 informs ``openvino`` at bf16 or a pruned model on ``openvino``. Here a point is described
+by what it is made of (:func:`features`): the steps of its variant (a composition shares the steps' effects),
+its runtime, precision, runtime x precision, each searched runtime option, and its batch size and thread count
+on a log scale (overall and per runtime, since batching helps eager PyTorch and OpenVINO differently). A
+Bayesian linear model over those features (:class:`BayesianLinear`: Gaussian prior on the weights, known noise,
+closed-form posterior) gives every unmeasured point a mean and an uncertainty after a handful of trials, the
+ingredients of expected improvement; the log scale makes effects multiplicative (``openvino`` is 2.5x faster),
+which is how runtimes and precisions act on throughput and latency.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Final
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from mlperf_track.tuning.space import TrialPoint
+
+#: Prior standard deviation of a weight, by feature kind (log scale: 1.0 allows factors of ~e either way).
+PRIOR_SD: Final = {"main": 1.0, "interaction": 0.5, "batch": 0.5, "threads": 0.5}
+
+
+def _kind(name: str) -> str:
+    if "log_batch" in name:
+        return "batch"
+    if "log_threads" in name:
+        return "threads"
+    return "interaction" if "|" in name else "main"
+
+
+def features(point: TrialPoint, batch_center: float = 0.0, threads_center: float = 0.0) -> dict[str, float]:
+    """The features of ``point`` (names to values; absent features are 0)."""
+    choice = point.choice
+    runtime = f"runtime={choice.runtime}"
+    found: dict[str, float] = {"bias": 1.0, runtime: 1.0, f"precision={choice.precision}": 1.0}
+    found[f"{runtime}|precision={choice.precision}"] = 1.0
+    if choice.variant != "baseline":
+        for step in choice.variant.split("+"):
+            found[f"variant={step}"] = 1.0
+    for key, value in choice.options:
+        found[f"{runtime}|{key}={value}"] = 1.0
+    batch = math.log2(point.batch_size) - batch_center
+    found["log_batch"] = batch
+    found["log_batch^2"] = batch * batch
+    found[f"{runtime}|log_batch"] = batch
+    found[f"{runtime}|log_batch^2"] = batch * batch
+    if point.num_threads is not None:
+        threads = math.log2(point.num_threads) - threads_center
+        found["log_threads"] = threads
+        found[f"{runtime}|log_threads"] = threads
+    return found
+
+
+class FeatureMap:
+    """Turns points into rows of a design matrix over a fixed list of feature names.
+
+    Args:
+        points: Every point of the space (fixes the names and the log-scale centres).
+    """
+
+    def __init__(self, points: Sequence[TrialPoint]) -> None:
+        batches = [math.log2(point.batch_size) for point in points]
+        threads = [math.log2(point.num_threads) for point in points if point.num_threads is not None]
+        self.batch_center = (min(batches) + max(batches)) / 2 if batches else 0.0
+        self.threads_center = (min(threads) + max(threads)) / 2 if threads else 0.0
+        names: dict[str, None] = {}
+        for point in points:
+            names.update(dict.fromkeys(self._features(point)))
+        self.names = list(names)
+        self.index = {name: i for i, name in enumerate(self.names)}
+        self.prior_sd = np.array([PRIOR_SD[_kind(name)] if name != "bias" else 10.0 for name in self.names])
+
+    def _features(self, point: TrialPoint) -> dict[str, float]:
+        return features(point, self.batch_center, self.threads_center)
+
+    def matrix(self, points: Sequence[TrialPoint]) -> np.ndarray:
+        """One row per point."""
+        rows = np.zeros((len(points), len(self.names)))
+        for row, point in enumerate(points):
+            for name, value in self._features(point).items():
+                column = self.index.get(name)
+                if column is not None:
+                    rows[row, column] = value
+        return rows
+
+
+class BayesianLinear:
+    """Bayesian linear regression with a diagonal Gaussian prior and per-observation noise.
+
+    Args:
+        prior_sd: Prior standard deviation of each weight (the prior mean is 0; targets are centred).
+    """
+
+    def __init__(self, prior_sd: np.ndarray) -> None:
+        self.prior_sd = prior_sd
+        self.mean = np.zeros_like(prior_sd)
+        self.cov = np.diag(prior_sd**2)
+        self.offset = 0.0
+
+    def fit(self, x: np.ndarray, y: np.ndarray, noise_sd: np.ndarray) -> BayesianLinear:
+        """The posterior given rows ``x``, targets ``y`` and each observation's noise standard deviation."""
+        if len(y) == 0:
+            return self
+        self.offset = float(np.mean(y))
+        precision = np.diag(1.0 / self.prior_sd**2) + (x.T * (1.0 / noise_sd**2)) @ x
+        self.cov = np.linalg.inv(precision)
+        self.mean = self.cov @ (x.T @ ((y - self.offset) / noise_sd**2))
+        return self
+
+    def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and standard deviation of the model at each row of ``x`` (noise excluded)."""
+        mean = x @ self.mean + self.offset
+        variance = np.einsum("ij,jk,ik->i", x, self.cov, x)
+        return mean, np.sqrt(np.maximum(variance, 1e-12))
+
+
+def expected_improvement(mean: np.ndarray, sd: np.ndarray, best: float) -> np.ndarray:
+    """Expected improvement over ``best`` of normal beliefs (maximisation)."""
+    from scipy.stats import norm
+
+    z = (mean - best) / sd
+    return sd * (z * norm.cdf(z) + norm.pdf(z))
+
+
+def probability_at_most(mean: np.ndarray, sd: np.ndarray, limit: float) -> np.ndarray:
+    """P(value <= limit) under normal beliefs."""
+    from scipy.stats import norm
+
+    return np.asarray(norm.cdf((limit - mean) / sd))
+
+
+def group_rate(outcomes: Mapping[str, list[bool]], key: str, prior: float, weight: float = 1.0) -> float:
+    """The smoothed share of ``True`` among the outcomes recorded under ``key`` (``prior`` when there are none)."""
+    seen = outcomes.get(key, [])
+    return (sum(seen) + prior * weight) / (len(seen) + weight)
