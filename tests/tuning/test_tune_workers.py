@@ -36,7 +36,7 @@ def test_three_workers_fill_one_study(
     assert "best feasible configuration of study shared" in out
     trials = optuna.load_study(study_name="shared", storage=storage).get_trials()
     assert [t.number for t in trials] == list(range(len(trials)))
-    assert 9 <= len(trials) <= 11 and {t.state for t in trials} == {TrialState.COMPLETE}
+    assert 9 <= len(trials) <= 11 and {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
     logs = sorted((tmp_path / "mlperf_track_output" / "tune").glob("worker-*/console.log"))
     assert len(logs) == 3
 
@@ -48,7 +48,9 @@ def test_worker_command_lines_carry_the_flags_but_not_the_storage(tmp_path: Path
         "tune", "--model", "fakenet", "--n-trials", "7", "--storage", "postgresql://u:hunter2@db/optuna",
         "--workers", "4", "--trust-pickle",
     ])  # fmt: skip
-    config = TuneConfig(model="fakenet", storage="postgresql://u:hunter2@db/optuna", study_name="s", experiment="e")
+    config = TuneConfig.create(
+        "fakenet", device="cpu", storage="postgresql://u:hunter2@db/optuna", study_name="s", experiment="e"
+    )
     argv = worker_argv(args, config, tmp_path)
     assert "hunter2" not in " ".join(argv)
     assert argv[argv.index("--storage") + 1] == "auto" and argv[argv.index("--study-name") + 1] == "s"
@@ -83,4 +85,4 @@ def test_workers_refused_inside_mlflow_run(tracking: str, monkeypatch: pytest.Mo
     monkeypatch.setenv("MLFLOW_RUN_ID", "0" * 32)
     args = argparse.Namespace(workers="2")
     with pytest.raises(ConfigError, match="mlflow run"):
-        supervise(args, TuneConfig(model="fakenet", storage="sqlite:///x.db"))
+        supervise(args, TuneConfig.create("fakenet", device="cpu", storage="sqlite:///x.db"))
