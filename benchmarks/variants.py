@@ -1,10 +1,13 @@
-"""Every variant side by side on the CPU: size, parameters, FLOPs, digits accuracy, latency and throughput.
+"""Every variant side by side on the CPU: size, parameters, FLOPs, digits accuracy with its interval, speed.
 
-For each model (resnet18 and resnet50 by default) the baseline is fine-tuned on ``digits`` (cached), every
-variant that this CPU runs is built from it, prepared by the runtime it is pinned to (else ``eager``) through
-the runtimes registry, evaluated on the validation split against the baseline, and timed with the engine's
+For each model (resnet18 and resnet50 by default) the baseline is trained on ``digits`` until its holdout
+top-1 stops improving (``--epochs auto``, cached), every variant that this CPU runs is built from it (those
+that retrain use the same holdout early stopping within their budget), prepared by the runtime it is
+pinned to (else ``eager``) through the runtimes registry, evaluated on the evaluation split against the
+baseline (top-1 delta with its paired 95% interval and the verdict), and timed with the engine's
 ``measure_callable`` on synthetic batches. Model facts come from ``engine.facts.model_facts``. Random
-initial weights: nothing is downloaded. Usage::
+initial weights: nothing is downloaded. Targets, printed under the table: every baseline reaches a top-1 of
+0.97, and no variant shows a significant gain over its baseline. Usage::
 
     python benchmarks/variants.py                          # full run (tens of minutes on 2 cores; quiet machine)
     python benchmarks/variants.py --quick                  # smoke run: resnet18 at 32 px, small training subset
@@ -41,9 +44,13 @@ from mlperf_track.engine.measure import measure_callable
 from mlperf_track.models.artifact import ModelArtifact
 from mlperf_track.runtimes.base import PrepareRequest
 from mlperf_track.spec import TimingConfig
+from mlperf_track.training.early_stopping import StoppingRule
 from mlperf_track.variants.base import VariantContext
 
 logger = logging.getLogger("benchmarks.variants")
+
+#: The targets printed under the table.
+TARGET_TOP1 = 0.97
 
 
 @dataclass(frozen=True)
@@ -52,13 +59,15 @@ class Settings:
 
     models: tuple[str, ...]
     image_size: int
-    epochs: int
+    epochs: int | None
+    rule: StoppingRule | None
     batch_size: int
     variants: tuple[str, ...]
     train_samples: int | None
     timing: TimingConfig
     cache_dir: Path
     num_threads: int | None
+    options: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -71,8 +80,18 @@ class Row:
     precision: str
     build_s: float
     metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
     prepare_s: float | None = None
     error: str | None = None
+
+
+def _epochs(text: str) -> int | None:
+    if text.strip().lower() == "auto":
+        return None
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"--epochs must be auto or an integer >= 0, got {text}")
+    return value
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -82,24 +101,41 @@ def _settings(args: argparse.Namespace) -> Settings:
         return Settings(
             models=("resnet18",),
             image_size=32,
-            epochs=1,
+            epochs=None,
+            rule=StoppingRule(patience=1, max_epochs=3, max_seconds=60.0),
             batch_size=8,
             variants=tuple(args.variants.split(",")),
             train_samples=256,
             timing=TimingConfig(warmup_iters=2, warmup_s=0.05, min_iters=5, max_iters=50, max_time_s=0.5),
             cache_dir=Path(args.cache_dir or default_cache_dir()),
             num_threads=args.num_threads,
+            options=(("fine_tune_epochs", "1"), ("distill_epochs", "1")),
         )
     return Settings(
         models=tuple(args.models.split(",")),
         image_size=args.image_size,
         epochs=args.epochs,
+        rule=_rule(args),
         batch_size=args.batch_size,
         variants=tuple(args.variants.split(",")),
         train_samples=args.train_samples,
         timing=TimingConfig(warmup_iters=5, warmup_s=0.5, min_iters=20, max_time_s=5.0, target_rel_ci=0.02),
         cache_dir=Path(args.cache_dir or default_cache_dir()),
         num_threads=args.num_threads,
+    )
+
+
+def _rule(args: argparse.Namespace) -> StoppingRule | None:
+    """The baseline's stopping rule from the flags, or ``None`` for the library's default."""
+    if args.patience is None and args.max_epochs is None and args.max_train_s is None:
+        return None
+    from mlperf_track.variants.baseline import DEFAULT_STOPPING
+
+    return dataclasses.replace(
+        DEFAULT_STOPPING,
+        patience=args.patience or DEFAULT_STOPPING.patience,
+        max_epochs=args.max_epochs or DEFAULT_STOPPING.max_epochs,
+        max_seconds=DEFAULT_STOPPING.max_seconds if args.max_train_s is None else (args.max_train_s or None),
     )
 
 
@@ -152,6 +188,7 @@ def _measure(
         if data.val is not None:
             report = evaluate_accuracy(prepared.predict, data.val, batch_size=64, reference=reference)
             row.metrics.update(report.metrics())
+            row.tags.update(report.tags())
         inputs = prepared.make_input(settings.batch_size)
         measurement = measure_callable(
             lambda: prepared(inputs), device="cpu", batch_size=settings.batch_size, timing=settings.timing
@@ -180,8 +217,10 @@ def run_model(model: str, settings: Settings) -> list[Row]:
         device="cpu",
         seed=0,
         cache_dir=settings.cache_dir,
+        rule=settings.rule,
     )
-    logger.info("%s baseline ready in %.1f s: %s", model, time.perf_counter() - start, prepared.facts)
+    facts = {key: value for key, value in prepared.facts.items() if key != m.BASELINE_CURVE_FACT}
+    logger.info("%s baseline ready in %.1f s: %s", model, time.perf_counter() - start, facts)
     baseline_row, reference = _measure(
         model,
         "baseline",
@@ -191,6 +230,7 @@ def run_model(model: str, settings: Settings) -> list[Row]:
         settings=settings,
         reference=None,
     )
+    baseline_row.tags.update(facts)
     rows = [baseline_row]
     work = Path(tempfile.mkdtemp(prefix="mlperf_track-variants-"))
     for variant in resolve_variants(settings.variants, "cpu"):
@@ -200,6 +240,7 @@ def run_model(model: str, settings: Settings) -> list[Row]:
             image_size=settings.image_size,
             seed=0,
             epochs=settings.epochs,
+            options=dict(settings.options),
             work_dir=work / variant.name,
         )
         start = time.perf_counter()
@@ -210,17 +251,37 @@ def run_model(model: str, settings: Settings) -> list[Row]:
             continue
         build_s = time.perf_counter() - start
         logger.info("%s/%s built in %.1f s", model, variant.name, build_s)
-        rows.append(
-            _measure(model, variant.name, artifact, build_s=build_s, data=data, settings=settings, reference=reference)[
-                0
-            ]
+        row = _measure(
+            model, variant.name, artifact, build_s=build_s, data=data, settings=settings, reference=reference
         )
+        row[0].tags.update({key: value for key, value in artifact.tags.items() if key.startswith("variant.train")})
+        rows.append(row[0])
     return rows
 
 
 def _cell(row: Row, key: str, scale: float = 1.0, digits: int = 2) -> str:
     value = row.metrics.get(key)
     return "-" if value is None else f"{value * scale:.{digits}f}"
+
+
+def _delta_cell(row: Row) -> str:
+    """``-1.4 [-3.0, +0.3]`` in points, or ``-``."""
+    delta = row.metrics.get(m.ACCURACY_TOP1_DELTA)
+    if delta is None:
+        return "-"
+    low, high = row.metrics.get(m.ACCURACY_TOP1_DELTA_CI_LOW), row.metrics.get(m.ACCURACY_TOP1_DELTA_CI_HIGH)
+    interval = f" [{low * 100:+.1f}, {high * 100:+.1f}]" if low is not None and high is not None else ""
+    return f"{delta * 100:+.1f}{interval}"
+
+
+def _training_cell(row: Row) -> str:
+    """The training a row's model had: the baseline's epochs and stop reason, or the variant's budget."""
+    if row.variant == "baseline":
+        if row.tags.get("baseline.trained") != "true":
+            return "none"
+        return f"{row.tags.get('baseline.epochs_run', '?')} ep, {row.tags.get('baseline.stop_reason', '?')}"
+    epochs = row.tags.get("variant.train_epochs")
+    return "-" if epochs is None else f"{epochs} ep, {float(row.tags.get('variant.train_s', 0)):.0f} s"
 
 
 HEADERS = (
@@ -233,8 +294,10 @@ HEADERS = (
     "GFLOPs",
     "sparsity",
     "top-1",
-    "Δ top-1",
+    "Δ top-1 pts [95% CI]",
+    "verdict",
     "agree",
+    "trained",
     "p50 ms",
     "samples/s",
     "build s",
@@ -253,8 +316,10 @@ def _cells(row: Row) -> list[str]:
         _cell(row, m.MODEL_FLOPS, 1e-9, 3),
         _cell(row, m.MODEL_SPARSITY),
         _cell(row, m.ACCURACY_TOP1, digits=3),
-        _cell(row, m.ACCURACY_TOP1_DELTA, digits=3),
+        _delta_cell(row),
+        row.tags.get(m.ACCURACY_VERDICT_TAG, "-"),
         _cell(row, m.ACCURACY_AGREEMENT, digits=3),
+        _training_cell(row),
         _cell(row, m.LATENCY_P50),
         _cell(row, m.THROUGHPUT, digits=1),
         f"{row.build_s:.1f}",
@@ -272,11 +337,37 @@ def render(rows: list[Row], settings: Settings) -> None:
         table.add_column(header, justify="left" if header in HEADERS[:4] else "right")
     for row in rows:
         table.add_row(*_cells(row))
-    console = Console(width=None if sys.stdout.isatty() else 200)  # a log file gets the whole table
+    console = Console(width=None if sys.stdout.isatty() else 240)  # a log file gets the whole table
     console.print(table)
     for row in rows:
         if row.error:
             console.print(f"[red]{row.model}/{row.variant}[/red]: {row.error}")
+    for line in target_lines(rows):
+        console.print(line)
+
+
+def target_lines(rows: list[Row]) -> list[str]:
+    """One line per target: every baseline's top-1 >= 0.97; no variant with a significant gain."""
+    lines = []
+    for row in rows:
+        if row.variant != "baseline":
+            continue
+        top1 = row.metrics.get(m.ACCURACY_TOP1)
+        met = top1 is not None and top1 >= TARGET_TOP1
+        shown = "not measured" if top1 is None else f"{top1:.3f}"
+        converged = row.tags.get("baseline.converged", "n/a")
+        lines.append(
+            f"target {row.model} baseline top-1 >= {TARGET_TOP1}: {'MET' if met else 'NOT MET'} ({shown}; "
+            f"converged {converged}, {row.tags.get('baseline.epochs_run', '?')} epochs, "
+            f"{row.tags.get('baseline.train_s', '?')} s)"
+        )
+    gains = [f"{row.model}/{row.variant}" for row in rows if row.tags.get(m.ACCURACY_VERDICT_TAG) == m.VERDICT_GAIN]
+    verdicts = sum(1 for row in rows if m.ACCURACY_VERDICT_TAG in row.tags)
+    lines.append(
+        f"target no variant with a significant gain: {'NOT MET' if gains else 'MET'} "
+        f"({', '.join(gains) if gains else f'0 of {verdicts} with a verdict'})"
+    )
+    return lines
 
 
 def markdown(rows: list[Row], settings: Settings) -> str:
@@ -287,9 +378,11 @@ def markdown(rows: list[Row], settings: Settings) -> str:
         "",
         f"- machine: {tags.get('hw.cpu', '?')}, {tags.get('hw.cpu_cores', '?')} cores; torch {torch.__version__}",
         f"- command: `{shlex.join(['python', *sys.argv])}`",
-        f"- digits at {settings.image_size} px, batch {settings.batch_size}, baseline epochs {settings.epochs}"
+        f"- digits at {settings.image_size} px, batch {settings.batch_size}, baseline epochs "
+        + ("auto (until the holdout top-1 stops improving)" if settings.epochs is None else str(settings.epochs))
         + (f", training subset {settings.train_samples}" if settings.train_samples else ""),
-        "- latency p50 per batch and throughput from `engine.measure_callable`; accuracy on the validation split;"
+        "- latency p50 per batch and throughput from `engine.measure_callable`; accuracy on the evaluation split;"
+        " Δ top-1 in points with its paired 95% interval (exact McNemar ∪ Bonett-Price) and the verdict;"
         " unstructured pruning stores zeros densely (no speed-up expected)",
         "",
         "| " + " | ".join(HEADERS) + " |",
@@ -297,6 +390,7 @@ def markdown(rows: list[Row], settings: Settings) -> str:
     ]
     lines += ["| " + " | ".join(_cells(row)) + " |" for row in rows]
     lines += [f"- error in {row.model}/{row.variant}: {row.error}" for row in rows if row.error]
+    lines += [""] + [f"- {line}" for line in target_lines(rows)]
     return "\n".join(lines) + "\n\n"
 
 
@@ -305,13 +399,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="resnet18,resnet50")
     parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=1, help="baseline fine-tuning epochs (cached)")
+    parser.add_argument(
+        "--epochs", type=_epochs, default=None, help="baseline training: auto (until converged, default) or N epochs"
+    )
+    parser.add_argument("--patience", type=int, default=None, help="baseline early-stopping patience (epochs)")
+    parser.add_argument("--max-epochs", type=int, default=None, help="baseline epoch cap under auto")
+    parser.add_argument("--max-train-s", type=float, default=None, help="baseline time cap in s under auto (0: none)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--variants", default="all")
     parser.add_argument("--train-samples", type=int, default=None, help="use only this many training images")
     parser.add_argument("--num-threads", type=int, default=None)
     parser.add_argument("--cache-dir", default=None)
-    parser.add_argument("--quick", action="store_true", help="resnet18 at 32 px, 256 training images, short timing")
+    parser.add_argument(
+        "--quick", action="store_true", help="resnet18 at 32 px, 256 training images, at most 3 epochs, short timing"
+    )
     parser.add_argument("--markdown", type=Path, default=None, help="append the table to this file")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

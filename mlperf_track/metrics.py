@@ -58,6 +58,25 @@ ACCURACY_TOP1_DELTA_CI_HIGH: Final = "accuracy/top1_delta_ci_high"
 ACCURACY_AGREEMENT_CI_LOW: Final = "accuracy/agreement_ci_low"
 ACCURACY_AGREEMENT_CI_HIGH: Final = "accuracy/agreement_ci_high"
 
+#: Tag: the paired verdict on ``accuracy/top1_delta`` (one of :data:`ACCURACY_VERDICTS`).
+ACCURACY_VERDICT_TAG: Final = "accuracy.verdict"
+#: Tag: what a significant accuracy gain over the converged baseline means (present only with a gain).
+ACCURACY_WARNING_TAG: Final = "accuracy.warning"
+#: Tag: how the accuracy intervals were computed.
+ACCURACY_CI_METHOD_TAG: Final = "accuracy.ci_method"
+VERDICT_NO_CHANGE: Final = "no measurable change"
+VERDICT_LOSS: Final = "loss"
+VERDICT_GAIN: Final = "gain"
+ACCURACY_VERDICTS: Final = (VERDICT_NO_CHANGE, VERDICT_LOSS, VERDICT_GAIN)
+
+#: The baseline's training curve on the parent run, logged with ``step`` = epoch (holdout scores from epoch 0,
+#: the model before training).
+BASELINE_TRAIN_LOSS: Final = "baseline/train_loss"
+BASELINE_HOLDOUT_TOP1: Final = "baseline/holdout_top1"
+BASELINE_HOLDOUT_LOSS: Final = "baseline/holdout_loss"
+#: The baseline fact that carries that curve (JSON ``{metric key: [[epoch, value], ...]}``) to the listener.
+BASELINE_CURVE_FACT: Final = "baseline.curve"
+
 MODEL_SIZE: Final = "model/size_mb"
 MODEL_PARAMS: Final = "model/params"
 MODEL_FLOPS: Final = "model/flops_per_sample"

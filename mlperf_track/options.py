@@ -40,6 +40,8 @@ class OptionSpec:
             measuring, e.g. compile modes but not debug settings); empty: a tuner leaves the option at its
             default. Whether a value runs on a device is the member's to say
             (:meth:`~mlperf_track.runtimes.base.Runtime.option_unsupported_reason`).
+        accepts_auto: Whether ``auto`` is allowed besides the kind's values (an ``int`` of training epochs
+            that may also be "until converged").
     """
 
     key: str
@@ -51,9 +53,13 @@ class OptionSpec:
     closed: bool = False
     default: str = ""
     searched: tuple[str, ...] = ()
+    accepts_auto: bool = False
 
     def allowed(self) -> str:
         """What values are allowed, in words (``one of a, b``, ``an integer >= 1``, ``a number in (0, 1)``)."""
+        return self._allowed_values() + (", or auto" if self.accepts_auto else "")
+
+    def _allowed_values(self) -> str:
         if self.kind == "choice":
             return "one of " + ", ".join(self.choices)
         if self.kind == "int":
@@ -72,6 +78,8 @@ class OptionSpec:
     def check(self, value: str) -> None:
         """Raise :class:`ConfigError` (parameter ``--option KEY``) when ``value`` is not allowed."""
         text = str(value).strip()
+        if self.accepts_auto and text.lower() == "auto":
+            return
         if self.kind == "choice":
             if text not in self.choices:
                 matches = closest_matches(text, self.choices)

@@ -136,7 +136,8 @@ OPTIONS: tuple[CliOption, ...] = (
     _option("dataset", "digits, synthetic, imagefolder:PATH or torchvision:NAME:ROOT; text models: pydoc-topics "
             "(decoders) or stdlib-docstrings (encoders) (auto: the model's labelled dataset when a variant or "
             "accuracy needs labels, else synthetic)", "auto", EVERY, parse=p.dataset),
-    _option("epochs", "fine-tuning epochs of the baseline on a labelled dataset (0: use the weights as they are)",
+    _option("epochs", "training epochs of the baseline on a labelled dataset (auto: until its holdout top-1 stops "
+            "improving; N: exactly N epochs; 0: the weights as they are)",
             "auto", EVERY, parse=p.non_negative_int, auto_key="epochs"),
     _option("num_threads", "CPU threads (auto: torch's default)", "auto", EVERY, parse=p.positive_int,
             command_help={"tune": "CPU threads of every trial when --threads does not search them (auto: torch's "
@@ -279,7 +280,7 @@ def auto_meaning(key: str) -> str:
     from mlperf_track.pipeline.defaults import auto_defaults
 
     def show(value: Any) -> str:
-        if value is None:
+        if value is None or value == "auto":
             return "until converged"
         if isinstance(value, (tuple, list)):
             return ",".join(str(item) for item in value)

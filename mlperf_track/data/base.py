@@ -12,17 +12,25 @@ if TYPE_CHECKING:
 
 @dataclass
 class DatasetSplits:
-    """Train and validation splits of an image-classification dataset.
+    """The three splits of an image-classification dataset, none used for two jobs.
+
+    - ``train``: fitted on (fine-tuning, recovery after pruning, distillation, calibration);
+    - ``holdout``: only watched while training (early stopping, choosing the best checkpoint);
+    - ``val``: the evaluation split, where every accuracy number users see is measured. Nothing is ever
+      trained or selected on it, so its accuracies are unbiased.
 
     Each item of a split is ``(image, label)``: ``image`` a float32 tensor of shape ``(3, S, S)``, normalised
-    with the ImageNet mean and std; ``label`` an ``int``. Synthetic data has no splits.
+    with the ImageNet mean and std; ``label`` an ``int``. Synthetic data has no splits. A source may leave
+    ``holdout`` empty: :func:`mlperf_track.data.registry.load_dataset` then sets a seeded, stratified share of
+    ``train`` aside (:func:`mlperf_track.data.common.with_holdout`).
 
     Attributes:
         name: Dataset reference as given (``digits``, ``imagefolder:/data/pets``).
         image_size: ``S``.
         num_classes: Number of classes, or ``None`` for synthetic data.
-        train: Training split (fine-tuning, calibration, distillation), or ``None``.
-        val: Validation split (accuracy), or ``None``.
+        train: Training split, or ``None``.
+        val: Evaluation split (every reported accuracy), or ``None``.
+        holdout: Holdout split (early stopping and model selection), or ``None``.
         class_names: Class names in label order, when known.
         tags: Facts worth logging (sizes, seed, source path).
     """
@@ -32,6 +40,7 @@ class DatasetSplits:
     num_classes: int | None = None
     train: Dataset | None = None
     val: Dataset | None = None
+    holdout: Dataset | None = None
     class_names: list[str] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)
 

@@ -3,7 +3,10 @@
 Layouts:
 
 - ``<path>/train/<class>/...`` and ``<path>/val/<class>/...``: those are the splits (same classes required);
-- ``<path>/<class>/...``: a seeded, stratified 80/20 train/validation split.
+- ``<path>/<class>/...``: a seeded, stratified 80/20 train/evaluation split.
+
+Either way :func:`~mlperf_track.data.registry.load_dataset` then sets a seeded, stratified eighth of the
+training images aside as the holdout (early stopping), so the flat layout ends up 70/10/20.
 
 Images are converted to RGB, resized and center-cropped to ``S`` (:func:`.common.eval_transform`),
 and normalised with the ImageNet mean and std.

@@ -7,7 +7,7 @@ rest (which may itself contain colons) is its argument.
 Example::
 
     splits = load_dataset("digits", image_size=32, seed=0)
-    image, label = splits.val[0]   # float32 (3, 32, 32), int
+    image, label = splits.val[0]   # the evaluation split: float32 (3, 32, 32), int
 """
 
 from __future__ import annotations
@@ -64,10 +64,11 @@ def load_dataset(ref: str, *, image_size: int, seed: int = 0) -> DatasetSplits:
         ref: ``digits``, ``synthetic``, ``imagefolder:<path>`` or ``torchvision:<Name>:<root>``.
         image_size: Height and width ``S`` of the images, which are ``(3, S, S)`` float32 tensors normalised with
             the ImageNet mean and std.
-        seed: Seed of the train/validation split, for datasets that have no split of their own.
+        seed: Seed of the splits a dataset does not bring itself (train / holdout / evaluation).
 
     Returns:
-        The splits; ``train``, ``val`` and ``num_classes`` are ``None`` for ``synthetic``.
+        The splits; ``train``, ``holdout``, ``val`` and ``num_classes`` are ``None`` for ``synthetic``. A source
+        that gives no holdout gets one cut from its training split (:func:`~mlperf_track.data.common.with_holdout`).
 
     Raises:
         ConfigError: Unknown scheme (the message lists the schemes), bad argument or bad image size.
@@ -86,7 +87,10 @@ def load_dataset(ref: str, *, image_size: int, seed: int = 0) -> DatasetSplits:
         )
     with _lock:
         source = _sources[scheme]
-    return source.load(argument if separator else None, image_size=image_size, seed=seed)
+    splits = source.load(argument if separator else None, image_size=image_size, seed=seed)
+    from mlperf_track.data.common import with_holdout
+
+    return with_holdout(splits, seed) if splits.has_labels else splits
 
 
 def check_dataset(ref: str) -> None:

@@ -1,8 +1,10 @@
 """``torchvision:<Name>:<root>``: a ``torchvision.datasets`` class whose files are already on disk.
 
-Nothing is downloaded (``download=False`` always). The train/validation splits are the dataset's own: the
-``train=True/False`` flag (CIFAR10, CIFAR100, MNIST, FashionMNIST, ...) or the ``split`` argument, tried as
+Nothing is downloaded (``download=False`` always). The train and evaluation splits are the dataset's own:
+the ``train=True/False`` flag (CIFAR10, CIFAR100, MNIST, FashionMNIST, ...) or the ``split`` argument, tried as
 ``train``/``val``, ``train``/``test`` and ``trainval``/``test`` (SVHN, Flowers102, Food101, OxfordIIITPet, ...).
+The holdout (early stopping) is a seeded, stratified share of the training split, cut by
+:func:`mlperf_track.data.registry.load_dataset`.
 Images go through the same evaluation transform as ImageFolder (RGB, resize, center crop, normalise).
 """
 
@@ -101,7 +103,7 @@ class TorchvisionDatasetSource(DatasetSource):
     scheme = "torchvision"
 
     def load(self, argument: str | None, *, image_size: int, seed: int = 0) -> DatasetSplits:
-        """Open the dataset's train and validation splits (``seed`` is unused: the splits are fixed).
+        """Open the dataset's train and evaluation splits (fixed; ``seed`` only seeds the holdout cut later).
 
         Raises:
             ConfigError: Malformed reference or unknown dataset class (with close matches).
@@ -118,7 +120,7 @@ class TorchvisionDatasetSource(DatasetSource):
         if len(train) == 0 or len(val) == 0:
             raise DataError(f"torchvision dataset {name} under {root} has an empty split ({layout})")
         classes = _class_names(train)
-        logger.info("torchvision %s: %d train, %d validation (%s)", name, len(train), len(val), layout)
+        logger.info("torchvision %s: %d train, %d evaluation (%s)", name, len(train), len(val), layout)
         return DatasetSplits(
             name=f"{self.scheme}:{argument}",
             image_size=image_size,

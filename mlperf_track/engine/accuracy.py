@@ -1,8 +1,13 @@
-"""Top-1/top-5 accuracy of any predict function on a labelled split, and agreement with a reference.
+"""Top-1/top-5 accuracy of any predict function on a labelled split, and a paired comparison with a reference.
 
 The engine measures callables, so accuracy is measured the same way: ``predict(images) -> logits`` for a
 float32 NCHW CPU batch. A runtime's :meth:`PreparedModel.predict` fits, and so does :func:`module_predictor`
 for a plain module. This module never imports mlflow or optuna.
+
+Against a reference (the baseline, on the same evaluation images) a report carries the top-1 delta and the
+top-1 agreement, each with a 95% confidence interval, and a verdict on the delta
+(:func:`~mlperf_track.engine.paired.compare_paired`): ``no measurable change`` whenever the delta's interval
+contains 0, else ``loss`` or ``gain``.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from mlperf_track import metrics
+from mlperf_track.engine.paired import PairedComparison, compare_paired
 from mlperf_track.errors import DataError, MeasurementError
 from mlperf_track.spec import check_positive_int
 
@@ -38,6 +44,10 @@ class AccuracyReport:
         predictions: Predicted class (argmax) of every sample, in dataset order, ``int64`` of shape ``(N,)``.
         top1_delta: ``top1 - reference.top1`` when a reference was given.
         agreement: Fraction of samples whose prediction equals the reference's, when a reference was given.
+        correct: Whether each sample's top-1 prediction is its label, ``bool`` of shape ``(N,)``, when known
+            (the paired intervals need it on both sides).
+        comparison: The paired comparison with the reference (intervals, verdict), when both reports know
+            their per-sample correctness.
     """
 
     top1: float
@@ -45,6 +55,8 @@ class AccuracyReport:
     predictions: torch.Tensor
     top1_delta: float | None = None
     agreement: float | None = None
+    correct: torch.Tensor | None = None
+    comparison: PairedComparison | None = None
 
     @property
     def samples(self) -> int:
@@ -59,7 +71,12 @@ class AccuracyReport:
             metrics.ACCURACY_TOP1_DELTA: self.top1_delta,
             metrics.ACCURACY_AGREEMENT: self.agreement,
         }
-        return {key: float(value) for key, value in values.items() if value is not None}
+        found = {key: float(value) for key, value in values.items() if value is not None}
+        return {**found, **(self.comparison.metrics() if self.comparison is not None else {})}
+
+    def tags(self) -> dict[str, str]:
+        """``accuracy.verdict`` and ``accuracy.ci_method`` when compared with a reference, else nothing."""
+        return self.comparison.tags() if self.comparison is not None else {}
 
 
 def evaluate_accuracy(
@@ -87,6 +104,7 @@ def evaluate_accuracy(
     check_positive_int("batch_size", batch_size)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     predictions: list[torch.Tensor] = []
+    correct: list[torch.Tensor] = []
     top1_hits = top5_hits = total = 0
     num_classes: int | None = None
     for images, batch_labels in loader:
@@ -95,7 +113,8 @@ def evaluate_accuracy(
         num_classes = logits.shape[1]
         predicted = logits.argmax(dim=1)
         predictions.append(predicted)
-        top1_hits += int((predicted == labels).sum())
+        correct.append(predicted == labels)
+        top1_hits += int(correct[-1].sum())
         if num_classes >= TOP5_MIN_CLASSES:
             top5 = logits.topk(TOP5_MIN_CLASSES, dim=1).indices
             top5_hits += int((top5 == labels.unsqueeze(1)).any(dim=1).sum())
@@ -108,6 +127,7 @@ def evaluate_accuracy(
         top1=top1,
         top5=top5_hits / total if num_classes is not None and num_classes >= TOP5_MIN_CLASSES else None,
         predictions=all_predictions,
+        correct=torch.cat(correct),
     )
     if reference is not None:
         report = _compare(report, reference)
@@ -129,12 +149,19 @@ def _compare(report: AccuracyReport, reference: AccuracyReport) -> AccuracyRepor
             "evaluate both on the same split"
         )
     agreement = float((report.predictions == reference.predictions).float().mean())
+    comparison = None
+    if report.correct is not None and reference.correct is not None:
+        comparison = compare_paired(report.correct, reference.correct, report.predictions, reference.predictions)
+    else:
+        logger.debug("no paired intervals: the reference report does not know its per-sample correctness")
     return AccuracyReport(
         top1=report.top1,
         top5=report.top5,
         predictions=report.predictions,
         top1_delta=report.top1 - reference.top1,
         agreement=agreement,
+        correct=report.correct,
+        comparison=comparison,
     )
 
 

@@ -84,7 +84,7 @@ class CaseRunner:
         self._prepared: dict[PreparedKey, _Prepared] = {}
         self._facts: dict[str, tuple[dict[str, float], dict[str, str]]] = {}
         self._sizes: dict[tuple[str, str], float] = {}
-        self._accuracy: dict[PreparedKey, dict[str, float]] = {}
+        self._accuracy: dict[PreparedKey, tuple[dict[str, float], dict[str, str]]] = {}
 
     def run(self, case: CaseSpec, *, profile: bool = False, timing: TimingConfig | None = None) -> CaseOutcome:
         """Measure ``case``; its own failures come back in the outcome.
@@ -165,7 +165,7 @@ class CaseRunner:
             else:
                 startup[m.STARTUP_FIRST_INFERENCE] = first_ms
             # The accuracy pass belongs to the preparation (its memory too), so it runs before the timed window.
-            accuracy = self._accuracy_metrics(replace(case, batch_size=1), prepared, case)
+            accuracy, accuracy_tags = self._accuracy_metrics(replace(case, batch_size=1), prepared, case)
             self._end_prepare_watch(entry)
             release_memory(case.device)  # the previous case's tensors and cached blocks go before the window
             monitor_list = default_monitors(case.device, gpu_baseline_bytes=entry.gpu_baseline_bytes)
@@ -211,6 +211,7 @@ class CaseRunner:
             **prepared.tags,
             **compute_tags,
             **{f"artifact.{k}": v for k, v in artifact.tags.items()},
+            **accuracy_tags,
         }
         return result.with_metrics(
             {**facts, **compute, **startup, **accuracy, **entry.memory},
@@ -289,16 +290,19 @@ class CaseRunner:
         entry.called = True
         return (time.perf_counter() - start) * 1e3
 
-    def _accuracy_metrics(self, key: PreparedKey, prepared: PreparedModel, case: CaseSpec) -> dict[str, float]:
+    def _accuracy_metrics(
+        self, key: PreparedKey, prepared: PreparedModel, case: CaseSpec
+    ) -> tuple[dict[str, float], dict[str, str]]:
+        """Accuracy metrics and tags (verdict, interval method, a warning with a gain) of the prepared model."""
         session = self.session
         if session.config.measure_accuracy and session.text is not None and session.text.kind == "decoder":
             # A decoder's quality (perplexity) does not depend on the prompt or output length: once per model.
             quality_key = replace(key, prompt_len=None, output_len=None)
             if quality_key not in self._accuracy:
-                self._accuracy[quality_key] = session.text.quality_metrics(prepared, session.baseline())
+                self._accuracy[quality_key] = (session.text.quality_metrics(prepared, session.baseline()), {})
             return self._accuracy[quality_key]
         if not session.config.measure_accuracy or not session.data.has_labels:
-            return {}
+            return {}, {}
         if key not in self._accuracy:
             from mlperf_track.engine.accuracy import evaluate_accuracy
 
@@ -309,7 +313,13 @@ class CaseRunner:
                 batch_size=max(case.batch_size, 8),
                 reference=session.reference_accuracy(),
             )
-            self._accuracy[key] = report.metrics()
+            tags = report.tags()
+            if tags.get(m.ACCURACY_VERDICT_TAG) == m.VERDICT_GAIN:
+                from mlperf_track.variants.retrain import gain_warning
+
+                tags[m.ACCURACY_WARNING_TAG] = gain_warning(session.variant(case.variant).tags, session.baseline_facts)
+                logger.warning("%s: %s", case.name, tags[m.ACCURACY_WARNING_TAG])
+            self._accuracy[key] = (report.metrics(), tags)
         return self._accuracy[key]
 
     def _model_facts(self, case: CaseSpec, artifact: ModelArtifact) -> tuple[dict[str, float], dict[str, str]]:

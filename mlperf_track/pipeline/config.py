@@ -41,7 +41,10 @@ class PipelineConfig:
         batch_sizes: Batch sizes.
         image_size: Input resolution.
         dataset: Dataset reference for fine-tuning, calibration and accuracy (``synthetic``: none).
-        epochs: Fine-tuning epochs for the baseline on a labelled dataset (0: use the weights as they are).
+        epochs: Training of the baseline on a labelled dataset: ``None`` trains until its holdout top-1 stops
+            improving (early stopping, best epoch kept, capped in epochs and time); ``"auto"`` is accepted for
+            it and stored as ``None``. An integer trains exactly that many epochs (0: use the weights as they
+            are). Variants that retrain follow: early stopping with ``None``, fixed epochs otherwise.
         num_threads: CPU threads, or ``None`` for torch's default.
         channels_last: Use channels-last memory format.
         options: Runtime and variant options as ``(key, value)`` pairs.
@@ -72,7 +75,7 @@ class PipelineConfig:
     batch_sizes: tuple[int, ...] = (1,)
     image_size: int = 224
     dataset: str = "synthetic"
-    epochs: int = 1
+    epochs: int | None = None
     num_threads: int | None = None
     channels_last: bool = False
     options: tuple[tuple[str, str], ...] = ()
@@ -105,8 +108,14 @@ class PipelineConfig:
         for batch_size in self.batch_sizes:
             check_positive_int("batch_size", batch_size)
         check_positive_int("image_size", self.image_size)
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 0:
-            raise ConfigError("epochs", self.epochs, "an integer >= 0")
+        if isinstance(self.epochs, str) and self.epochs.strip().lower() == "auto":
+            object.__setattr__(self, "epochs", None)
+        if self.epochs is not None and (
+            isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 0
+        ):
+            raise ConfigError(
+                "epochs", self.epochs, "an integer >= 0, or auto (train until the holdout accuracy stops rising)"
+            )
         if self.num_threads is not None:
             check_positive_int("num_threads", self.num_threads)
         if self.max_accuracy_drop is not None and (

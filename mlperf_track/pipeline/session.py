@@ -141,7 +141,10 @@ class BenchmarkSession:
         return self._loaded
 
     def baseline(self) -> ModelArtifact:
-        """The baseline artifact: loaded, head replaced and fine-tuned on a labelled dataset (cached on disk)."""
+        """The baseline artifact: loaded, head replaced and trained on a labelled dataset (cached on disk).
+
+        With ``epochs=None`` (auto) it is trained until its holdout top-1 stops improving.
+        """
         if BASELINE not in self._artifacts and self.text is not None:
             self._check_text_runtimes()
             prepared = self.text.baseline()
@@ -169,7 +172,7 @@ class BenchmarkSession:
 
     @property
     def baseline_facts(self) -> dict[str, str]:
-        """Facts about the baseline preparation (cached, training time, validation accuracy)."""
+        """Facts about the baseline preparation (cached, training time and curve, holdout and evaluation top-1)."""
         self.baseline()
         return dict(self._baseline_facts)
 

@@ -150,9 +150,33 @@ class MlflowPipelineListener(PipelineListener):
         )
 
     def on_baseline_ready(self, artifact: ModelArtifact, facts: dict[str, str]) -> None:
-        """Tag the baseline facts on the parent and log the baseline model (after the open case, if any)."""
-        if facts:
-            self.client.log_batch(self.parent_run_id, tags=_run_tags({f"baseline.{k}": v for k, v in facts.items()}))
+        """Tag the baseline facts on the parent, log its training curve, then the model (after any open case).
+
+        The curve (``baseline.curve``: JSON ``{metric key: [[epoch, value], ...]}``) becomes metrics with
+        ``step`` = epoch (``baseline/train_loss``, ``baseline/holdout_top1``, ``baseline/holdout_loss``), so
+        the MLflow UI draws it; every other fact becomes a ``baseline.*`` tag.
+        """
+        import json
+
+        from mlflow.entities import Metric
+
+        from mlperf_track import metrics as metric_keys
+
+        tags = {key if key.startswith("baseline.") else f"baseline.{key}": value for key, value in facts.items()}
+        curve_text = tags.pop(metric_keys.BASELINE_CURVE_FACT, None)
+        if tags:
+            self.client.log_batch(self.parent_run_id, tags=_run_tags(tags))
+        try:
+            curve = json.loads(curve_text) if curve_text else {}
+            now_ms = int(time.time() * 1000)
+            points = [
+                Metric(key, float(value), now_ms, int(step)) for key, pairs in curve.items() for step, value in pairs
+            ]
+        except (ValueError, TypeError, AttributeError) as error:
+            logger.warning("the baseline's training curve is unreadable, so it is not logged: %s", error)
+            points = []
+        for start in range(0, len(points), 1000):  # log_batch takes at most 1000 metrics per call
+            self.client.log_batch(self.parent_run_id, metrics=points[start : start + 1000])
         if self.log_model:
             self._pending_baseline = artifact
             if self._open_case is None:

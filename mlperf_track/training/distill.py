@@ -7,7 +7,8 @@ from torch import nn
 from torch.nn import functional
 
 from mlperf_track.errors import ConfigError
-from mlperf_track.training.loop import LossFn, TrainConfig, TrainResult, train
+from mlperf_track.training.early_stopping import StoppingRule
+from mlperf_track.training.loop import LossFn, TrainConfig, TrainResult, train, train_until_converged
 
 
 def hinton_loss(
@@ -70,11 +71,25 @@ def distill(
     device: str = "cpu",
     temperature: float = 4.0,
     alpha: float = 0.7,
+    holdout: torch.utils.data.Dataset | None = None,
+    rule: StoppingRule | None = None,
 ) -> TrainResult:
     """Train ``student`` in place to match ``teacher`` (and the labels) on ``dataset``.
 
     The teacher is put in eval mode and moved to ``device`` for the run, then back to the CPU; its weights
     do not change. Returns the student's training result; the student ends in eval mode on the CPU.
+
+    Args:
+        student: Trained in place.
+        teacher: Frozen.
+        dataset: The training split.
+        config: Optimizer, schedule, epochs (without ``rule``), seed.
+        device: Where to train.
+        temperature: Softmax temperature of the soft targets.
+        alpha: Weight of the soft-target term.
+        holdout: The holdout split: scored after every epoch (the student's top-1 and cross-entropy).
+        rule: With a holdout, train until the student's holdout top-1 stops improving (best epoch kept)
+            instead of ``config.epochs`` epochs.
     """
     check_distillation(temperature, alpha)
     teacher.eval().to(device)
@@ -82,6 +97,10 @@ def distill(
         param.requires_grad_(False)
     try:
         loss = distillation_loss(teacher, temperature=temperature, alpha=alpha)
-        return train(student, dataset, config, device=device, loss_fn=loss, description="distill")
+        if rule is not None and holdout is not None:
+            return train_until_converged(
+                student, dataset, holdout, config, rule, device=device, loss_fn=loss, description="distill"
+            )
+        return train(student, dataset, config, device=device, loss_fn=loss, description="distill", holdout=holdout)
     finally:
         teacher.cpu()

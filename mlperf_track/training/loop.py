@@ -1,9 +1,15 @@
 """A small, deterministic supervised training loop (fine-tuning, recovery after pruning, distillation).
 
+Two ways to say how long to train: a fixed number of epochs (:func:`train`), or until the holdout top-1
+stops improving (:func:`train_until_converged`, with a :class:`~.early_stopping.StoppingRule` that also caps
+epochs and wall time, and the best checkpoint restored at the end). Both record the training curve: the
+mean training loss of every epoch and, when a holdout split is given, its top-1 and loss after every epoch.
+
 Hand-written rather than taken from a trainer library (Lightning, HF Trainer) because the package needs only
 a few dozen lines of it and must not pull a training framework into the core install. Determinism: the
 model is trained under a fixed ``torch.manual_seed`` and the data order comes from a seeded generator with
-``num_workers=0``, so the same seed gives the same weights on the same machine.
+``num_workers=0``, so the same seed gives the same weights on the same machine (a time cap that ends a run
+early is the exception: where it cuts depends on the machine's speed).
 """
 
 from __future__ import annotations
@@ -12,102 +18,29 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from mlperf_track.errors import ConfigError, DataError
-from mlperf_track.spec import check_choice, check_positive_float, check_positive_int
+from mlperf_track.errors import DataError
+from mlperf_track.training.config import TrainConfig, TrainResult
+from mlperf_track.training.early_stopping import (
+    STOP_FIXED,
+    STOP_PATIENCE,
+    STOP_TIME_CAP,
+    Clock,
+    EarlyStopping,
+    HoldoutScore,
+    StoppingRule,
+    score_holdout,
+)
 
 logger = logging.getLogger(__name__)
 
-OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("cosine", "step", "constant")
-
 #: ``loss_fn(module, images, labels) -> scalar loss``; images and labels are already on the device.
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How to train.
-
-    Attributes:
-        epochs: Passes over the training split (0: no training).
-        batch_size: Samples per optimizer step.
-        lr: Peak learning rate.
-        optimizer: ``sgd`` (with Nesterov momentum) or ``adamw``.
-        schedule: ``cosine`` (to zero over all steps), ``step`` (x0.1 at 2/3 of the steps) or ``constant``.
-        momentum: SGD momentum.
-        weight_decay: Weight decay (L2 for SGD, decoupled for AdamW).
-        label_smoothing: Cross-entropy label smoothing.
-        warmup_steps: Linear learning-rate warm-up steps.
-        max_steps_per_epoch: Cut each epoch after this many steps (``None``: the whole split); for smoke runs.
-        bn_recalibration_samples: After training, recompute BatchNorm running statistics on this many training
-            samples (0: off). Short runs need it: torchvision's MobileNet/EfficientNet BatchNorms use momentum
-            0.01, so after a few hundred steps their running statistics still mostly hold the initial (0, 1)
-            and eval-mode accuracy is chance (measured: mobilenet_v3_small at 32 px on digits, 0.10 top-1).
-        seed: Seed for the initial random state and the data order.
-    """
-
-    epochs: int = 1
-    batch_size: int = 32
-    lr: float = 0.05
-    optimizer: str = "sgd"
-    schedule: str = "cosine"
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    label_smoothing: float = 0.0
-    warmup_steps: int = 10
-    max_steps_per_epoch: int | None = None
-    bn_recalibration_samples: int = 1024
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 0:
-            raise ConfigError("epochs", self.epochs, "an integer >= 0")
-        check_positive_int("batch_size", self.batch_size)
-        check_positive_float("lr", self.lr)
-        check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        check_choice("schedule", self.schedule, SCHEDULES)
-        if not 0 <= self.momentum < 1:
-            raise ConfigError("momentum", self.momentum, "a number in [0, 1)")
-        if self.weight_decay < 0:
-            raise ConfigError("weight_decay", self.weight_decay, "a number >= 0")
-        if not 0 <= self.label_smoothing < 1:
-            raise ConfigError("label_smoothing", self.label_smoothing, "a number in [0, 1)")
-        if self.warmup_steps < 0:
-            raise ConfigError("warmup_steps", self.warmup_steps, "an integer >= 0")
-        if self.max_steps_per_epoch is not None:
-            check_positive_int("max_steps_per_epoch", self.max_steps_per_epoch)
-        if self.bn_recalibration_samples < 0:
-            raise ConfigError("bn_recalibration_samples", self.bn_recalibration_samples, "an integer >= 0")
-
-
-@dataclass
-class TrainResult:
-    """What a training run did.
-
-    Attributes:
-        epochs: Epochs run.
-        steps: Optimizer steps taken.
-        samples: Training samples seen.
-        seconds: Wall-clock time of the loop.
-        epoch_losses: Mean training loss of each epoch.
-    """
-
-    epochs: int = 0
-    steps: int = 0
-    samples: int = 0
-    seconds: float = 0.0
-    epoch_losses: list[float] = field(default_factory=list)
-
-    @property
-    def final_loss(self) -> float | None:
-        """Mean loss of the last epoch, or ``None`` when nothing was trained."""
-        return self.epoch_losses[-1] if self.epoch_losses else None
 
 
 def make_loader(dataset: Dataset, *, batch_size: int, seed: int, shuffle: bool) -> DataLoader:
@@ -135,11 +68,14 @@ def _optimizer(module: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
 
 
 def lr_factor(step: int, total_steps: int, config: TrainConfig) -> float:
-    """Learning-rate multiplier at ``step`` (0-based) of ``total_steps``: linear warm-up, then the schedule."""
+    """Learning-rate multiplier at ``step`` (0-based) of ``total_steps``: linear warm-up, then the schedule.
+
+    ``plateau`` is constant here; its cuts are applied by the loop on top of this factor.
+    """
     warmup = min(config.warmup_steps, max(total_steps // 4, 0))
     if step < warmup:
         return (step + 1) / (warmup + 1)
-    if config.schedule == "constant" or total_steps <= warmup:
+    if config.schedule in ("constant", "plateau") or total_steps <= warmup:
         return 1.0
     progress = (step - warmup) / max(total_steps - warmup, 1)
     if config.schedule == "step":
@@ -164,8 +100,11 @@ def train(
     device: str = "cpu",
     loss_fn: LossFn | None = None,
     description: str = "train",
+    holdout: Dataset | None = None,
 ) -> TrainResult:
-    """Train ``module`` in place on ``dataset`` and leave it in eval mode on the CPU.
+    """Train ``module`` in place for ``config.epochs`` epochs and leave it in eval mode on the CPU.
+
+    BatchNorm statistics are recomputed at the end (``config.bn_recalibration_samples``).
 
     Args:
         module: The model; every parameter with ``requires_grad`` is trained.
@@ -174,53 +113,217 @@ def train(
         device: Where to train (``cpu`` or ``cuda``).
         loss_fn: The loss; cross-entropy by default.
         description: Label for the progress bar and the log.
+        holdout: When given, scored after every epoch for the curve only (nothing is selected on it).
 
     Returns:
-        Steps, samples, time and per-epoch losses.
+        Steps, samples, time, the per-epoch losses and holdout scores.
 
     Raises:
-        DataError: The dataset is empty.
+        DataError: The dataset is empty, or the loss is not finite.
     """
+    return _fit(module, dataset, config, _Run(device, loss_fn, description, holdout, None, time.perf_counter))
+
+
+def train_until_converged(
+    module: nn.Module,
+    dataset: Dataset,
+    holdout: Dataset,
+    config: TrainConfig,
+    rule: StoppingRule,
+    *,
+    device: str = "cpu",
+    loss_fn: LossFn | None = None,
+    description: str = "train",
+    clock: Clock = time.perf_counter,
+) -> TrainResult:
+    """Train ``module`` in place until the holdout top-1 stops improving, then restore the best checkpoint.
+
+    ``config.epochs`` is not used: ``rule`` caps the epochs and the wall time (checked before every optimizer
+    step, so a long epoch is cut short). The kept weights are those of the best-scoring epoch, BatchNorm
+    statistics included, so the reported holdout score is the kept model's. Ends in eval mode on the CPU.
+
+    Args:
+        module: The model; every parameter with ``requires_grad`` is trained.
+        dataset: The training split.
+        holdout: The holdout split (never the evaluation split).
+        config: Optimizer, schedule (``plateau`` cuts the rate when the holdout stalls), batch size, seed.
+        rule: Patience and caps.
+        device: Where to train.
+        loss_fn: The loss; cross-entropy by default. The holdout is always scored by top-1 and cross-entropy.
+        description: Label for the progress bar and the log.
+        clock: Seconds, for the time cap (tests inject a fake one).
+
+    Returns:
+        The run, with its curve, best epoch and stop reason.
+
+    Raises:
+        DataError: The training or holdout split is empty, or the loss is not finite.
+    """
+    if len(holdout) == 0:  # type: ignore[arg-type]
+        raise DataError(f"cannot {description} with early stopping: the holdout split is empty")
+    return _fit(module, dataset, config, _Run(device, loss_fn, description, holdout, rule, clock))
+
+
+@dataclass(frozen=True)
+class _Run:
+    device: str
+    loss_fn: LossFn | None
+    description: str
+    holdout: Dataset | None
+    rule: StoppingRule | None
+    clock: Clock
+
+
+def _fit(module: nn.Module, dataset: Dataset, config: TrainConfig, run: _Run) -> TrainResult:
     if len(dataset) == 0:  # type: ignore[arg-type]
-        raise DataError(f"cannot {description}: the training split is empty")
-    loss_fn = loss_fn or cross_entropy_loss(config.label_smoothing)
-    result = TrainResult()
-    if config.epochs == 0:
+        raise DataError(f"cannot {run.description}: the training split is empty")
+    result = TrainResult(rule=run.rule)
+    max_epochs = run.rule.max_epochs if run.rule is not None else config.epochs
+    if max_epochs == 0:
         return result
     torch.manual_seed(config.seed)
     loader = make_loader(dataset, batch_size=config.batch_size, seed=config.seed, shuffle=True)
-    steps_per_epoch = len(loader)
-    if config.max_steps_per_epoch is not None:
-        steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
-    total = steps_per_epoch * config.epochs
-    module.to(device).train()
+    steps_per_epoch = min(len(loader), config.max_steps_per_epoch or len(loader))
+    total = steps_per_epoch * max_epochs
+    module.to(run.device).train()
     optimizer = _optimizer(module, config)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total, config))
-    start = time.perf_counter()
-    for epoch in range(config.epochs):
-        loss_sum = 0.0
-        batches = _progress(loader, steps_per_epoch, f"{description} {epoch + 1}/{config.epochs}")
-        for index, (batch_images, batch_labels) in enumerate(batches):
-            if index >= steps_per_epoch:
-                break
-            images, labels = batch_images.to(device), batch_labels.to(device)
-            loss = loss_fn(module, images, labels)
-            if not torch.isfinite(loss):
-                raise DataError(f"{description}: the loss became {loss.item()} at step {result.steps}; lower the lr")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            loss_sum += float(loss.item())
-            result.steps += 1
-            result.samples += len(labels)
+    cut = [1.0]  # the plateau schedule's multiplier, changed between epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total, config) * cut[0])
+    stopper = EarlyStopping(run.rule) if run.rule is not None else None
+    start = run.clock()
+    # Epoch 0: the starting point. A fine-tune that never beats it keeps the weights it started from.
+    initial = _score(module, dataset, config, run, steps=0)
+    if initial is not None:
+        _record(result, initial)
+        if stopper is not None:
+            stopper.update(module, 0, initial)
+    deadline = start + run.rule.max_seconds if run.rule is not None and run.rule.max_seconds is not None else None
+    loss_fn = run.loss_fn or cross_entropy_loss(config.label_smoothing)
+    for epoch in range(1, max_epochs + 1):
+        batches = _progress(loader, steps_per_epoch, f"{run.description} {epoch}/{max_epochs}")
+        step = _Step(optimizer, scheduler, loss_fn)
+        done, cut_short = _run_epoch(
+            module, batches, step, steps=steps_per_epoch, result=result, run=run, deadline=deadline
+        )
+        if done == 0:  # the time cap was reached between the last holdout score and this epoch's first step
+            result.stop_reason = STOP_TIME_CAP
+            break
         result.epochs += 1
-        result.epoch_losses.append(loss_sum / max(steps_per_epoch, 1))
-        logger.info("%s: epoch %d/%d, loss %.4f", description, epoch + 1, config.epochs, result.epoch_losses[-1])
-    recalibrate_batch_norm(module, dataset, config, device=device)
-    result.seconds = time.perf_counter() - start
+        score = _score(module, dataset, config, run, steps=done)
+        if score is not None:
+            _record(result, score)
+        _log_epoch(run.description, epoch, max_epochs, result)
+        if stopper is None or score is None:
+            continue
+        gained = stopper.update(module, epoch, score)
+        out_of_time = cut_short or (deadline is not None and run.clock() >= deadline)
+        reason = stopper.stop_reason(epoch)
+        if out_of_time and reason != STOP_PATIENCE:
+            reason = STOP_TIME_CAP
+        if reason is not None:
+            result.stop_reason = reason
+            break
+        if config.schedule == "plateau" and not gained and stopper.epochs_without_gain % config.plateau_patience == 0:
+            cut[0] *= config.plateau_factor
+            result.lr_cuts.append(epoch)
+            logger.info("%s: holdout top-1 stalled, learning rate x%g", run.description, config.plateau_factor)
+    if stopper is not None:
+        stopper.restore(module)
+        result.best_epoch = stopper.best_epoch
+    else:
+        recalibrate_batch_norm(module, dataset, config, device=run.device)
+        result.stop_reason = STOP_FIXED
+    result.seconds = run.clock() - start
     module.to("cpu").eval()
     return result
+
+
+@dataclass(frozen=True)
+class _Step:
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    loss_fn: LossFn
+
+
+def _run_epoch(
+    module: nn.Module,
+    batches: DataLoader,
+    step: _Step,
+    *,
+    steps: int,
+    result: TrainResult,
+    run: _Run,
+    deadline: float | None,
+) -> tuple[int, bool]:
+    """One pass of at most ``steps`` steps; appends its mean loss when it took any.
+
+    Returns:
+        The steps taken, and whether the time cap cut the pass short.
+    """
+    module.train()
+    loss_sum, done = 0.0, 0
+    cut_short = False
+    for index, (batch_images, batch_labels) in enumerate(batches):
+        if index >= steps:
+            break
+        if deadline is not None and run.clock() >= deadline:
+            cut_short = True
+            break
+        images, labels = batch_images.to(run.device), batch_labels.to(run.device)
+        loss = step.loss_fn(module, images, labels)
+        if not torch.isfinite(loss):
+            raise DataError(f"{run.description}: the loss became {loss.item()} at step {result.steps}; lower the lr")
+        step.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        step.optimizer.step()
+        step.scheduler.step()
+        loss_sum += float(loss.item())
+        done += 1
+        result.steps += 1
+        result.samples += len(labels)
+    if done:
+        result.epoch_losses.append(loss_sum / done)
+    return done, cut_short
+
+
+def _score(module: nn.Module, dataset: Dataset, config: TrainConfig, run: _Run, *, steps: int) -> HoldoutScore | None:
+    """The holdout score after ``steps`` training steps, BatchNorm statistics recomputed first if they are stale."""
+    if run.holdout is None:
+        return None
+    if batch_norm_is_stale(module, steps):
+        recalibrate_batch_norm(module, dataset, config, device=run.device)
+    score = score_holdout(module, run.holdout, batch_size=max(config.batch_size, 64), device=run.device)
+    module.train()
+    return score
+
+
+def batch_norm_is_stale(module: nn.Module, steps: int, tolerance: float = 0.05) -> bool:
+    """Whether more than ``tolerance`` of some BatchNorm's running statistics predate the last ``steps`` steps.
+
+    A running statistic keeps ``(1 - momentum) ** steps`` of what it held ``steps`` steps ago. With the usual
+    momentum 0.1 an epoch of 30 or more steps leaves under 5% (recomputing every epoch would cost about a
+    quarter of an epoch for nothing); torchvision's MobileNets and EfficientNets use 0.01 and keep 74% after
+    30 steps, so their eval-mode accuracy would be near chance; a cumulative average (momentum ``None``) and
+    the starting point (``steps=0``, e.g. just after pruning changed the layers' inputs) are always stale.
+    """
+    return any(
+        isinstance(layer, nn.modules.batchnorm._BatchNorm)
+        and layer.track_running_stats
+        and (layer.momentum is None or (1.0 - layer.momentum) ** steps > tolerance)
+        for layer in module.modules()
+    )
+
+
+def _record(result: TrainResult, score: HoldoutScore) -> None:
+    result.holdout_top1.append(score.top1)
+    result.holdout_loss.append(score.loss)
+
+
+def _log_epoch(description: str, epoch: int, max_epochs: int, result: TrainResult) -> None:
+    holdout = ""
+    if result.holdout_top1:
+        holdout = f", holdout top-1 {result.holdout_top1[-1]:.4f} (loss {result.holdout_loss[-1]:.4f})"
+    logger.info("%s: epoch %d/%d, loss %.4f%s", description, epoch, max_epochs, result.epoch_losses[-1], holdout)
 
 
 def recalibrate_batch_norm(module: nn.Module, dataset: Dataset, config: TrainConfig, *, device: str = "cpu") -> bool:

@@ -26,7 +26,7 @@ class VariantContext:
         data: The dataset (train split for calibration, distillation and fine-tuning).
         image_size: Input resolution.
         seed: Seed for every random choice.
-        epochs: Epochs for any (re)training the recipe does.
+        epochs: Epochs for any (re)training the recipe does, or ``None``: until its holdout top-1 stops improving.
         options: Recipe parameters as given by the user (``ratio``, ``temperature``, ``student``, ...).
         work_dir: A directory for files the recipe writes (ONNX models, checkpoints).
     """
@@ -35,7 +35,7 @@ class VariantContext:
     data: DatasetSplits
     image_size: int
     seed: int = 0
-    epochs: int = 1
+    epochs: int | None = 1
     options: Mapping[str, str] = field(default_factory=dict)
     work_dir: Path | None = None
 

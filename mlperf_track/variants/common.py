@@ -21,9 +21,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Fine-tuning settings shared by the baseline, recovery after pruning and distillation (see
-#: :mod:`mlperf_track.variants.baseline` for how they were chosen).
+#: Fine-tuning settings shared by the baseline, recovery after pruning and distillation when a fixed number of
+#: epochs is asked for (see :mod:`mlperf_track.variants.baseline` for how they were chosen).
 DEFAULT_TRAIN = TrainConfig(epochs=1, batch_size=32, lr=1e-3, optimizer="adamw", schedule="cosine", weight_decay=0.01)
+#: The same settings for training until the holdout top-1 stops improving: with no known end there is no
+#: cosine horizon, so the rate stays constant and is cut x0.2 each epoch the holdout top-1 does not improve.
+CONVERGE_TRAIN = dataclasses.replace(DEFAULT_TRAIN, schedule="plateau", plateau_patience=1, plateau_factor=0.2)
 
 
 def copy_module(baseline: ModelArtifact, recipe: str) -> nn.Module:
@@ -95,8 +98,3 @@ def image_batches(dataset: Dataset, *, batch_size: int) -> Iterator[torch.Tensor
 def count_params(module: nn.Module) -> int:
     """Number of parameters."""
     return sum(param.numel() for param in module.parameters())
-
-
-def train_config(context: VariantContext, *, epochs: int) -> TrainConfig:
-    """The default training settings with the context's seed and ``epochs``."""
-    return dataclasses.replace(DEFAULT_TRAIN, epochs=epochs, seed=context.seed)

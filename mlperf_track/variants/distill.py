@@ -1,9 +1,11 @@
-"""``distilled``: a smaller student trained to imitate the fine-tuned baseline (the teacher).
+"""``distilled``: a smaller student trained to imitate the trained baseline (the teacher).
 
 The student is loaded by name (``--option student=NAME``; default resnet18 for a resnet50 teacher, else
 mobilenet_v3_small), given a head for the dataset's classes and trained on the training split with the
-Hinton loss (:func:`mlperf_track.training.distill.hinton_loss`). When the student is not smaller than the
-teacher the build says so in the log and in the tag ``distill.student_smaller``.
+Hinton loss (:func:`mlperf_track.training.distill.hinton_loss`), until its holdout top-1 stops improving
+(the budget of :mod:`mlperf_track.variants.retrain`) or for ``distill_epochs``. Its accuracy delta is
+against the baseline, i.e. the teacher. When the student is not smaller than the teacher the build says so
+in the log and in the tag ``distill.student_smaller``.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from mlperf_track.models.artifact import ModelArtifact
 from mlperf_track.options import OptionSpec
 from mlperf_track.training.distill import distill
 from mlperf_track.variants.base import Variant, VariantContext
-from mlperf_track.variants.common import copy_module, count_params, derive, labelled_train, train_config
+from mlperf_track.variants.common import copy_module, count_params, derive
 from mlperf_track.variants.memo import memoized
-from mlperf_track.variants.options import option_float, option_int, option_str
+from mlperf_track.variants.options import option_float, option_str
+from mlperf_track.variants.retrain import budget_tags, option_epochs, retrain_plan
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +45,8 @@ class DistilledVariant(Variant):
         student: Model name of the student (default: :func:`default_student`).
         temperature: Softmax temperature ``T > 0`` (default 4).
         alpha: Weight of the soft-target term in [0, 1] (default 0.7).
-        distill_epochs: Training epochs (default: the pipeline's ``epochs``, at least 1).
+        distill_epochs: Training epochs, or ``auto``: until the student's holdout top-1 stops improving
+            (default: the pipeline's ``epochs``, at least 1; ``auto`` when the pipeline's is).
     """
 
     name = "distilled"
@@ -54,7 +58,14 @@ class DistilledVariant(Variant):
         OptionSpec(
             "alpha", "weight of the soft-target loss", "float", low=0, high=1, closed=True, default=str(DEFAULT_ALPHA)
         ),
-        OptionSpec("distill_epochs", "training epochs of the student", "int", low=1, default="the pipeline's epochs"),
+        OptionSpec(
+            "distill_epochs",
+            "training epochs of the student (auto: until its holdout top-1 stops improving)",
+            "int",
+            low=1,
+            default="the pipeline's epochs (at least 1)",
+            accepts_auto=True,
+        ),
     )
 
     @memoized
@@ -73,8 +84,9 @@ class DistilledVariant(Variant):
         alpha = option_float(context.options, "alpha", DEFAULT_ALPHA)
         if not 0 <= alpha <= 1:
             raise ConfigError("alpha", context.options["alpha"], "a number in [0, 1]")
-        epochs = option_int(context.options, "distill_epochs", max(context.epochs, 1), minimum=1)
-        train = labelled_train(context, "distillation")
+        default_epochs = None if context.epochs is None else max(context.epochs, 1)
+        epochs = option_epochs(context.options, "distill_epochs", default_epochs, minimum=1)
+        plan = retrain_plan(context, epochs, "distillation")
         teacher = copy_module(baseline, self.name)
         try:
             student = load_model(student_name).module
@@ -99,11 +111,13 @@ class DistilledVariant(Variant):
         result = distill(
             student,
             teacher,
-            train,
-            train_config(context, epochs=epochs),
+            plan.train,
+            plan.config,
             device=context.device,
             temperature=temperature,
             alpha=alpha,
+            holdout=plan.holdout,
+            rule=plan.rule,
         )
         tags = {
             "distill.student": student_name,
@@ -115,6 +129,7 @@ class DistilledVariant(Variant):
             "distill.alpha": f"{alpha:g}",
             "distill.epochs": str(result.epochs),
             "distill.train_s": f"{result.seconds:.2f}",
+            **budget_tags(baseline.tags, result),
         }
         artifact = derive(baseline, self.name, student.eval(), tags)
         artifact.name = f"{baseline.name}-distilled-{student_name}"

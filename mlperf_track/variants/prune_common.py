@@ -7,21 +7,30 @@ import logging
 from torch import nn
 
 from mlperf_track.options import OptionSpec
-from mlperf_track.training.loop import TrainResult, train
+from mlperf_track.training.config import TrainResult
 from mlperf_track.variants.base import VariantContext
-from mlperf_track.variants.common import train_config
-from mlperf_track.variants.options import option_float, option_int
+from mlperf_track.variants.options import option_float
+from mlperf_track.variants.retrain import RECOVERY_LR, budget_tags, fine_tune, option_epochs, retrain_plan
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_RATIO = 0.5
+#: Recovery epochs when the pipeline trains fixed epochs (``--epochs N``); with ``auto`` the recovery trains
+#: until its holdout top-1 stops improving (:data:`~mlperf_track.variants.retrain.VARIANT_STOPPING`).
 DEFAULT_FINE_TUNE_EPOCHS = 1
 #: The options both pruning recipes read (declared here, next to their readers).
 PRUNING_OPTIONS = (
     OptionSpec(
         "ratio", "fraction of weights or channels to remove", "float", low=0, high=1, default=str(DEFAULT_RATIO)
     ),
-    OptionSpec("fine_tune_epochs", "recovery fine-tuning epochs", "int", low=0, default=str(DEFAULT_FINE_TUNE_EPOCHS)),
+    OptionSpec(
+        "fine_tune_epochs",
+        "recovery fine-tuning epochs (auto: until the holdout top-1 stops improving)",
+        "int",
+        low=0,
+        default=f"auto with --epochs auto, else {DEFAULT_FINE_TUNE_EPOCHS}",
+        accepts_auto=True,
+    ),
 )
 
 
@@ -30,9 +39,14 @@ def pruning_ratio(context: VariantContext) -> float:
     return option_float(context.options, "ratio", DEFAULT_RATIO, low=0.0, high=1.0)
 
 
-def fine_tune_epochs(context: VariantContext) -> int:
-    """``--option fine_tune_epochs=N``: recovery fine-tuning after pruning (0: none)."""
-    return option_int(context.options, "fine_tune_epochs", DEFAULT_FINE_TUNE_EPOCHS, minimum=0)
+def fine_tune_epochs(context: VariantContext) -> int | None:
+    """``--option fine_tune_epochs=N|auto``: recovery fine-tuning after pruning (0: none; auto: until converged).
+
+    The default follows the pipeline: ``auto`` when the baseline is trained to convergence, else
+    :data:`DEFAULT_FINE_TUNE_EPOCHS`.
+    """
+    default = None if context.epochs is None else DEFAULT_FINE_TUNE_EPOCHS
+    return option_epochs(context.options, "fine_tune_epochs", default, minimum=0)
 
 
 def head_layer(module: nn.Module) -> nn.Module | None:
@@ -43,17 +57,28 @@ def head_layer(module: nn.Module) -> nn.Module | None:
     return found[1] if found is not None else None
 
 
-def recover(module: nn.Module, context: VariantContext, epochs: int, recipe: str) -> tuple[TrainResult, str]:
+def recover(
+    module: nn.Module, context: VariantContext, epochs: int | None, recipe: str, previous: dict[str, str]
+) -> tuple[TrainResult | None, dict[str, str]]:
     """Fine-tune ``module`` after pruning on the training split, when there is a labelled one.
 
+    Args:
+        module: The pruned model, trained in place.
+        context: The variant context (data, device, seed).
+        epochs: Fixed epochs, ``None`` for early stopping on the holdout, 0 for none.
+        recipe: The variant's name, for the log.
+        previous: The tags of the artifact that was pruned (a composition's earlier budget adds up).
+
     Returns:
-        The training result and a one-line description for the ``prune.fine_tune`` tag.
+        The training result (``None`` when nothing was trained) and the tags: ``prune.fine_tune`` (one line)
+        and, after training, the budget tags (:func:`~mlperf_track.variants.retrain.budget_tags`).
     """
     data = context.data
     if epochs == 0:
-        return TrainResult(), "none (fine_tune_epochs=0)"
+        return None, {"prune.fine_tune": "none (fine_tune_epochs=0)"}
     if data.train is None or data.num_classes is None:
         logger.info("%s: no labelled training split in %s, so no recovery fine-tuning", recipe, data.name)
-        return TrainResult(), f"none ({data.name} has no labelled training split)"
-    result = train(module, data.train, train_config(context, epochs=epochs), device=context.device, description=recipe)
-    return result, f"{result.epochs} epoch(s), {result.seconds:.1f} s"
+        return None, {"prune.fine_tune": f"none ({data.name} has no labelled training split)"}
+    plan = retrain_plan(context, epochs, f"{recipe} recovery", lr=RECOVERY_LR)
+    result = fine_tune(module, plan, context, recipe)
+    return result, {"prune.fine_tune": result.budget(), **budget_tags(previous, result)}

@@ -58,7 +58,8 @@ class StructuredPruneVariant(Variant):
 
     Options:
         ratio: Fraction of channels to remove from each prunable group, in (0, 1) (default 0.5).
-        fine_tune_epochs: Recovery fine-tuning epochs (default 1).
+        fine_tune_epochs: Recovery fine-tuning epochs, or ``auto``: until the holdout top-1 stops improving
+            (default: ``auto`` when the baseline is trained to convergence, else 1).
     """
 
     name = "pruned_structured"
@@ -90,7 +91,7 @@ class StructuredPruneVariant(Variant):
             channels_before,
             channels_after,
         )
-        _, fine_tune = recover(module, context, epochs, self.name)
+        _, recovery_tags = recover(module, context, epochs, self.name, baseline.tags)
         tags = {
             "prune.method": "structured channel pruning (torch-pruning MetaPruner, group L1 magnitude)",
             "prune.ratio": f"{ratio:g}",
@@ -98,6 +99,6 @@ class StructuredPruneVariant(Variant):
             "prune.params_after": str(params_after),
             "prune.conv_channels_before": str(channels_before),
             "prune.conv_channels_after": str(channels_after),
-            "prune.fine_tune": fine_tune,
+            **recovery_tags,
         }
         return derive(baseline, self.name, module.eval(), tags)

@@ -38,7 +38,8 @@ class UnstructuredPruneVariant(Variant):
 
     Options:
         ratio: Fraction of weights to zero, in (0, 1) (default 0.5).
-        fine_tune_epochs: Recovery fine-tuning epochs (default 1).
+        fine_tune_epochs: Recovery fine-tuning epochs, or ``auto``: until the holdout top-1 stops improving
+            (default: ``auto`` when the baseline is trained to convergence, else 1).
     """
 
     name = "pruned_unstructured"
@@ -56,7 +57,7 @@ class UnstructuredPruneVariant(Variant):
             raise UnsupportedError("variant", self.name, hint=f"{baseline.name} has no Conv2d/Linear layers to prune")
         targets = [(layer, "weight") for layer in layers]
         prune.global_unstructured(targets, pruning_method=prune.L1Unstructured, amount=ratio)
-        _, fine_tune = recover(module, context, epochs, self.name)
+        _, recovery_tags = recover(module, context, epochs, self.name, baseline.tags)
         for layer, parameter in targets:
             prune.remove(layer, parameter)
         module.eval()
@@ -65,7 +66,7 @@ class UnstructuredPruneVariant(Variant):
             "prune.ratio": f"{ratio:g}",
             "prune.weight_sparsity": f"{weight_sparsity(layers):.4f}",
             "prune.layers": str(len(layers)),
-            "prune.fine_tune": fine_tune,
+            **recovery_tags,
             "prune.speedup": "none expected: zeros are stored densely and dense kernels skip nothing",
         }
         return derive(baseline, self.name, module, tags)

@@ -40,7 +40,8 @@ from mlperf_track.training.text import (
     language_model_loss,
     train_text_model,
 )
-from mlperf_track.variants.baseline import PreparedBaseline, weights_fingerprint
+from mlperf_track.variants.baseline import PreparedBaseline
+from mlperf_track.variants.baseline_cache import weights_fingerprint
 from mlperf_track.variants.options import option_float, option_int
 
 logger = logging.getLogger(__name__)

@@ -118,7 +118,8 @@ def test_new_pipeline_options_reach_the_config() -> None:
 
 def test_epochs_auto_passes_the_device_default_through_unchanged() -> None:
     config = pipeline_config_from_args(_parse("run", "--model", "tinycnn", "--device", "cpu", "--variants", "none"))
-    assert config.epochs == auto_defaults("cpu")["epochs"]
+    assert auto_defaults("cpu")["epochs"] == "auto"
+    assert config.epochs is None  # PipelineConfig stores the default's "auto" as None: train until converged
 
 
 def test_unknown_flag_names_the_close_flag(capsys: pytest.CaptureFixture[str]) -> None:

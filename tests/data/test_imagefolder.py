@@ -34,7 +34,8 @@ def test_flat_layout_seeded_stratified_split(tmp_path: Path) -> None:
 
     assert splits.num_classes == 2 and splits.class_names == ["cat", "dog"]
     assert splits.train is not None and splits.val is not None
-    assert _n(splits.train) == 8 and _n(splits.val) == 2
+    assert splits.holdout is not None  # the 8 left after the evaluation split give 1 to the holdout
+    assert _n(splits.train) == 7 and _n(splits.holdout) == 1 and _n(splits.val) == 2
     val_labels = [splits.val[index][1] for index in range(2)]
     assert sorted(val_labels) == [0, 1]  # stratified: one of each
     assert again.val is not None and val_labels == [again.val[index][1] for index in range(2)]
@@ -54,7 +55,8 @@ def test_train_val_layout(tmp_path: Path) -> None:
     splits = load_dataset(f"imagefolder:{tmp_path}", image_size=16)
 
     assert splits.train is not None and splits.val is not None
-    assert _n(splits.train) == 6 and _n(splits.val) == 4
+    assert splits.holdout is not None  # cut from train/: 6 = 5 + 1
+    assert _n(splits.train) == 5 and _n(splits.holdout) == 1 and _n(splits.val) == 4
     assert splits.tags["dataset.split"] == "train/val folders"
     assert splits.val[0][0].shape == (3, 16, 16)
 

@@ -60,8 +60,9 @@ def test_mnist_grey_becomes_normalised_rgb(fake_mnist: Path) -> None:
 
     assert splits.num_classes == 10 and splits.class_names[0].startswith("0")
     assert splits.train is not None and splits.val is not None
-    assert _n(splits.train) == 12 and _n(splits.val) == 5
-    assert splits.tags["dataset.split"] == "train=True/False"
+    assert splits.holdout is not None  # cut from the training split: 12 = 10 + 2
+    assert _n(splits.train) == 10 and _n(splits.holdout) == 2 and _n(splits.val) == 5
+    assert splits.tags["dataset.split"] == "train=True/False" and splits.tags["dataset.holdout_size"] == "2"
     image, label = splits.val[3]
     assert image.shape == (3, 16, 16) and image.dtype == torch.float32 and label == 3
     assert not torch.allclose(image[0], image[1])  # per-channel normalisation of three equal grey channels
@@ -72,7 +73,8 @@ def test_cifar10_pickle_batches(fake_cifar10: Path) -> None:
 
     assert splits.class_names[9] == "truck" and splits.num_classes == 10
     assert splits.train is not None and splits.val is not None
-    assert _n(splits.train) == 10 and _n(splits.val) == 2
+    assert splits.holdout is not None
+    assert _n(splits.train) == 9 and _n(splits.holdout) == 1 and _n(splits.val) == 2
     image, label = splits.val[1]
     assert image.shape == (3, 24, 24) and label == 9
 

@@ -66,7 +66,67 @@ def test_reference_adds_delta_and_agreement() -> None:
     worse = evaluate_accuracy(_lookup(torch.eye(4)[[1, 1, 1, 1]]), dataset, reference=reference)
     assert worse.top1_delta == pytest.approx(0.25 - 0.75)
     assert worse.metrics()[metrics.ACCURACY_AGREEMENT] == pytest.approx(0.25)
-    assert set(worse.metrics()) == {metrics.ACCURACY_TOP1, metrics.ACCURACY_TOP1_DELTA, metrics.ACCURACY_AGREEMENT}
+    assert set(worse.metrics()) == {
+        metrics.ACCURACY_TOP1,
+        metrics.ACCURACY_TOP1_DELTA,
+        metrics.ACCURACY_AGREEMENT,
+        metrics.ACCURACY_TOP1_DELTA_CI_LOW,
+        metrics.ACCURACY_TOP1_DELTA_CI_HIGH,
+        metrics.ACCURACY_AGREEMENT_CI_LOW,
+        metrics.ACCURACY_AGREEMENT_CI_HIGH,
+    }
+    # Two images lost, none gained, out of four: far too few to call it a loss.
+    assert worse.tags()[metrics.ACCURACY_VERDICT_TAG] == metrics.VERDICT_NO_CHANGE
+    assert (
+        worse.metrics()[metrics.ACCURACY_TOP1_DELTA_CI_LOW]
+        < -0.5
+        < 0
+        < worse.metrics()[metrics.ACCURACY_TOP1_DELTA_CI_HIGH]
+    )
+
+
+def test_a_reference_without_per_sample_correctness_gives_no_intervals() -> None:
+    labels = [0, 1, 2, 3]
+    reference = AccuracyReport(top1=0.75, top5=None, predictions=torch.tensor([0, 1, 2, 0]))
+    report = evaluate_accuracy(_lookup(torch.eye(4)), _dataset(labels), reference=reference)
+    assert report.top1_delta == pytest.approx(0.25) and report.comparison is None
+    assert metrics.ACCURACY_TOP1_DELTA_CI_LOW not in report.metrics() and report.tags() == {}
+
+
+def test_identical_predictions_have_a_zero_width_delta_interval() -> None:
+    logits = torch.eye(5)[[0, 1, 2, 3, 4, 0, 1, 2]]
+    dataset = _dataset([0, 1, 2, 3, 4, 4, 4, 4])
+    reference = evaluate_accuracy(_lookup(logits), dataset)
+    report = evaluate_accuracy(_lookup(logits.clone()), dataset, batch_size=3, reference=reference)
+    values = report.metrics()
+    assert values[metrics.ACCURACY_TOP1_DELTA] == 0.0
+    assert values[metrics.ACCURACY_TOP1_DELTA_CI_LOW] == 0.0 == values[metrics.ACCURACY_TOP1_DELTA_CI_HIGH]
+    assert values[metrics.ACCURACY_AGREEMENT] == 1.0 == values[metrics.ACCURACY_AGREEMENT_CI_HIGH]
+    assert 0.5 < values[metrics.ACCURACY_AGREEMENT_CI_LOW] < 1.0  # 8 images cannot prove perfect agreement
+    assert report.tags()[metrics.ACCURACY_VERDICT_TAG] == metrics.VERDICT_NO_CHANGE
+
+
+def test_a_clearly_worse_predictor_has_its_whole_interval_below_zero() -> None:
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 10, (400,), generator=generator)
+    right = torch.nn.functional.one_hot(labels, 10).float()
+    wrong = torch.nn.functional.one_hot((labels + 1) % 10, 10).float()
+    # The reference gets 95% right; the candidate loses 40 of those images and gains none.
+    reference_logits = right.clone()
+    reference_logits[:20] = wrong[:20]
+    candidate_logits = reference_logits.clone()
+    candidate_logits[20:60] = wrong[20:60]
+    dataset = _dataset(labels.tolist())
+    reference = evaluate_accuracy(_lookup(reference_logits), dataset)
+    report = evaluate_accuracy(_lookup(candidate_logits), dataset, reference=reference)
+    values = report.metrics()
+    assert values[metrics.ACCURACY_TOP1_DELTA] == pytest.approx(-0.1)
+    low, high = values[metrics.ACCURACY_TOP1_DELTA_CI_LOW], values[metrics.ACCURACY_TOP1_DELTA_CI_HIGH]
+    assert low < -0.1 < high < 0
+    assert report.tags()[metrics.ACCURACY_VERDICT_TAG] == metrics.VERDICT_LOSS
+    agree_low, agree_high = values[metrics.ACCURACY_AGREEMENT_CI_LOW], values[metrics.ACCURACY_AGREEMENT_CI_HIGH]
+    assert values[metrics.ACCURACY_AGREEMENT] == pytest.approx(0.9)
+    assert agree_low < 0.9 < agree_high
 
 
 def test_reference_of_another_split_is_refused() -> None:

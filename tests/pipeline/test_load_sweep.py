@@ -61,7 +61,9 @@ def test_max_qps_search_of_a_synthetic_model() -> None:
     search = outcome.search
     assert search is not None and search.probes
     assert len(outcome.points) == len(search.probes)  # one point per probe (calibration is not a point)
-    assert search.max_qps is not None and 50 < search.max_qps < 500
+    # A finite run can pass just above capacity: over D seconds at rate r > 500 the backlog adds about
+    # (r / 500 - 1) * D of queueing, so a 0.1 s bound over 0.5 s admits rates up to 500 * (1 + 0.1 / 0.5).
+    assert search.max_qps is not None and 50 < search.max_qps < 500 * (1 + 0.1 / 0.5)
     assert all(probe.result is not None for probe in search.probes)
     assert search.best is not None and search.best.result is not None and search.best.result.valid
 

@@ -16,22 +16,24 @@ from mlperf_track.variants.base import VariantContext
 
 IMAGE_SIZE = 16
 TRAIN_SAMPLES = 192
+HOLDOUT_SAMPLES = 64
 VAL_SAMPLES = 96
 
 
 @pytest.fixture(scope="session")
 def digits_small() -> DatasetSplits:
-    """The real digits dataset at 16 px, cut to 192 training and 96 validation images."""
+    """The real digits dataset at 16 px, cut to 192 training, 64 holdout and 96 evaluation images."""
     from mlperf_track.data.registry import load_dataset
 
     full = load_dataset("digits", image_size=IMAGE_SIZE, seed=0)
-    assert full.train is not None and full.val is not None
+    assert full.train is not None and full.val is not None and full.holdout is not None
     return DatasetSplits(
         name="digits",
         image_size=IMAGE_SIZE,
         num_classes=full.num_classes,
         train=Subset(full.train, range(TRAIN_SAMPLES)),
         val=Subset(full.val, range(VAL_SAMPLES)),
+        holdout=Subset(full.holdout, range(HOLDOUT_SAMPLES)),
         class_names=full.class_names,
     )
 
@@ -64,7 +66,7 @@ def tiny_baseline(digits_small: DatasetSplits, tmp_path_factory: pytest.TempPath
 def make_context(digits_small: DatasetSplits, tmp_path: Path) -> Callable[..., VariantContext]:
     """``make_context(**options)``: a CPU context over the digits subset with the given options."""
 
-    def make(data: DatasetSplits | None = None, epochs: int = 1, **options: str) -> VariantContext:
+    def make(data: DatasetSplits | None = None, epochs: int | None = 1, **options: str) -> VariantContext:
         return VariantContext(
             device="cpu",
             data=data or digits_small,

@@ -1,0 +1,86 @@
+"""Variants that retrain: early stopping on the holdout from the baseline, a logged budget, and what a gain means."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from mlperf_track.errors import ConfigError
+from mlperf_track.models.artifact import ModelArtifact
+from mlperf_track.variants.base import VariantContext
+from mlperf_track.variants.registry import get_variant
+from mlperf_track.variants.retrain import (
+    TRAIN_EPOCHS_TAG,
+    TRAIN_RULE_TAG,
+    TRAIN_SECONDS_TAG,
+    TRAIN_STOP_TAG,
+    VARIANT_STOPPING,
+    gain_warning,
+    option_epochs,
+)
+
+
+@pytest.mark.parametrize("name", ["pruned_unstructured", "pruned_structured"])
+def test_auto_recovery_stops_on_the_holdout_and_logs_its_budget(
+    name: str, tiny_baseline: ModelArtifact, make_context: Callable[..., VariantContext]
+) -> None:
+    artifact = get_variant(name).build(tiny_baseline, make_context(epochs=None))
+    epochs = int(artifact.tags[TRAIN_EPOCHS_TAG])
+    assert 1 <= epochs <= VARIANT_STOPPING.max_epochs
+    assert float(artifact.tags[TRAIN_SECONDS_TAG]) > 0
+    assert "stopped by" in artifact.tags[TRAIN_STOP_TAG] and "best epoch" in artifact.tags[TRAIN_STOP_TAG]
+    assert artifact.tags[TRAIN_RULE_TAG] == VARIANT_STOPPING.describe()
+    assert artifact.tags["prune.fine_tune"] == artifact.tags[TRAIN_STOP_TAG]
+
+
+def test_fixed_recovery_epochs_are_logged_too(
+    tiny_baseline: ModelArtifact, make_context: Callable[..., VariantContext]
+) -> None:
+    artifact = get_variant("pruned_structured").build(tiny_baseline, make_context(fine_tune_epochs="2"))
+    assert artifact.tags[TRAIN_EPOCHS_TAG] == "2" and artifact.tags[TRAIN_RULE_TAG] == "fixed epochs"
+    untrained = get_variant("pruned_structured").build(tiny_baseline, make_context(fine_tune_epochs="0"))
+    assert TRAIN_EPOCHS_TAG not in untrained.tags  # nothing trained, no budget
+
+
+def test_auto_distillation_stops_on_the_student_holdout_score(
+    tiny_baseline: ModelArtifact, make_context: Callable[..., VariantContext]
+) -> None:
+    artifact = get_variant("distilled").build(tiny_baseline, make_context(epochs=None, student="tinycnn"))
+    assert artifact.tags["distill.epochs"] == artifact.tags[TRAIN_EPOCHS_TAG]
+    assert "early stopping" in artifact.tags[TRAIN_RULE_TAG]
+    fixed = get_variant("distilled").build(
+        tiny_baseline, make_context(epochs=None, student="tinycnn", distill_epochs="1")
+    )
+    assert fixed.tags[TRAIN_EPOCHS_TAG] == "1" and fixed.tags[TRAIN_RULE_TAG] == "fixed epochs"
+
+
+def test_a_composition_adds_up_the_budgets_of_its_steps(
+    tiny_baseline: ModelArtifact, make_context: Callable[..., VariantContext]
+) -> None:
+    from mlperf_track.variants.registry import resolve_variants
+
+    (composed,) = resolve_variants(["pruned_unstructured+pruned_structured"], "cpu")
+    context = make_context(fine_tune_epochs="1")
+    artifact = composed.build(tiny_baseline, context)
+    assert artifact.tags[TRAIN_EPOCHS_TAG] == "2"
+    assert artifact.tags[TRAIN_STOP_TAG].count("stopped by") == 2
+
+
+def test_option_epochs_reads_auto_and_integers() -> None:
+    assert option_epochs({}, "distill_epochs", 3) == 3
+    assert option_epochs({"distill_epochs": " Auto "}, "distill_epochs", 3) is None
+    assert option_epochs({"distill_epochs": "4"}, "distill_epochs", None, minimum=1) == 4
+    for bad in ("0", "x", "1.5"):
+        with pytest.raises(ConfigError, match="distill_epochs") as caught:
+            option_epochs({"distill_epochs": bad}, "distill_epochs", None, minimum=1)
+        assert "auto" in str(caught.value)
+
+
+def test_a_gain_is_explained_never_credited() -> None:
+    trained = gain_warning({TRAIN_EPOCHS_TAG: "4"}, {"baseline.trained": "true", "baseline.converged": "true"})
+    assert "4 more training epoch(s)" in trained and "not a win" in trained
+    capped = gain_warning({TRAIN_EPOCHS_TAG: "4"}, {"baseline.converged": "false", "baseline.stop_reason": "time_cap"})
+    assert "before it converged" in capped and "time_cap" in capped
+    untrained = gain_warning({}, {"baseline.trained": "true", "baseline.converged": "true"})
+    assert "without any training" in untrained and "chance" in untrained
