@@ -9,6 +9,7 @@ root. Messages are one line and say how to fix the problem::
     ├── MissingDependencyError an optional package is not installed: names the pip extra
     ├── DeviceError            the requested device is absent (``--device cuda`` without a GPU)
     ├── ModelLoadError         a model or its weights could not be loaded
+    │   └── UnsafeFileError    a file that would run code when loaded, refused without --trust-pickle
     ├── DataError              a dataset is missing, empty or malformed
     ├── ExportError            export/compile/engine build failed (names the operator when known)
     ├── MeasurementError       the benchmark itself failed
@@ -102,6 +103,10 @@ class ModelLoadError(MlperfTrackError):
     """A model, its weights or a model file could not be loaded."""
 
     exit_code = 2
+
+
+class UnsafeFileError(ModelLoadError):
+    """A model or weights file that can run code when loaded (a pickle, TorchScript), refused by default."""
 
 
 class DataError(MlperfTrackError):

@@ -130,6 +130,8 @@ ACCURACY_NEXT_TOKEN_TOP1_DELTA_CI_HIGH: Final = "accuracy/next_token_top1_delta_
 VALID_TAG: Final = "valid"
 #: Tag: why a result is invalid (``; ``-separated), absent when it is valid.
 VALID_REASONS_TAG: Final = "valid.reasons"
+#: Tag (on the model and its runs): the files loaded with loaders that can run code (``--trust-pickle``).
+UNSAFE_LOAD_TAG: Final = "model.unsafe_load"
 
 LATENCY_KEYS: Final = (
     LATENCY_P50,

@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 from mlperf_track import __version__
 from mlperf_track.cli.signals import interrupt_once
 from mlperf_track.errors import MlperfTrackError
+from mlperf_track.secrets import mask_text
 
 logger = logging.getLogger("mlperf_track")
 
@@ -142,8 +143,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif log_file is not None:
             logs.append_traceback(log_file, error)
         hint = f" (details: {log_file})" if log_file is not None and error.exit_code != 2 else ""
-        print(f"mlperf-track {args.command}: error: {error}{hint}", file=sys.stderr)
+        print(f"mlperf-track {args.command}: error: {mask_text(str(error))}{hint}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         print(f"mlperf-track {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:
+        refused = _refused_by_tracking_server(error)
+        if refused is None or args.debug:
+            raise
+        print(f"mlperf-track {args.command}: error: {refused}", file=sys.stderr)
+        return 2
+
+
+def _refused_by_tracking_server(error: Exception) -> str | None:
+    """One line for an MLflow "not authenticated"/"not allowed" error (wrong credentials), else ``None``."""
+    if type(error).__name__ != "MlflowException":
+        return None
+    from mlperf_track.tracking.credentials import auth_error_message
+
+    return auth_error_message(error)

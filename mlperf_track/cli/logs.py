@@ -30,6 +30,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from mlperf_track.secrets import MaskingFormatter, mask_text, register_env_secrets
+
 #: Where the log file goes in a run's artifacts.
 LOG_ARTIFACT_DIR = "logs"
 LOG_ARTIFACT_NAME = "mlperf_track.log"
@@ -113,6 +115,7 @@ def configure_logging(
         verbose: Third-party records on the console too.
         log_file: The file every record goes to, or ``None``.
     """
+    register_env_secrets()  # every record (ours, third-party, tracebacks) is masked: passwords never reach a log
     # Before mlflow is imported: let its records reach our handlers instead of its own stderr handler.
     os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
     root = logging.getLogger()
@@ -122,14 +125,14 @@ def configure_logging(
     root.setLevel(logging.DEBUG if debug else logging.INFO)
     console = ConsoleHandler()
     console.setLevel(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)
-    console.setFormatter(logging.Formatter(_CONSOLE_FORMAT, datefmt="%H:%M:%S"))
+    console.setFormatter(MaskingFormatter(_CONSOLE_FORMAT, datefmt="%H:%M:%S"))
     if not (verbose or debug):
         console.addFilter(OwnRecordsFilter())
     console.addFilter(OnceFilter())
     root.addHandler(console)
     if log_file is not None:
         file_handler = logging.FileHandler(log_file, encoding="utf-8")
-        file_handler.setFormatter(logging.Formatter(_FILE_FORMAT))
+        file_handler.setFormatter(MaskingFormatter(_FILE_FORMAT))
         root.addHandler(file_handler)
     logging.captureWarnings(True)
     _reroute_mlflow_logger()
@@ -220,4 +223,4 @@ def append_traceback(log_file: Path, error: BaseException) -> None:
     import traceback
 
     with contextlib.suppress(OSError), open(log_file, "a", encoding="utf-8") as handle:
-        handle.write("".join(traceback.format_exception(error)))
+        handle.write(mask_text("".join(traceback.format_exception(error))))

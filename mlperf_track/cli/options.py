@@ -197,13 +197,22 @@ OPTIONS: tuple[CliOption, ...] = (
             parse=p.positive_int_list, accepts_none=True),
     _option("sampler", "auto (costaware for one objective, tpe for several), costaware, tpe, gp, grid, random or "
             "nsga2", "auto", TUNE, parse=p.sampler),
-    _option("storage", "Optuna storage: auto (sqlite optuna.db here), none (in memory) or a database URL", "auto",
-            TUNE),
+    _option("storage", "Optuna storage: auto ($MLPERF_TRACK_STORAGE when set, else sqlite optuna.db here), none (in "
+            "memory) or a database URL (a password here shows in ps: use $MLPERF_TRACK_STORAGE or "
+            "--storage-password-file)", "auto", TUNE),
+    _option("storage_password_file", "file whose first line is the database password, put into the storage URL "
+            "(which names the user)", "none", TUNE, parse=p.existing_file, accepts_none=True),
     _option("study_name", "study to create or resume (auto: a new unique name)", "auto", TUNE),
+    _option("workers", "worker processes to start on the one study (N, or gpus: one per visible GPU, each with its "
+            "own CUDA_VISIBLE_DEVICES); needs a database storage; see docs/scale-out.md", "1", TUNE,
+            parse=p.worker_count, in_mlproject=False),
     _option("heartbeat_interval", "seconds between heartbeats of a running trial (database storages)", "10", TUNE,
             parse=p.positive_int),
     _option("grace_period", "a trial without a heartbeat for this many seconds is failed and retried", "30", TUNE,
             parse=p.positive_int),
+    _option("trust_pickle", "allow model and weights files that can run code when loaded (full-model pickles, "
+            "TorchScript, .pt2 archives with pickled records, MLflow models saved as pickles): only files from a "
+            "source you trust", "false", EVERY, parse=p.boolean, kind="bool"),
     _option("profile", "also record a torch.profiler trace and flame graph per case", "false", frozenset({"run"}),
             parse=p.boolean, kind="bool"),
     _option("experiment_name", "MLflow experiment (auto: $MLFLOW_EXPERIMENT_NAME, else mlperf_track/<model>)",

@@ -60,6 +60,13 @@ def positive_int(flag: str, value: str) -> int:
     return _integer(flag, value, 1, "a positive integer")
 
 
+def worker_count(flag: str, value: str) -> int | str:
+    """A positive integer, or ``gpus`` (one worker per visible GPU)."""
+    if str(value).strip().lower() == "gpus":
+        return "gpus"
+    return _integer(flag, value, 1, "a positive integer or gpus")
+
+
 def non_negative_int(flag: str, value: str) -> int:
     """An integer >= 0."""
     return _integer(flag, value, 0, "an integer >= 0")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlperf_track.errors import ConfigError
+from mlperf_track.secrets import mask_url
 
 if TYPE_CHECKING:
     from mlperf_track.report.eligibility import Limits
@@ -118,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     console = make_console()
     console.print(f"report of {experiment!r}: {files['report.html']} ({len(files)} files)", soft_wrap=True)
     if logged_to:
-        console.print(f"logged under report/ of run {logged_to} at {tracking_uri}", soft_wrap=True)
+        console.print(f"logged under report/ of run {logged_to} at {mask_url(tracking_uri)}", soft_wrap=True)
     print_report(report, console)
     return 0
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from mlperf_track.cli.common import add_pipeline_arguments, output_file, pipeline_config_from_args
 from mlperf_track.cli.options import read
 from mlperf_track.errors import MlperfTrackError
+from mlperf_track.secrets import mask_url
 
 if TYPE_CHECKING:
     from mlperf_track.pipeline.config import PipelineConfig
@@ -123,4 +124,5 @@ def _where(experiment_id: str) -> str:
         name = mlflow.MlflowClient().get_experiment(experiment_id).name
     except Exception:  # the store may be unreachable: the id still says where
         name = experiment_id
-    return f"{mlflow.get_tracking_uri()}: experiment {name}"
+
+    return f"{mask_url(mlflow.get_tracking_uri())}: experiment {name}"

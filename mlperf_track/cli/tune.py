@@ -55,10 +55,14 @@ def register(subparsers: Any) -> None:
 
 
 def _batch_sizes(text: str) -> str:
-    """``auto``, ``max:N`` or a list (checked for empty items now; the study parses it for the device)."""
-    if is_auto(text) or text.strip().lower().startswith("max:"):
+    """``auto``, ``max:N`` or a list, checked now (the study resolves ``auto`` for the device later)."""
+    if is_auto(text):
         return text
-    p.int_list("--batch-sizes", text)
+    if not text.strip().lower().startswith("max:"):
+        p.int_list("--batch-sizes", text)  # the CLI's list rules (no empty items), as for the other commands
+    from mlperf_track.tuning.config import parse_batch_sizes
+
+    parse_batch_sizes(text, "cpu")  # the syntax of max:N; the device only matters for auto
     return text
 
 
@@ -95,7 +99,17 @@ _RENAMED = {
     "experiment_name": "experiment",
 }
 #: Options read here by hand (raw text or several flags into one setting).
-_BY_HAND = frozenset({"model", "batch_sizes", "threads", "storage", "study_name", "search_options", "compile_modes"})
+_BY_HAND = frozenset({
+    "model", "batch_sizes", "threads", "storage", "storage_password_file", "study_name", "search_options",
+    "compile_modes", "workers",
+})  # fmt: skip
+
+
+def _storage(args: argparse.Namespace) -> str | None:
+    """The storage URL: ``--storage`` (``auto``: ``$MLPERF_TRACK_STORAGE`` or SQLite) with its password file."""
+    from mlperf_track.tuning.storage import storage_from_flags
+
+    return storage_from_flags(args.storage, read(args, "storage_password_file"))
 
 
 def config_from_args(args: argparse.Namespace, experiment: str | None = None) -> TuneConfig:
@@ -122,7 +136,7 @@ def config_from_args(args: argparse.Namespace, experiment: str | None = None) ->
         if value is not None or explicit_none:
             values[_RENAMED.get(option.name, option.name)] = value
     optional = {
-        "storage": args.storage,
+        "storage": _storage(args),
         "study_name": None if is_auto(args.study_name) or is_none(args.study_name) else args.study_name,
         "experiment": experiment or values.pop("experiment", None),
     }
@@ -164,6 +178,10 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     check_tracking_store(resolve_tracking_uri())
     config = config.with_search(experiment=experiment_for(config.search.experiment, config.pipeline.model))
+    if read(args, "workers") != 1:
+        from mlperf_track.cli.tune_workers import supervise
+
+        return supervise(args, config)
     backend = _backend_factory(args.backend)(config) if args.backend else None
     outcome = run_tune(config, backend)
     _log_the_log(outcome, getattr(args, "log_file", None))

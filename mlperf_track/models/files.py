@@ -2,11 +2,13 @@
 
 The format is read from the archive's contents, not trusted from the suffix: ``.pt`` is used for all three.
 
-- TorchScript (``torch.jit.save``; ``.pt``, ``.ts``, ``.jit``): loaded with ``torch.jit.load``.
-- torch.export (``torch.export.save``; ``.pt2``, or any suffix): ``torch.export.load(path).module()``. Such a
-  module cannot switch to eval mode (torch refuses ``.eval()``); it runs as it was exported.
-- A full model pickled with ``torch.save(model)`` (``.pt``, ``.pth``): loaded with the unsafe pickle loader
-  (the user named the file). A bare state_dict is refused with a hint to pass it as ``weights=``.
+- TorchScript (``torch.jit.save``; ``.pt``, ``.ts``, ``.jit``): loaded with ``torch.jit.load``, which can run
+  code from the file, so only with ``--trust-pickle`` (see :mod:`mlperf_track.models.safety`).
+- torch.export (``torch.export.save``; ``.pt2``, or any suffix): ``torch.export.load(path).module()``, after a
+  check that no record is an unsafe pickle (such an archive needs ``--trust-pickle``). Such a module cannot
+  switch to eval mode (torch refuses ``.eval()``); it runs as it was exported.
+- A full model pickled with ``torch.save(model)`` (``.pt``, ``.pth``): loaded with the unsafe pickle loader,
+  only with ``--trust-pickle``. A bare state_dict is refused with a hint to pass it as ``weights=``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from torch import nn
 from mlperf_track.errors import ConfigError, ModelLoadError
 from mlperf_track.models.base import LoadedModel, ModelSource
 from mlperf_track.models.heads import classifier_out_features
+from mlperf_track.models.safety import require_trust, unsafe_export_record
 from mlperf_track.models.weights import apply_weights, check_weights_path, load_state, one_line, read_weights_file
 
 logger = logging.getLogger(__name__)
@@ -59,6 +62,7 @@ class _Loaded:
 
 
 def _load_torchscript(path: Path) -> _Loaded:
+    require_trust(path, "a TorchScript archive (a program torch warns may run arbitrary code)")
     with warnings.catch_warnings():
         # torch 2.14 marks torch.jit.load deprecated; loading a user's TorchScript file is still supported.
         warnings.filterwarnings("ignore", message=r".*torch\.jit\.load.* is deprecated", category=FutureWarning)
@@ -77,6 +81,9 @@ def _export_output_classes(program: torch.export.ExportedProgram) -> int | None:
 
 
 def _load_export(path: Path) -> _Loaded:
+    record = unsafe_export_record(path)
+    if record is not None:
+        require_trust(path, "a torch.export archive with pickled records", f"record {record}")
     program = torch.export.load(str(path))
     image_size = None
     example = program.example_inputs
@@ -123,7 +130,7 @@ class FileSource(ModelSource):
         kind = sniff_format(path)
         try:
             loaded = _LOADERS[kind](path)
-        except ModelLoadError:
+        except ModelLoadError:  # UnsafeFileError included
             raise
         except Exception as error:
             raise ModelLoadError(f"cannot load {path} as a {kind} model: {one_line(error)}") from error

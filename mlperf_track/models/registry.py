@@ -148,22 +148,32 @@ def resolve_source(ref: str) -> ModelSource:
     )
 
 
-def load_model(ref: str, *, weights: str | None = None) -> LoadedModel:
+def load_model(ref: str, *, weights: str | None = None, trust_pickle: bool = False) -> LoadedModel:
     """Load a model by name, file or URI.
 
     Args:
         ref: ``resnet18``, ``tinycnn``, ``model.pt``, ``model.pt2``, ``models:/name/1`` (when registered) ...
         weights: A weights file (state_dict or full-model checkpoint) to load into the model.
+        trust_pickle: Allow files that run code when loaded (full-model pickles, TorchScript, ``.pt2`` archives
+            with pickled records, MLflow models saved as pickles); see :mod:`mlperf_track.models.safety`.
+            Such loads are logged as warnings and tagged ``model.unsafe_load``.
 
     Returns:
         The loaded model, on CPU, in eval mode, with ``load_s`` measured by its source.
 
     Raises:
         ConfigError: Unknown reference, missing model file or missing weights file.
+        UnsafeFileError: The model or weights file can run code when loaded and ``trust_pickle`` is false.
         ModelLoadError: The model or its weights could not be loaded.
     """
+    from mlperf_track.models.safety import UNSAFE_LOAD_TAG
+    from mlperf_track.models.safety import trust_pickle as trusting
+
     source = resolve_source(ref)
-    loaded = source.load(ref.strip(), weights=weights)
+    with trusting(trust_pickle) as unsafe:
+        loaded = source.load(ref.strip(), weights=weights)
+    if unsafe:
+        loaded.tags[UNSAFE_LOAD_TAG] = ",".join(unsafe)
     logger.info(
         "loaded model %s from %s (weights: %s) in %.2f s", loaded.name, source.name, loaded.weights, loaded.load_s
     )

@@ -13,6 +13,7 @@ from torch import nn
 
 from mlperf_track.errors import ConfigError, ModelLoadError
 from mlperf_track.models.heads import classifier_out_features, find_classifier, replace_classifier
+from mlperf_track.models.safety import refused_global, require_trust
 
 logger = logging.getLogger(__name__)
 
@@ -64,16 +65,18 @@ def _unwrap(obj: object, path: Path) -> StateDict | nn.Module:
 def read_weights_file(path: Path) -> StateDict | nn.Module:
     """Load a state_dict (``torch.save(model.state_dict())``) or a full model (``torch.save(model)``).
 
-    The safe ``weights_only`` loader is tried first; a full-model pickle needs the unsafe loader, which runs
-    code from the file, so it is only used for a file the user named (and logged).
+    The safe ``weights_only`` loader reads state_dicts and training checkpoints. A file it refuses (a full-model
+    pickle, or a crafted file whose unpickling would call something else) needs the unsafe loader, which runs
+    code from the file: it is refused unless the load trusts pickles (see :mod:`mlperf_track.models.safety`).
 
     Raises:
+        UnsafeFileError: The file needs the unsafe loader and ``--trust-pickle`` was not given.
         ModelLoadError: The file is not a torch checkpoint.
     """
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        logger.info("%s is not a plain state_dict; loading it as a full-model pickle", path)
+    except pickle.UnpicklingError as refused:
+        require_trust(path, "not a plain state_dict but a pickle", refused_global(refused))
         try:
             obj = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as error:

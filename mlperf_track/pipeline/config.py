@@ -65,6 +65,8 @@ class PipelineConfig:
             deletes them (they were logged to MLflow); ``None`` (the default): keep them when nothing logs them
             (:func:`~mlperf_track.pipeline.run_pipeline`), delete them once logged
             (:func:`~mlperf_track.tracking.pipeline_run.run_tracked_pipeline`).
+        trust_pickle: Allow model and weights files that run code when loaded (full-model pickles, TorchScript);
+            see :mod:`mlperf_track.models.safety`.
         seq_lens: Sequence lengths a text encoder is measured at (ignored for other models).
         prompt_lens: Prompt lengths a text decoder generates after (ignored for other models).
         output_lens: New tokens a text decoder generates per prompt (ignored for other models).
@@ -93,6 +95,7 @@ class PipelineConfig:
     repeats: int = 1
     pin_cores: tuple[int, ...] | None = None
     keep_files: bool | None = None
+    trust_pickle: bool = False
     seq_lens: tuple[int, ...] = (128,)
     prompt_lens: tuple[int, ...] = (128,)
     output_lens: tuple[int, ...] = (64,)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mlperf_track.engine.load.ledger import InferenceFn
+from mlperf_track.secrets import mask_url
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +169,9 @@ class HttpTarget:
             self.url, list(self.rows), timeout_s=self.timeout_s, body_format=self.body_format, columns=self.columns
         )
         try:
-            yield OpenTarget(client, {"load.target": "http", "load.url": self.url, "load.body": self.body_format})
+            yield OpenTarget(
+                client, {"load.target": "http", "load.url": mask_url(self.url), "load.body": self.body_format}
+            )
         finally:
             client.close()
 

@@ -139,7 +139,8 @@ class BenchmarkSession:
         if self._loaded is None:
             from mlperf_track.models.registry import load_model
 
-            self._loaded = load_model(self.config.model, weights=self.config.weights)
+            config = self.config
+            self._loaded = load_model(config.model, weights=config.weights, trust_pickle=config.trust_pickle)
         return self._loaded
 
     def baseline(self) -> ModelArtifact:
@@ -153,6 +154,7 @@ class BenchmarkSession:
             self._artifacts[BASELINE] = prepared.artifact
             self._baseline_facts = dict(prepared.facts)
         if BASELINE not in self._artifacts:
+            from mlperf_track.models.safety import UNSAFE_LOAD_TAG
             from mlperf_track.variants.baseline import prepare_baseline
 
             prepared = prepare_baseline(
@@ -166,6 +168,9 @@ class BenchmarkSession:
             )
             self._artifacts[BASELINE] = prepared.artifact
             self._baseline_facts = dict(prepared.facts)
+            unsafe = self.loaded_model.tags.get(UNSAFE_LOAD_TAG)
+            if unsafe:  # --trust-pickle let a file run code: every run of it says so
+                prepared.artifact.tags[UNSAFE_LOAD_TAG] = self._baseline_facts[UNSAFE_LOAD_TAG] = unsafe
         return self._artifacts[BASELINE]
 
     @property

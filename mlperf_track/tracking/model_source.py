@@ -2,10 +2,12 @@
 MLflow model directories (a folder holding an ``MLmodel`` file).
 
 A model with the PyTorch flavour loads natively (``mlflow.pytorch.load_model`` gives the ``nn.Module``) and
-runs through the whole pipeline. The pipeline needs a module to export, quantize and compile, so a model
-without the PyTorch flavour (scikit-learn, a custom pyfunc) is refused here with a pointer to the path that
-does work for it: ``mlflow.models.evaluate(uri, data, evaluators="mlperf_track")``, which times pyfunc
-``predict`` (see :mod:`mlperf_track.tracking.evaluator`).
+runs through the whole pipeline. A model MLflow stored as a pickle (``serialization_format="pickle"``, or a
+``pt2`` archive with pickled records) runs code from the file when loaded: it is refused unless the load
+trusts pickles (``--trust-pickle``, see :mod:`mlperf_track.models.safety`). The pipeline needs a module to
+export, quantize and compile, so a model without the PyTorch flavour (scikit-learn, a custom pyfunc) is
+refused here with a pointer to the path that does work for it: ``mlflow.models.evaluate(uri, data,
+evaluators="mlperf_track")``, which times pyfunc ``predict`` (see :mod:`mlperf_track.tracking.evaluator`).
 
 The model registry knows this source by name (:class:`mlperf_track.models.registry.DeferredSource`) and
 imports this module when such a reference is loaded; mlflow itself is imported only then. URIs resolve against
@@ -15,11 +17,13 @@ logs).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mlperf_track.errors import ConfigError, ModelLoadError
 from mlperf_track.models.base import LoadedModel, ModelSource
@@ -79,7 +83,7 @@ class MlflowModelSource(ModelSource):
             ConfigError: ``weights`` was given (an MLflow model carries its weights).
             ModelLoadError: The model does not exist, has no PyTorch flavour, or cannot be deserialized.
         """
-        import mlflow.pytorch
+        import mlflow
         from mlflow.exceptions import MlflowException
         from mlflow.models import Model
 
@@ -99,10 +103,7 @@ class MlflowModelSource(ModelSource):
                 f"{ref} has no PyTorch flavour (flavours: {', '.join(flavors)}), and the pipeline needs a torch "
                 f"module; measure it with mlflow.models.evaluate({ref!r}, data, evaluators='mlperf_track')"
             )
-        try:
-            module = mlflow.pytorch.load_model(ref)
-        except MlflowException as error:
-            raise ModelLoadError(f"cannot load the PyTorch model {ref}: {_message(error)}") from None
+        module = _load_pytorch(ref)
         module = module.to("cpu")
         try:
             module.eval()
@@ -123,6 +124,50 @@ class MlflowModelSource(ModelSource):
             default_image_size=image_size,
             tags=tags,
         )
+
+
+#: What MLflow says when it refuses a pickled model (``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false``).
+_PICKLE_REFUSED = "Deserializing model using pickle is disallowed"
+
+
+@contextlib.contextmanager
+def _pickle_deserialization(allowed: bool) -> Iterator[None]:
+    """Set MLflow's own guard (``MLFLOW_ALLOW_PICKLE_DESERIALIZATION``, default true) for one load."""
+    name = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
+    saved = os.environ.get(name)
+    os.environ[name] = "true" if allowed else "false"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved
+
+
+def _load_pytorch(ref: str) -> Any:
+    """``mlflow.pytorch.load_model`` with pickles refused unless the load trusts them (``--trust-pickle``).
+
+    MLflow checks a ``pt2`` model's archive for pickled records and refuses a pickle-format model when its guard is
+    on; a refused model is loaded again with the guard off only when the user trusts it (logged and tagged).
+    """
+    import mlflow.pytorch
+    from mlflow.exceptions import MlflowException
+
+    from mlperf_track.models.safety import require_trust
+
+    try:
+        with _pickle_deserialization(allowed=False):
+            return mlflow.pytorch.load_model(ref)
+    except MlflowException as error:
+        if _PICKLE_REFUSED not in str(error):
+            raise ModelLoadError(f"cannot load the PyTorch model {ref}: {_message(error)}") from None
+    require_trust(ref, "an MLflow model stored as a pickle")
+    try:
+        with _pickle_deserialization(allowed=True):
+            return mlflow.pytorch.load_model(ref)
+    except MlflowException as error:
+        raise ModelLoadError(f"cannot load the PyTorch model {ref}: {_message(error)}") from None
 
 
 def _message(error: BaseException) -> str:

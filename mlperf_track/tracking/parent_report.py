@@ -76,6 +76,7 @@ def config_params(config: PipelineConfig, device: str | None = None) -> dict[str
         "prompt_lens": ",".join(map(str, config.prompt_lens)),
         "output_lens": ",".join(map(str, config.output_lens)),
         "repeats": str(config.repeats),
+        "trust_pickle": str(config.trust_pickle).lower(),
         "accuracy": str(config.measure_accuracy).lower(),
         "pin_cores": "none" if config.pin_cores is None else ",".join(map(str, config.pin_cores)),
     }

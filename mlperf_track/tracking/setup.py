@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlperf_track.errors import StorageError
+from mlperf_track.secrets import mask_url
 from mlperf_track.tracking.sqlite_store import prepare_sqlite_store, sqlite_file
 
 if TYPE_CHECKING:
@@ -96,7 +97,7 @@ def check_reachable(uri: str, timeout_s: float = REACHABILITY_TIMEOUT_S) -> None
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
         raise StorageError(
-            f"the MLflow tracking server {uri} cannot be reached ({reason}): start it "
+            f"the MLflow tracking server {mask_url(uri)} cannot be reached ({reason}): start it "
             f"(mlflow server --backend-store-uri sqlite:///mlflow.db) or fix MLFLOW_TRACKING_URI"
         ) from None
 
@@ -119,20 +120,24 @@ def launcher_run_id() -> str | None:
 def check_tracking_store(uri: str) -> None:
     """Fail fast, saying what to do, when the tracking store cannot be reached, created or written.
 
-    HTTP servers must answer (:func:`check_reachable`); a SQLite file must be a SQLite database this user can
-    write, or be creatable in an existing, writable folder. Other databases are left to MLflow.
+    HTTP servers must answer (:func:`check_reachable`) and accept the credentials
+    (:func:`~mlperf_track.tracking.credentials.check_credentials`); a SQLite file must be a SQLite database this
+    user can write, or be creatable in an existing, writable folder. Other databases are left to MLflow.
 
     Raises:
         StorageError: One line naming the URI, what is wrong and how to fix it.
     """
     check_reachable(uri)
+    from mlperf_track.tracking.credentials import check_credentials
+
+    check_credentials(uri)
     path = sqlite_file(uri)
     if path is None:
         return
     fix = "set MLFLOW_TRACKING_URI to a sqlite:/// file in a writable folder (or unset it for ./mlflow.db)"
 
     def fail(problem: str) -> StorageError:
-        return StorageError(f"the tracking store {uri} cannot be used: {problem}; {fix}")
+        return StorageError(f"the tracking store {mask_url(uri)} cannot be used: {problem}; {fix}")
 
     if path.is_dir():
         raise fail(f"{path} is a folder, not a database file")
@@ -252,8 +257,8 @@ def configure_tracking(experiment: str | None = None) -> str:
         elif experiment:
             mlflow.set_experiment(experiment)
     except MlflowException as error:
-        raise StorageError(f"cannot use experiment {experiment!r} at {uri}: {error.message}") from None
-    logger.info("tracking to %s", uri)
+        raise StorageError(f"cannot use experiment {experiment!r} at {mask_url(uri)}: {error.message}") from None
+    logger.info("tracking to %s", mask_url(uri))
     return uri
 
 

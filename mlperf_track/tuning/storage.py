@@ -6,11 +6,20 @@ stops beating for ``grace_period`` seconds (killed, machine lost) is failed by t
 (Optuna 5 renamed ``failed_trial_callback``/``RetryFailedTrialCallback`` to ``heartbeat_stale_trial_callback``/
 ``RetryHeartbeatStaleTrialCallback``; the old names are deprecated.) Several processes or machines work on one
 study by giving the same ``--storage`` and ``--study-name``; an existing study is resumed by name.
+
+Secrets: ``--storage auto`` reads the URL from ``$MLPERF_TRACK_STORAGE`` when it is set, and
+``--storage-password-file`` puts a password from a file into the URL, so the password never reaches the
+command line (``ps``, ``mlflow run``'s params); every URL shown is masked (:func:`mlperf_track.secrets.mask_url`).
+
+Connections: each worker holds at most :data:`POOL_SIZE` + :data:`MAX_OVERFLOW` connections to a database server
+(the main thread and the heartbeat thread use one each); ``$MLPERF_TRACK_STORAGE_POOL_SIZE`` and
+``$MLPERF_TRACK_STORAGE_MAX_OVERFLOW`` change that (see docs/scale-out.md for the sums at many workers).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -21,6 +30,15 @@ import optuna
 from optuna.study import StudyDirection
 
 from mlperf_track.errors import ConfigError, StorageError
+from mlperf_track.secrets import (
+    STORAGE_ENV,
+    mask_text,
+    mask_url,
+    read_password_file,
+    register_secret,
+    url_password,
+    with_password,
+)
 from mlperf_track.tuning.config import is_auto, is_none
 
 if TYPE_CHECKING:
@@ -39,17 +57,64 @@ STUDY_SIGNATURE_ATTR: Final = "mlperf_track.signature"
 CONNECT_TIMEOUT_S: Final = 10
 #: Attempts to open a fresh database while other workers create its tables.
 TABLE_RACE_ATTEMPTS: Final = 5
+#: Connections a worker keeps open to a database server, and how many more it may open in a burst.
+POOL_SIZE: Final = 2
+MAX_OVERFLOW: Final = 2
+#: Seconds a worker waits for a free pooled connection before the operation fails.
+POOL_TIMEOUT_S: Final = 60
 
 StaleListener = Callable[[optuna.Study, "FrozenTrial"], None]
 
 
 def resolve_storage_url(text: str | None, directory: Path | None = None) -> str | None:
-    """``None`` for an in-memory study; ``auto`` means ``sqlite:///<cwd>/optuna.db``; URLs pass through."""
+    """``None`` for an in-memory study; URLs pass through.
+
+    ``auto`` means ``$MLPERF_TRACK_STORAGE`` when that is set (the way to keep a password off the command line),
+    else ``sqlite:///<cwd>/optuna.db``.
+    """
     if text is None or is_none(text) or text.strip().lower() in MEMORY_WORDS:
         return None
     if is_auto(text):
-        return f"sqlite:///{((directory or Path.cwd()).resolve() / DEFAULT_DB_FILE).as_posix()}"
+        from_env = os.environ.get(STORAGE_ENV, "").strip()
+        if from_env:
+            register_secret(url_password(from_env))
+            return resolve_storage_url(from_env, directory) if not is_auto(from_env) else _default_sqlite(directory)
+        return _default_sqlite(directory)
+    register_secret(url_password(text))
     return with_installed_driver(text.strip())
+
+
+def _default_sqlite(directory: Path | None) -> str:
+    return f"sqlite:///{((directory or Path.cwd()).resolve() / DEFAULT_DB_FILE).as_posix()}"
+
+
+def storage_from_flags(text: str | None, password_file: str | None = None) -> str | None:
+    """The storage URL of ``--storage`` (``auto``: ``$MLPERF_TRACK_STORAGE`` or SQLite) and
+    ``--storage-password-file``; ``None`` for memory.
+
+    A password typed into ``--storage`` works but is visible in ``ps`` and, under ``mlflow run``, in the run's
+    params: a warning says how to avoid that.
+
+    Raises:
+        ConfigError: The password file cannot be read, or the URL cannot take its password.
+    """
+    if text is not None and not is_auto(text) and url_password(text) is not None:
+        logger.warning(
+            "the password in --storage can be seen by other users (ps) and, under mlflow run, in the run's "
+            "params: put the URL in $%s or the password in a file (--storage-password-file)",
+            STORAGE_ENV,
+        )
+    url = resolve_storage_url(text)
+    if password_file is None:
+        return url
+    if url is None or url.startswith("sqlite"):
+        raise ConfigError(
+            "--storage-password-file", password_file, "a password for a database server URL", hint="SQLite has none"
+        )
+    try:
+        return with_password(url, read_password_file(password_file))
+    except ValueError as error:
+        raise ConfigError("--storage-password-file", password_file, hint=str(error)) from None
 
 
 def with_installed_driver(url: str) -> str:
@@ -67,15 +132,8 @@ def with_installed_driver(url: str) -> str:
 
 
 def redact(url: str | None) -> str:
-    """The URL without its password (for logs, params and error messages)."""
-    if url is None:
-        return "memory"
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # an unparsable URL: show only its scheme
-        return url.split("://", 1)[0] + "://..."
+    """The URL without its password (for logs, params and error messages): :func:`mlperf_track.secrets.mask_url`."""
+    return mask_url(url)
 
 
 class StaleTrialHandler:
@@ -98,12 +156,32 @@ class StaleTrialHandler:
             listener(study, trial)
 
 
-def _engine_kwargs(url: str) -> dict[str, Any]:
+def _pool_setting(name: str, default: int) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ConfigError(name, text, "an integer >= 0")
+    return value
+
+
+def engine_kwargs(url: str) -> dict[str, Any]:
+    """SQLAlchemy engine settings: a small pool per worker, so that many workers never exhaust the server."""
     if url.startswith("sqlite"):
         return {"connect_args": {"timeout": 60}}
+    pool = {
+        "pool_pre_ping": True,
+        "pool_size": _pool_setting("MLPERF_TRACK_STORAGE_POOL_SIZE", POOL_SIZE),
+        "max_overflow": _pool_setting("MLPERF_TRACK_STORAGE_MAX_OVERFLOW", MAX_OVERFLOW),
+        "pool_timeout": POOL_TIMEOUT_S,
+    }
     if url.startswith(("postgresql", "mysql")):
-        return {"pool_pre_ping": True, "connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
-    return {"pool_pre_ping": True}
+        return {**pool, "connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
+    return pool
 
 
 def open_storage(
@@ -129,7 +207,7 @@ def open_storage(
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return optuna.storages.RDBStorage(
                     url,
-                    engine_kwargs=_engine_kwargs(url),
+                    engine_kwargs=engine_kwargs(url),
                     heartbeat_interval=heartbeat_interval_s,
                     grace_period=grace_period_s,
                     heartbeat_stale_trial_callback=handler,
@@ -151,7 +229,7 @@ def open_storage(
 def _storage_error(url: str, error: BaseException) -> StorageError:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     detail = lines[0] if lines else type(error).__name__
-    detail = detail.replace(url, redact(url))
+    detail = mask_text(detail.replace(url, redact(url)))
     if "(Background on this error" in detail:
         detail = detail.split("(Background on this error")[0].strip()
     return StorageError(
@@ -197,7 +275,8 @@ def open_study(
             study.set_user_attr(STUDY_SIGNATURE_ATTR, signature)
     except Exception as error:
         if type(error).__module__.startswith("sqlalchemy"):
-            raise StorageError(f"the Optuna storage failed while opening study {study_name!r}: {error}") from None
+            detail = mask_text(str(error).splitlines()[0] if str(error) else type(error).__name__)
+            raise StorageError(f"the Optuna storage failed while opening study {study_name!r}: {detail}") from None
         raise
     found = [direction.name.lower() for direction in study.directions]
     if found != [direction.lower() for direction in directions]:

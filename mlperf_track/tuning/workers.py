@@ -9,22 +9,32 @@ When the budget is reached but other workers' trials are still running, it waits
 heartbeats, so that a trial whose worker was killed is failed, queued again and run by a live worker
 instead of being lost. Workers that ask for their last trial at the same instant may each start one, so
 a study with ``k`` workers can end with up to ``k - 1`` trials more than asked for.
+
+The loop is Optuna's ask-and-tell interface rather than ``study.optimize``: a live worker whose heartbeat came
+late (a loaded machine, a long pause of the database) finds its trial already failed by another worker, and
+``optimize`` then dies on "Cannot tell a FAIL trial" / "Should not reach" (optuna issues #4234, #5470, #5582).
+Here such a trial is *lost to the heartbeat*: its result is dropped with a warning, the retry another worker
+queued measures it again, and this worker goes on. The heartbeat thread is ours for the same reason: one failed
+write (a dropped connection) is retried at the next beat instead of silently ending the heartbeat.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from enum import Enum
-from typing import Final
+from typing import Any, Final
 
 import optuna
 from optuna.storages import fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
 from mlperf_track.errors import MeasurementError
+from mlperf_track.secrets import mask_text
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +66,7 @@ def budget_state(study: optuna.Study, n_trials: int) -> Budget:
 
 
 class BudgetKeeper:
-    """An Optuna callback that stops this worker when the study's budget is spent.
+    """Says when this worker should stop: the study's budget is spent and no other worker's trial runs.
 
     Args:
         n_trials: The study's budget.
@@ -81,9 +91,80 @@ class BudgetKeeper:
             state = budget_state(study, self.n_trials)
         return Budget.RUN if state == Budget.RUN else Budget.DONE
 
-    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        if self.next_step(study) == Budget.DONE:
-            study.stop()
+
+class _Heartbeat:
+    """Records a running trial's heartbeat every ``interval_s`` seconds in a thread (see the module docstring)."""
+
+    def __init__(self, storage: Any, trial_id: int, interval_s: float) -> None:
+        self._storage, self._trial_id, self._interval_s = storage, trial_id, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{trial_id}", daemon=True)
+
+    def _beat(self) -> None:
+        while True:
+            try:
+                self._storage.record_heartbeat(self._trial_id)
+            except Exception as error:  # a dropped connection: the next beat retries
+                logger.warning("heartbeat of trial id %d failed (%s); retrying", self._trial_id, mask_text(str(error)))
+            if self._stop.wait(self._interval_s):
+                return
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _still_ours(study: optuna.Study, trial: optuna.Trial) -> bool:
+    """Whether the trial is still RUNNING (not failed by another worker's heartbeat check)."""
+    # Optuna has no public "is this trial still mine?"; the storage and trial id are what its own loop uses.
+    return bool(study._storage.get_trial(trial._trial_id).state == TrialState.RUNNING)
+
+
+def _tell(
+    study: optuna.Study, trial: optuna.Trial, values: float | Sequence[float] | None, state: TrialState | None
+) -> FrozenTrial | None:
+    """Tell the outcome; ``None`` when the trial was failed under us (lost to the heartbeat)."""
+    try:
+        if not _still_ours(study, trial):
+            return None
+        return study.tell(trial, values, state=state)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return None  # failed by another worker between the check and the write
+
+
+def _run_trial(
+    study: optuna.Study, objective: Callable[[optuna.Trial], float | Sequence[float]], heartbeat_s: float | None
+) -> FrozenTrial | None:
+    """Ask, measure, tell. Returns the finished trial, or ``None`` when it was lost to the heartbeat."""
+    trial = study.ask()
+    beating = _Heartbeat(study._storage, trial._trial_id, heartbeat_s) if heartbeat_s else contextlib.nullcontext()
+    values: float | Sequence[float] | None = None
+    state: TrialState | None = None
+    try:
+        with beating:
+            values = objective(trial)
+    except optuna.TrialPruned:
+        state = TrialState.PRUNED
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass  # the objective wrote to a trial another worker had failed: lost, see below
+    except MeasurementError as error:
+        logger.debug("trial %d failed: %s", trial.number, error, exc_info=True)
+        state = TrialState.FAIL
+    except BaseException:
+        _tell(study, trial, None, TrialState.FAIL)  # a bug or an interruption: the trial ends, the error goes on
+        raise
+    frozen = _tell(study, trial, values, state)
+    if frozen is None:
+        logger.warning(
+            "trial %d was failed by another worker while this one measured it (its heartbeat came late): the "
+            "result is dropped and the queued retry measures it again; raise --grace-period on a loaded machine",
+            trial.number,
+        )
+    return frozen
 
 
 def run_worker(
@@ -95,25 +176,50 @@ def run_worker(
     callbacks: Sequence[TrialCallback] = (),
     poll_s: float = 1.0,
 ) -> int:
-    """Run trials of ``study`` until its budget is spent; returns how many trials this worker ran.
+    """Run trials of ``study`` until its budget is spent; returns how many trials this worker finished.
 
     Trials whose case failed (:class:`MeasurementError`) end ``FAIL`` and the study goes on; anything else
-    (a bug, ``KeyboardInterrupt``) fails the running trial and propagates.
+    (a bug, ``KeyboardInterrupt``) fails the running trial and propagates. ``callbacks`` see every trial this
+    worker finished (not the ones lost to the heartbeat: the worker that failed them reports them).
     """
     keeper = BudgetKeeper(n_trials, heartbeat=heartbeat, poll_s=poll_s)
     if keeper.next_step(study) == Budget.DONE:
         logger.info("study %s already holds %d trials; nothing to run", study.study_name, len(study.trials))
         return 0
+    interval = getattr(study._storage, "get_heartbeat_interval", lambda: None)() if heartbeat else None
     ran = 0
+    with _optuna_loop(study):
+        while True:
+            if heartbeat:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    fail_stale_trials(study)
+            frozen = _run_trial(study, objective, interval)
+            if frozen is not None:
+                ran += 1
+                for callback in callbacks:
+                    callback(study, frozen)
+            if study._stop_flag:  # a sampler (grid exhausted) or a callback called study.stop()
+                logger.info("study %s was stopped (its sampler has nothing left to try)", study.study_name)
+                return ran
+            if keeper.next_step(study) == Budget.DONE:
+                return ran
 
-    def count(study: optuna.Study, trial: FrozenTrial) -> None:
-        nonlocal ran
-        ran += 1
 
-    study.optimize(
-        objective,
-        n_trials=None,
-        catch=(MeasurementError,),
-        callbacks=[count, *callbacks, keeper],
-    )
-    return ran
+@contextlib.contextmanager
+def _optuna_loop(study: optuna.Study) -> Iterator[None]:
+    """Mark the thread as inside an optimisation loop, as ``study.optimize`` does.
+
+    Samplers rely on it: GridSampler calls ``study.stop()`` from ``after_trial`` once the grid is exhausted, which
+    Optuna allows only inside its loop, and ``study.ask()`` warns about heartbeats outside it.
+    """
+    local = study._thread_local
+    if local.in_optimize_loop:
+        raise RuntimeError("nested optimisation of one study in one thread")
+    study._stop_flag = False
+    local.in_optimize_loop = True
+    try:
+        yield
+    finally:
+        local.in_optimize_loop = False
+        study._stop_flag = False

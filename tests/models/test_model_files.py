@@ -43,9 +43,10 @@ def test_torchscript_round_trip(tiny: TinyCNN, tmp_path: Path, suffix: str) -> N
     path = tmp_path / f"tiny{suffix}"
     _save_torchscript(tiny, path)
 
-    loaded = load_model(str(path))
+    loaded = load_model(str(path), trust_pickle=True)
 
     assert sniff_format(path) == "torchscript"
+    assert loaded.tags["model.unsafe_load"] == str(path)
     assert loaded.source == "file" and loaded.name == "tiny" and loaded.tags["model.format"] == "torchscript"
     assert loaded.num_classes == 10 and loaded.load_s > 0
     torch.testing.assert_close(loaded.module(_input()), tiny(_input()))
@@ -56,10 +57,10 @@ def test_torch_export_round_trip(tiny: TinyCNN, tmp_path: Path, suffix: str) -> 
     path = tmp_path / f"tiny{suffix}"
     torch.export.save(torch.export.export(tiny, (_input(),)), str(path))
 
-    loaded = load_model(f"file:{path}")
+    loaded = load_model(f"file:{path}")  # every record is JSON or raw tensor bytes: no --trust-pickle needed
 
     assert sniff_format(path) == "export"
-    assert loaded.tags["model.format"] == "export"
+    assert loaded.tags["model.format"] == "export" and "model.unsafe_load" not in loaded.tags
     assert loaded.num_classes == 10 and loaded.default_image_size == 32
     torch.testing.assert_close(loaded.module(_input()), tiny(_input()))
 
@@ -69,7 +70,7 @@ def test_torchscript_with_weights_file(tiny: TinyCNN, tmp_path: Path) -> None:
     _save_torchscript(TinyCNN().eval(), path)
     torch.save(tiny.state_dict(), weights)
 
-    loaded = load_model(str(path), weights=str(weights))
+    loaded = load_model(str(path), weights=str(weights), trust_pickle=True)
 
     assert loaded.weights == f"file:{weights}"
     torch.testing.assert_close(loaded.module(_input()), tiny(_input()))
@@ -80,7 +81,7 @@ def test_pickled_full_model(tiny: TinyCNN, tmp_path: Path) -> None:
     path = tmp_path / "model.pth"
     torch.save(tiny, path)
 
-    loaded = load_model(str(path))
+    loaded = load_model(str(path), trust_pickle=True)
 
     assert sniff_format(path) == "pickle"
     assert loaded.num_classes == 4

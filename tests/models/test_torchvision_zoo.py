@@ -97,7 +97,7 @@ def test_weights_file_full_model_checkpoint(torch_home: Path, tmp_path: Path) ->
     path = tmp_path / "full.pt"
     torch.save(reference, path)
 
-    loaded = load_model(SMALL, weights=str(path))
+    loaded = load_model(SMALL, weights=str(path), trust_pickle=True)
 
     assert loaded.weights == f"file:{path}"
     assert _same_parameters(loaded.module, reference)

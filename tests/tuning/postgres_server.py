@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,20 +55,39 @@ def _free_port() -> int:
 
 @dataclass(frozen=True)
 class PostgresServer:
-    """A running server; :meth:`url` gives a SQLAlchemy URL of one of its databases."""
+    """A running server; :meth:`url` gives a SQLAlchemy URL of one of its databases.
+
+    With ``password_role``, TCP connections need a password (``scram-sha-256``) and that role owns every database;
+    :meth:`url` then connects as that role (``password=""`` leaves the password out of the URL).
+    """
 
     port: int
     user: str
+    password_role: tuple[str, str] | None = None
 
-    def url(self, database: str, driver: str = "psycopg2") -> str:
+    def url(self, database: str, driver: str = "psycopg2", password: str | None = None) -> str:
         """``postgresql+<driver>://...``; ``driver=""`` gives a bare ``postgresql://`` URL."""
         scheme = f"postgresql+{driver}" if driver else "postgresql"
-        return f"{scheme}://{self.user}@127.0.0.1:{self.port}/{database}"
+        if self.password_role is None:
+            return f"{scheme}://{self.user}@127.0.0.1:{self.port}/{database}"
+        role, secret = self.password_role
+        secret = secret if password is None else password
+        userinfo = f"{role}:{urllib.parse.quote(secret, safe='')}" if secret else role
+        return f"{scheme}://{userinfo}@127.0.0.1:{self.port}/{database}"
 
 
 @contextlib.contextmanager
-def postgres_server(databases: tuple[str, ...]) -> Iterator[PostgresServer]:
-    """Start a server with ``databases`` created; stop it and delete its files afterwards."""
+def postgres_server(
+    databases: tuple[str, ...], password_role: tuple[str, str] | None = None, max_connections: int = 100
+) -> Iterator[PostgresServer]:
+    """Start a server with ``databases`` created; stop it and delete its files afterwards.
+
+    Args:
+        databases: Databases to create.
+        password_role: ``(role, password)``: TCP logins need a password (scram-sha-256); the role owns the
+            databases. The superuser still logs in without one over the Unix socket (to set things up).
+        max_connections: The server's connection limit.
+    """
     bin_dir = find_bin_dir()
     assert bin_dir is not None, APT_HINT
     as_root = os.geteuid() == 0
@@ -85,13 +105,21 @@ def postgres_server(databases: tuple[str, ...]) -> Iterator[PostgresServer]:
 
     data, port = root / "data", _free_port()
     try:
-        run("initdb", "-D", str(data), "-A", "trust", "-U", user, "--no-sync")
-        options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100"
+        host_auth = "scram-sha-256" if password_role else "trust"
+        run("initdb", "-D", str(data), "--auth-local=trust", f"--auth-host={host_auth}", "-U", user, "--no-sync")
+        options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections={max_connections}"
         run("pg_ctl", "-D", str(data), "-o", options, "-l", str(root / "server.log"), "-w", "-t", "60", "start")
         try:
+            owner: list[str] = []
+            if password_role:
+                role, secret = password_role
+                literal = secret.replace("'", "''")
+                run("psql", "-h", str(root), "-p", str(port), "-U", user, "-d", "postgres", "-v", "ON_ERROR_STOP=1",
+                    "-c", f"CREATE ROLE \"{role}\" LOGIN PASSWORD '{literal}'")  # fmt: skip
+                owner = ["-O", role]
             for database in databases:
-                run("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", user, database)
-            yield PostgresServer(port=port, user=user)
+                run("createdb", "-h", str(root), "-p", str(port), "-U", user, *owner, database)
+            yield PostgresServer(port=port, user=user, password_role=password_role)
         finally:
             run("pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop")
     except subprocess.CalledProcessError as error:

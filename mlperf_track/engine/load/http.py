@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mlperf_track.errors import ConfigError, MeasurementError
+from mlperf_track.secrets import mask_url
 
 #: Request bodies the MLflow scoring server accepts that this client can build.
 BODY_FORMATS = ("inputs", "dataframe_split", "instances")
@@ -166,13 +167,13 @@ class HttpInference:
             data = response.read()
         except TimeoutError as error:
             self._reset()
-            raise RequestError("timeout", f"no answer from {self.url} within {self.timeout_s:g} s") from error
+            raise RequestError("timeout", f"no answer from {mask_url(self.url)} within {self.timeout_s:g} s") from error
         except (OSError, http.client.HTTPException) as error:
             self._reset()
-            raise RequestError("connection", f"{self.url}: {type(error).__name__}: {error}") from error
+            raise RequestError("connection", f"{mask_url(self.url)}: {type(error).__name__}: {error}") from error
         if response.status >= 400:
             detail = data[:200].decode("utf-8", "replace")
-            raise RequestError("http", f"HTTP {response.status} from {self.url}: {detail}", response.status)
+            raise RequestError("http", f"HTTP {response.status} from {mask_url(self.url)}: {detail}", response.status)
         return data
 
     def close(self) -> None:
