@@ -174,17 +174,25 @@ class ModelServer:
         )
 
     def stop(self) -> None:
-        """Stop the server's process group (SIGTERM, SIGKILL after 15 s)."""
+        """Stop the server's process group (SIGTERM, SIGKILL after 15 s) and wait until its port is free.
+
+        uvicorn's worker processes share the listening socket and may outlive the master by a moment, so the
+        leader's exit alone does not mean the port can be used again.
+        """
         process = self.process
-        if process is not None and process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
+        if process is not None:
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
+            if not _port_released(self.port, timeout_s=15):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=15)
+                if not _port_released(self.port, timeout_s=15):
+                    logger.warning("port %d is still in use after the model server was stopped", self.port)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=1)
         self.process = None
         if self._tmp is not None:
             self._tmp.cleanup()
@@ -225,3 +233,16 @@ def input_rows(model_uri: str, count: int = 16) -> tuple[tuple[Any, ...], tuple[
     array = np.asarray(example)
     rows = tuple(array.tolist()) if array.ndim > 1 else (array.tolist(),)
     return rows[:count], ()
+
+
+def _port_released(port: int, timeout_s: float) -> bool:
+    """Wait until nothing listens on ``port`` (as :func:`check_port_free` sees it); whether it was within time."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            check_port_free(port)
+            return True
+        except ConfigError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
