@@ -22,17 +22,14 @@ from typing import Any
 
 from mlperf_track.errors import ExportError, MissingDependencyError
 from mlperf_track.models.artifact import ModelArtifact
-from mlperf_track.options import OptionSpec
 from mlperf_track.variants.base import Variant, VariantContext
-from mlperf_track.variants.calibration import calibration_batches
+from mlperf_track.variants.calibration import CALIBRATION_SAMPLES_OPTION, calibration_batches, calibration_samples
 from mlperf_track.variants.common import copy_module, derive, example_input
 from mlperf_track.variants.memo import memoized
-from mlperf_track.variants.options import option_int
 from mlperf_track.variants.quantize_ort import INPUT_NAME, OPSET, export_onnx
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CALIBRATION_SAMPLES = 256
 #: Packages the recipe imports (NNCF's ONNX backend collects statistics with onnxruntime).
 _PACKAGES = ("nncf", "openvino", "onnx", "onnxscript", "onnxruntime")
 
@@ -62,15 +59,7 @@ class NncfInt8Variant(Variant):
     """
 
     name = "quantized_int8_nncf"
-    accepted_options = (
-        OptionSpec(
-            "calibration_samples",
-            "training images used for calibration",
-            "int",
-            low=1,
-            default=str(DEFAULT_CALIBRATION_SAMPLES),
-        ),
-    )
+    accepted_options = (CALIBRATION_SAMPLES_OPTION,)
     extra = "openvino"
     pinned_precision = "int8"
     pinned_runtime = "openvino"
@@ -89,7 +78,7 @@ class NncfInt8Variant(Variant):
         """Export the baseline, quantize it with NNCF, return the Q/DQ file (``module`` is ``None``)."""
         if find_spec("nncf") is None:
             raise MissingDependencyError("nncf", "openvino", "NNCF int8 quantization")
-        samples = option_int(context.options, "calibration_samples", DEFAULT_CALIBRATION_SAMPLES, minimum=1)
+        samples = calibration_samples(context)
         module = copy_module(baseline, self.name)
         work_dir = context.work_dir or Path(tempfile.mkdtemp(prefix="mlperf_track-nncf-"))
         fp32_path = export_onnx(module, example_input(baseline, 2), work_dir / f"{self.name}-fp32.onnx")
