@@ -132,6 +132,11 @@ VALID_TAG: Final = "valid"
 VALID_REASONS_TAG: Final = "valid.reasons"
 #: Tag (on the model and its runs): the files loaded with loaders that can run code (``--trust-pickle``).
 UNSAFE_LOAD_TAG: Final = "model.unsafe_load"
+#: Tag (on a retrained variant and its runs): ``true`` when its weights came from the on-disk variant cache
+#: (its ``variant.train_*`` tags then describe the training run that made them), ``false`` when built now.
+VARIANT_CACHED_TAG: Final = "variant.cached"
+#: Tag: the key of the retrained variant's cache file (everything that changes its weights, hashed).
+VARIANT_CACHE_KEY_TAG: Final = "variant.cache_key"
 
 LATENCY_KEYS: Final = (
     LATENCY_P50,

@@ -198,6 +198,7 @@ class BenchmarkSession:
                 epochs=self.config.epochs,
                 options=self.config.option_dict,
                 work_dir=self.files.variant_dir(name),
+                cache_dir=self.config.cache_dir,
             )
             logger.info("building variant %s", name)
             try:

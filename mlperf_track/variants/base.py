@@ -29,6 +29,8 @@ class VariantContext:
         epochs: Epochs for any (re)training the recipe does, or ``None``: until its holdout top-1 stops improving.
         options: Recipe parameters as given by the user (``ratio``, ``temperature``, ``student``, ...).
         work_dir: A directory for files the recipe writes (ONNX models, checkpoints).
+        cache_dir: Root of the on-disk cache: recipes that train keep their weights under
+            ``cache_dir/variants`` (:mod:`~mlperf_track.variants.variant_cache`); ``None``: nothing is cached.
     """
 
     device: str
@@ -38,6 +40,7 @@ class VariantContext:
     epochs: int | None = 1
     options: Mapping[str, str] = field(default_factory=dict)
     work_dir: Path | None = None
+    cache_dir: Path | None = None
 
 
 class Variant(ABC):

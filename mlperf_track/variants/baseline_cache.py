@@ -7,11 +7,7 @@ Files live under ``cache_dir/baselines/<model>-<key>.pt`` and hold the state dic
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
-import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +18,13 @@ from mlperf_track.data.base import DatasetSplits
 from mlperf_track.models.base import LoadedModel
 from mlperf_track.training.config import TrainConfig
 from mlperf_track.training.early_stopping import STOP_TIME_CAP, StoppingRule
+from mlperf_track.variants.weights_cache import (
+    digest,
+    entry_path,
+    load_into,
+    model_identity,
+    write_entry,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +45,7 @@ def cache_key(
     """A hex digest of everything that changes the trained weights (the stopping rule included)."""
     parts = {
         "version": CACHE_VERSION,
-        "model": loaded.name,
-        "source": loaded.source,
-        "weights": loaded.weights,
-        "weights_sha": weights_fingerprint(loaded.module),
+        **model_identity(loaded),
         "dataset": data.name,
         "train_size": _size(data.train),
         "holdout_size": _size(data.holdout),
@@ -57,40 +57,24 @@ def cache_key(
         "stopping": rule.to_dict() if rule is not None else None,
         "torch": torch.__version__,
     }
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    return digest(parts)
 
 
 def _size(dataset: object) -> int | None:
     return len(dataset) if dataset is not None else None  # type: ignore[arg-type]
 
 
-def weights_fingerprint(module: nn.Module) -> str:
-    """SHA-256 of the module's state (names, shapes and values), so two files with one name never collide."""
-    digest = hashlib.sha256()
-    for name, tensor in module.state_dict().items():
-        digest.update(name.encode())
-        digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
 def cache_path(cache_dir: Path, name: str, key: str) -> Path:
     """``cache_dir/baselines/<name>-<key>.pt``, the name made safe for a file system."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:60]
-    return Path(cache_dir) / "baselines" / f"{safe}-{key}.pt"
+    return entry_path(cache_dir, "baselines", name, key)
 
 
 def load_cached(module: nn.Module, path: Path) -> dict[str, Any] | None:
-    """Load the cached weights into ``module`` and return the training facts, or ``None`` (missing, unreadable)."""
-    if not path.is_file():
+    """Load the cached weights into ``module`` and return the training facts, or ``None`` (missing, unreadable,
+    not fitting the model)."""
+    meta = load_into(module, path, "baseline")
+    if meta is None:
         return None
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        module.load_state_dict(saved["state_dict"])
-    except Exception as error:  # torch.load raises many types (UnpicklingError, EOFError, ...): retrain
-        logger.warning("ignoring unreadable cached baseline %s: %s", path, error)
-        return None
-    meta = dict(saved["meta"])
     logger.info("loaded the trained baseline from the cache: %s", path)
     if meta.get("stop_reason") == STOP_TIME_CAP:
         logger.warning(
@@ -102,7 +86,4 @@ def load_cached(module: nn.Module, path: Path) -> dict[str, Any] | None:
 
 def save_cached(module: nn.Module, meta: dict[str, Any], path: Path) -> None:
     """Write the state dict and ``meta`` atomically: a concurrent reader sees the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save({"state_dict": module.state_dict(), "meta": meta}, temporary)
-    os.replace(temporary, path)
+    write_entry(module, meta, path)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 
 import torch
+from torch import nn
 
 from mlperf_track.errors import ConfigError
 from mlperf_track.models.artifact import ModelArtifact
@@ -22,7 +23,9 @@ from mlperf_track.variants.base import Variant, VariantContext
 from mlperf_track.variants.common import copy_module, count_params, derive
 from mlperf_track.variants.memo import memoized
 from mlperf_track.variants.options import option_float, option_str
-from mlperf_track.variants.retrain import budget_tags, option_epochs, retrain_plan
+from mlperf_track.variants.retrain import RetrainPlan, budget_tags, option_epochs, retrain_plan
+from mlperf_track.variants.variant_cache import variant_cache
+from mlperf_track.variants.weights_cache import model_identity
 
 logger = logging.getLogger(__name__)
 
@@ -87,17 +90,53 @@ class DistilledVariant(Variant):
         default_epochs = None if context.epochs is None else max(context.epochs, 1)
         epochs = option_epochs(context.options, "distill_epochs", default_epochs, minimum=1)
         plan = retrain_plan(context, epochs, "distillation")
-        teacher = copy_module(baseline, self.name)
         try:
-            student = load_model(student_name).module
+            loaded_student = load_model(student_name)
         except ConfigError as error:
             raise ConfigError(
                 "student", student_name, "a model name (see mlperf-track bench --model)", str(error)
             ) from error
+        student = loaded_student.module
         assert context.data.num_classes is not None  # labelled_train checked it
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(context.seed)
             replace_classifier(student, context.data.num_classes)
+        settings = {
+            "student": model_identity(loaded_student),  # its weights with the new head: the seed is in them
+            "temperature": temperature,
+            "alpha": alpha,
+            "distill_epochs": epochs,
+        }
+        cache = variant_cache(self.name, baseline, context, settings)
+        tags = cache.load(student)
+        if tags is None:
+            trained = self._train(
+                student,
+                baseline,
+                context,
+                plan=plan,
+                student_name=student_name,
+                temperature=temperature,
+                alpha=alpha,
+            )
+            tags = cache.save(student, trained)
+        artifact = derive(baseline, self.name, student.eval(), tags)
+        artifact.name = f"{baseline.name}-distilled-{student_name}"
+        return artifact
+
+    def _train(
+        self,
+        student: nn.Module,
+        baseline: ModelArtifact,
+        context: VariantContext,
+        *,
+        plan: RetrainPlan,
+        student_name: str,
+        temperature: float,
+        alpha: float,
+    ) -> dict[str, str]:
+        """Distill (a copy of) the baseline into ``student`` in place; returns the artifact tags of the run."""
+        teacher = copy_module(baseline, self.name)
         student_params, teacher_params = count_params(student), count_params(teacher)
         smaller = student_params < teacher_params
         if not smaller:
@@ -119,7 +158,7 @@ class DistilledVariant(Variant):
             holdout=plan.holdout,
             rule=plan.rule,
         )
-        tags = {
+        return {
             "distill.student": student_name,
             "distill.teacher": baseline.name,
             "distill.student_params": str(student_params),
@@ -131,6 +170,3 @@ class DistilledVariant(Variant):
             "distill.train_s": f"{result.seconds:.2f}",
             **budget_tags(baseline.tags, result),
         }
-        artifact = derive(baseline, self.name, student.eval(), tags)
-        artifact.name = f"{baseline.name}-distilled-{student_name}"
-        return artifact

@@ -18,6 +18,7 @@ from mlperf_track.variants.base import Variant, VariantContext
 from mlperf_track.variants.common import copy_module, count_params, derive, example_input
 from mlperf_track.variants.memo import memoized
 from mlperf_track.variants.prune_common import PRUNING_OPTIONS, fine_tune_epochs, head_layer, pruning_ratio, recover
+from mlperf_track.variants.variant_cache import variant_cache
 
 logger = logging.getLogger(__name__)
 
@@ -76,11 +77,13 @@ class StructuredPruneVariant(Variant):
 
     @memoized
     def build(self, baseline: ModelArtifact, context: VariantContext) -> ModelArtifact:
-        """Prune a copy of the baseline."""
+        """Prune a copy of the baseline (or load the fine-tuned weights from the variant cache)."""
         ratio = pruning_ratio(context)
         epochs = fine_tune_epochs(context)
         module = copy_module(baseline, self.name)
         params_before, channels_before = count_params(module), conv_channels(module)
+        # Pruning is deterministic (group L1 magnitudes of the same weights) and cheap: it rebuilds the structure
+        # the cached weights were trained in; the cache checks every tensor's shape before loading.
         prune_channels(module, example_input(baseline, 1), ratio)
         params_after, channels_after = count_params(module), conv_channels(module)
         logger.info(
@@ -91,7 +94,11 @@ class StructuredPruneVariant(Variant):
             channels_before,
             channels_after,
         )
-        _, recovery_tags = recover(module, context, epochs, self.name, baseline.tags)
+        cache = variant_cache(self.name, baseline, context, {"ratio": ratio, "fine_tune_epochs": epochs})
+        cached = cache.load(module)
+        if cached is not None:
+            return derive(baseline, self.name, module.eval(), cached)
+        result, recovery_tags = recover(module, context, epochs, self.name, baseline.tags)
         tags = {
             "prune.method": "structured channel pruning (torch-pruning MetaPruner, group L1 magnitude)",
             "prune.ratio": f"{ratio:g}",
@@ -101,4 +108,6 @@ class StructuredPruneVariant(Variant):
             "prune.conv_channels_after": str(channels_after),
             **recovery_tags,
         }
+        if result is not None:
+            tags = cache.save(module, tags)
         return derive(baseline, self.name, module.eval(), tags)

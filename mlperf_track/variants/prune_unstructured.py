@@ -20,6 +20,7 @@ from mlperf_track.variants.base import Variant, VariantContext
 from mlperf_track.variants.common import copy_module, derive
 from mlperf_track.variants.memo import memoized
 from mlperf_track.variants.prune_common import PRUNING_OPTIONS, fine_tune_epochs, head_layer, pruning_ratio, recover
+from mlperf_track.variants.variant_cache import variant_cache
 
 
 def weight_sparsity(layers: Sequence[nn.Module]) -> float:
@@ -47,7 +48,7 @@ class UnstructuredPruneVariant(Variant):
 
     @memoized
     def build(self, baseline: ModelArtifact, context: VariantContext) -> ModelArtifact:
-        """Prune a copy of the baseline."""
+        """Prune a copy of the baseline (or load the pruned, fine-tuned weights from the variant cache)."""
         ratio = pruning_ratio(context)
         epochs = fine_tune_epochs(context)
         module = copy_module(baseline, self.name)
@@ -55,9 +56,14 @@ class UnstructuredPruneVariant(Variant):
         layers = [layer for layer in module.modules() if isinstance(layer, nn.Conv2d | nn.Linear) and layer is not head]
         if not layers:
             raise UnsupportedError("variant", self.name, hint=f"{baseline.name} has no Conv2d/Linear layers to prune")
+        cache = variant_cache(self.name, baseline, context, {"ratio": ratio, "fine_tune_epochs": epochs})
+        # The pruned model keeps the baseline's structure (the zeros are stored densely): load into the copy.
+        cached = cache.load(module)
+        if cached is not None:
+            return derive(baseline, self.name, module.eval(), cached)
         targets = [(layer, "weight") for layer in layers]
         prune.global_unstructured(targets, pruning_method=prune.L1Unstructured, amount=ratio)
-        _, recovery_tags = recover(module, context, epochs, self.name, baseline.tags)
+        result, recovery_tags = recover(module, context, epochs, self.name, baseline.tags)
         for layer, parameter in targets:
             prune.remove(layer, parameter)
         module.eval()
@@ -69,4 +75,6 @@ class UnstructuredPruneVariant(Variant):
             **recovery_tags,
             "prune.speedup": "none expected: zeros are stored densely and dense kernels skip nothing",
         }
+        if result is not None:  # only a fine-tune is worth keeping: pruning alone takes a moment
+            tags = cache.save(module, tags)
         return derive(baseline, self.name, module, tags)

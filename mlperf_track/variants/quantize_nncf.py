@@ -24,9 +24,9 @@ from mlperf_track.errors import ExportError, MissingDependencyError
 from mlperf_track.models.artifact import ModelArtifact
 from mlperf_track.variants.base import Variant, VariantContext
 from mlperf_track.variants.calibration import CALIBRATION_SAMPLES_OPTION, calibration_batches, calibration_samples
-from mlperf_track.variants.common import copy_module, derive, example_input
+from mlperf_track.variants.common import derive
 from mlperf_track.variants.memo import memoized
-from mlperf_track.variants.quantize_ort import INPUT_NAME, OPSET, export_onnx
+from mlperf_track.variants.quantize_ort import INPUT_NAME, OPSET, baseline_onnx
 
 logger = logging.getLogger(__name__)
 
@@ -79,9 +79,9 @@ class NncfInt8Variant(Variant):
         if find_spec("nncf") is None:
             raise MissingDependencyError("nncf", "openvino", "NNCF int8 quantization")
         samples = calibration_samples(context)
-        module = copy_module(baseline, self.name)
         work_dir = context.work_dir or Path(tempfile.mkdtemp(prefix="mlperf_track-nncf-"))
-        fp32_path = export_onnx(module, example_input(baseline, 2), work_dir / f"{self.name}-fp32.onnx")
+        work_dir.mkdir(parents=True, exist_ok=True)
+        fp32_path = baseline_onnx(baseline, context, self.name)
         batches, source = calibration_batches(context, baseline.input_shape, samples)
         logger.info("NNCF int8: calibrating %s on %d %s images", baseline.name, samples, source)
         output = quantize_with_nncf(fp32_path, work_dir / f"{self.name}.onnx", batches)

@@ -16,11 +16,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
-import json
 import logging
-import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -41,8 +37,8 @@ from mlperf_track.training.text import (
     train_text_model,
 )
 from mlperf_track.variants.baseline import PreparedBaseline
-from mlperf_track.variants.baseline_cache import weights_fingerprint
 from mlperf_track.variants.options import option_float, option_int
+from mlperf_track.variants.weights_cache import digest, entry_path, load_into, model_identity, write_entry
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +125,7 @@ def prepare_text_baseline(
         logger.info("text baseline %s is used as loaded (%s)", loaded.name, reason)
         return PreparedBaseline(text_artifact(loaded, module, data.seq_len, _tags(loaded, facts)), facts, cached=False)
     key = _cache_key(loaded, data, config, device)
-    path = Path(cache_dir) / "baselines" / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', loaded.name)[:60]}-text-{key}.pt"
+    path = entry_path(Path(cache_dir), "baselines", f"{loaded.name}-text", key)
     meta = _load(module, path)
     cached = meta is not None
     if meta is None:
@@ -138,7 +134,7 @@ def prepare_text_baseline(
             module, data.train, data.holdout, config, loss_fn=loss, device=device, description=f"train {loaded.name}"
         )
         meta = _meta(result)
-        _save(module, meta, path)
+        write_entry(module, meta, path)
     if meta["stop_reason"] == STOP_TIME_CAP:
         logger.warning(
             "text baseline %s stopped at the training time cap (step %d) before its holdout loss settled: quality "
@@ -181,10 +177,7 @@ def _cache_key(loaded: LoadedTextModel, data: TextDataset, config: TextTrainConf
 
     parts = {
         "version": CACHE_VERSION,
-        "model": loaded.name,
-        "source": loaded.source,
-        "weights": loaded.weights,
-        "weights_sha": weights_fingerprint(loaded.module),
+        **model_identity(loaded),
         "dataset": data.name,
         "tokenizer": data.tokenizer,
         "sizes": [len(split) for split in (data.train, data.holdout, data.val) if split is not None],  # type: ignore[arg-type]
@@ -195,24 +188,11 @@ def _cache_key(loaded: LoadedTextModel, data: TextDataset, config: TextTrainConf
         "torch": torch.__version__,
         "transformers": transformers.__version__,
     }
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    return digest(parts)
 
 
 def _load(module: nn.Module, path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        module.load_state_dict(saved["state_dict"])
-    except Exception as error:  # torch.load raises many types: retrain
-        logger.warning("ignoring unreadable cached text baseline %s: %s", path, error)
-        return None
-    logger.info("loaded the trained text baseline from the cache: %s", path)
-    return dict(saved["meta"])
-
-
-def _save(module: nn.Module, meta: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save({"state_dict": module.state_dict(), "meta": meta}, temporary)
-    os.replace(temporary, path)  # atomic: a concurrent reader sees the old file or the new one
+    meta = load_into(module, path, "text baseline")
+    if meta is not None:
+        logger.info("loaded the trained text baseline from the cache: %s", path)
+    return meta

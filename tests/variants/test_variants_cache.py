@@ -1,0 +1,270 @@
+"""The on-disk cache of retrained variants: hit, miss, key, unreadable or mismatched files, tensors only."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from mlperf_track import metrics
+from mlperf_track.models.artifact import ModelArtifact
+from mlperf_track.variants import memo
+from mlperf_track.variants.base import VariantContext
+from mlperf_track.variants.registry import get_variant
+from mlperf_track.variants.variant_cache import FOLDER, variant_key
+from mlperf_track.variants.weights_cache import read_entry, write_entry
+
+RETRAINING = ["pruned_unstructured", "pruned_structured", "distilled"]
+STUDENT = {"student": "tinycnn"}
+
+
+@pytest.fixture(autouse=True)
+def _forget() -> None:
+    memo.forget_all()  # every build below must go through the disk cache, not the in-process memo
+
+
+def _context(make_context: Callable[..., VariantContext], cache: Path | None, name: str, **options: str) -> VariantContext:
+    extra = STUDENT if name == "distilled" else {}
+    return dataclasses.replace(make_context(**extra, **options), cache_dir=cache)
+
+
+def _build(name: str, baseline: ModelArtifact, context: VariantContext) -> ModelArtifact:
+    memo.forget_all()
+    torch.manual_seed(123)  # any randomness the build forgot to seed would show as a different result
+    return get_variant(name).build(baseline, context)
+
+
+def _files(cache: Path) -> list[Path]:
+    return sorted((cache / FOLDER).glob("*.pt"))
+
+
+def _no_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail if anything trains (a hit must not)."""
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("trained on a cache hit")
+
+    monkeypatch.setattr("mlperf_track.variants.prune_common.fine_tune", refuse)
+    monkeypatch.setattr("mlperf_track.variants.distill.distill", refuse)
+
+
+def _same_weights(first: ModelArtifact, second: ModelArtifact) -> bool:
+    assert first.module is not None and second.module is not None
+    one, two = first.module.state_dict(), second.module.state_dict()
+    return one.keys() == two.keys() and all(torch.equal(one[key], two[key]) for key in one)
+
+
+@pytest.mark.parametrize("name", RETRAINING)
+def test_second_build_loads_the_trained_weights_without_training(
+    name: str,
+    tiny_baseline: ModelArtifact,
+    make_context: Callable[..., VariantContext],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    context = _context(make_context, tmp_path, name)
+    first = _build(name, tiny_baseline, context)
+    assert first.tags[metrics.VARIANT_CACHED_TAG] == "false"
+    assert len(_files(tmp_path)) == 1
+
+    _no_training(monkeypatch)
+    second = _build(name, tiny_baseline, context)
+    assert second.tags[metrics.VARIANT_CACHED_TAG] == "true"
+    assert second.tags[metrics.VARIANT_CACHE_KEY_TAG] == first.tags[metrics.VARIANT_CACHE_KEY_TAG]
+    assert _same_weights(first, second)
+    assert second.name == first.name and second.module is not None and not second.module.training
+    # The training facts of the run that made the weights come with them.
+    for key in ("variant.train_epochs", "variant.train_s", "variant.train_stop"):
+        assert second.tags[key] == first.tags[key]
+    images = torch.randn(2, *tiny_baseline.input_shape)
+    assert first.module is not None
+    with torch.inference_mode():
+        assert torch.equal(first.module(images), second.module(images))
+
+
+def test_structured_pruning_round_trip_rebuilds_the_smaller_structure(
+    tiny_baseline: ModelArtifact, make_context: Callable[..., VariantContext], tmp_path: Path
+) -> None:
+    context = _context(make_context, tmp_path, "pruned_structured", ratio="0.25")
+    first = _build("pruned_structured", tiny_baseline, context)
+    second = _build("pruned_structured", tiny_baseline, context)
+    assert second.tags[metrics.VARIANT_CACHED_TAG] == "true"
+    assert first.module is not None and second.module is not None and tiny_baseline.module is not None
+    channels = [layer.out_channels for layer in second.module.modules() if isinstance(layer, nn.Conv2d)]
+    baseline_channels = [layer.out_channels for layer in tiny_baseline.module.modules() if isinstance(layer, nn.Conv2d)]
+    assert channels == [layer.out_channels for layer in first.module.modules() if isinstance(layer, nn.Conv2d)]
+    assert sum(channels) < sum(baseline_channels)
+    assert _same_weights(first, second)
+    assert second.tags["prune.params_after"] == first.tags["prune.params_after"]
+
+
+@pytest.mark.parametrize(
+    ("first_options", "second_options"),
+    [({"ratio": "0.5"}, {"ratio": "0.25"}), ({"fine_tune_epochs": "1"}, {"fine_tune_epochs": "2"})],
+)
+def test_what_changes_the_weights_changes_the_key(
+    first_options: dict[str, str],
+    second_options: dict[str, str],
+    tiny_baseline: ModelArtifact,
+    make_context: Callable[..., VariantContext],
+    tmp_path: Path,
+) -> None:
+    first = _build("pruned_unstructured", tiny_baseline, _context(make_context, tmp_path, "x", **first_options))
+    second = _build("pruned_unstructured", tiny_baseline, _context(make_context, tmp_path, "x", **second_options))
+    assert second.tags[metrics.VARIANT_CACHED_TAG] == "false"
+    assert first.tags[metrics.VARIANT_CACHE_KEY_TAG] != second.tags[metrics.VARIANT_CACHE_KEY_TAG]
+    assert len(_files(tmp_path)) == 2
+
+
+def test_key_covers_source_weights_seed_epochs_and_data(
+    tiny_baseline: ModelArtifact, make_context: Callable[..., VariantContext], tmp_path: Path
+) -> None:
+    context = _context(make_context, tmp_path, "x")
+    settings = {"ratio": 0.5}
+    key = variant_key("pruned_unstructured", tiny_baseline, context, settings)
+    assert key == variant_key("pruned_unstructured", tiny_baseline, context, dict(settings))
+    assert tiny_baseline.module is not None
+    other = dataclasses.replace(tiny_baseline, module=_perturbed(tiny_baseline.module))
+    changed = [
+        variant_key("pruned_structured", tiny_baseline, context, settings),
+        variant_key("pruned_unstructured", other, context, settings),
+        variant_key("pruned_unstructured", tiny_baseline, dataclasses.replace(context, seed=1), settings),
+        variant_key("pruned_unstructured", tiny_baseline, dataclasses.replace(context, epochs=None), settings),
+        variant_key("pruned_unstructured", tiny_baseline, dataclasses.replace(context, image_size=32), settings),
+        variant_key("pruned_unstructured", tiny_baseline, context, {"ratio": 0.4}),
+        variant_key(
+            "pruned_unstructured",
+            tiny_baseline,
+            dataclasses.replace(context, data=dataclasses.replace(context.data, name="other")),
+            settings,
+        ),
+    ]
+    assert key not in changed and len(set(changed)) == len(changed)
+
+
+def _perturbed(module: nn.Module) -> nn.Module:
+    import copy
+
+    changed = copy.deepcopy(module)
+    with torch.no_grad():
+        next(changed.parameters()).view(-1)[0] += 1e-3
+    return changed
+
+
+def test_unreadable_file_is_ignored_retrained_and_rewritten(
+    tiny_baseline: ModelArtifact,
+    make_context: Callable[..., VariantContext],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    context = _context(make_context, tmp_path, "pruned_unstructured")
+    first = _build("pruned_unstructured", tiny_baseline, context)
+    (path,) = _files(tmp_path)
+    path.write_bytes(path.read_bytes()[:100])  # a truncated write
+    with caplog.at_level(logging.WARNING):
+        second = _build("pruned_unstructured", tiny_baseline, context)
+    assert second.tags[metrics.VARIANT_CACHED_TAG] == "false"
+    assert "unreadable" in caplog.text and path.name in caplog.text
+    assert read_entry(path, "test") is not None  # rewritten whole
+    assert _same_weights(first, second)  # the fine-tune is seeded: the same weights again
+
+
+def test_file_that_does_not_fit_the_structure_falls_back_to_training(
+    tiny_baseline: ModelArtifact,
+    make_context: Callable[..., VariantContext],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    context = _context(make_context, tmp_path, "pruned_structured")
+    first = _build("pruned_structured", tiny_baseline, context)
+    (path,) = _files(tmp_path)
+    assert tiny_baseline.module is not None
+    _, meta = read_entry(path, "test") or ({}, {})
+    write_entry(tiny_baseline.module, meta, path)  # the unpruned baseline's shapes under the pruned key
+    with caplog.at_level(logging.WARNING):
+        second = _build("pruned_structured", tiny_baseline, context)
+    assert second.tags[metrics.VARIANT_CACHED_TAG] == "false"
+    assert "does not fit" in caplog.text
+    assert _same_weights(first, second)
+    third = _build("pruned_structured", tiny_baseline, context)
+    assert third.tags[metrics.VARIANT_CACHED_TAG] == "true"
+
+
+class _Payload:
+    """Anything but tensors: unpickling it would run code from the file."""
+
+
+def test_files_holding_other_objects_are_refused(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "entry.pt"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "meta": {"tags": _Payload()}}, path)
+    with caplog.at_level(logging.WARNING):
+        assert read_entry(path, "variant") is None
+    assert "unreadable" in caplog.text
+
+
+def test_concurrent_writers_leave_one_whole_file(tmp_path: Path) -> None:
+    path = tmp_path / FOLDER / "model-key.pt"
+    modules = [nn.Linear(64, 64) for _ in range(4)]
+    threads = [
+        threading.Thread(target=write_entry, args=(module, {"tags": {"n": str(index)}}, path))
+        for index, module in enumerate(modules)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    entry = read_entry(path, "test")
+    assert entry is not None
+    state, meta = entry
+    written = modules[int(meta["tags"]["n"])].state_dict()
+    assert all(torch.equal(state[key], written[key]) for key in written)
+    assert [file.name for file in path.parent.iterdir()] == [path.name]  # no temporary file left
+
+
+def test_without_a_cache_dir_nothing_is_written_or_tagged(
+    tiny_baseline: ModelArtifact, make_context: Callable[..., VariantContext], tmp_path: Path
+) -> None:
+    artifact = _build("pruned_unstructured", tiny_baseline, _context(make_context, None, "x"))
+    assert metrics.VARIANT_CACHED_TAG not in artifact.tags
+    assert not (tmp_path / FOLDER).exists()
+
+
+def test_no_fine_tune_writes_no_file(
+    tiny_baseline: ModelArtifact, make_context: Callable[..., VariantContext], tmp_path: Path
+) -> None:
+    _build("pruned_structured", tiny_baseline, _context(make_context, tmp_path, "x", fine_tune_epochs="0"))
+    assert _files(tmp_path) == []
+
+
+@pytest.mark.parametrize("name", ["quantized_int8_ort", "quantized_int8_nncf"])
+def test_int8_recipes_quantize_the_runtimes_cached_export(
+    name: str,
+    tiny_baseline: ModelArtifact,
+    make_context: Callable[..., VariantContext],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("onnxruntime")
+    if name.endswith("nncf"):
+        pytest.importorskip("nncf")
+    from mlperf_track.runtimes.onnx_export import typed_onnx
+
+    context = _context(make_context, tmp_path, name)
+    first = _build(name, tiny_baseline, context)
+    onnx_dir = tmp_path / "runtimes" / "onnx"
+    (export,) = onnx_dir.glob("*.onnx")
+    # The file the onnxruntime/openvino runtimes look up for the baseline is this one: no second export.
+    assert typed_onnx(tiny_baseline, "fp32", onnx_dir) == export
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("exported the baseline again")
+
+    monkeypatch.setattr(torch.onnx, "export", refuse)
+    second = _build(name, tiny_baseline, context)
+    assert first.onnx_path is not None and second.onnx_path is not None and second.onnx_path.is_file()
