@@ -47,11 +47,21 @@ def test_gate_scores_a_quiet_machine(gate: ModuleType) -> None:
     a_runs = [_run(gate, 10.0, seed) for seed in range(4)]
     b_runs = [_run(gate, 11.0, 100 + seed) for seed in range(4)]
     scores = {score.mode: score for score in gate.score(a_runs, b_runs, noise_floor=0.01)}
-    assert set(scores) == {"plain", "noise floor", "replicates"}
-    assert scores["noise floor"].aa_pairs == 12 and scores["noise floor"].ab_pairs == 16
-    assert scores["noise floor"].false_alarms <= 0.05 and scores["noise floor"].detection == 1.0
-    assert scores["replicates"].detection == 1.0
-    assert gate._verdict(scores["noise floor"]) == "meets both targets"
+    assert set(scores) == {"threshold-only", "recorded floor", "replicates", "replicates + floor"}
+    assert scores["recorded floor"].aa_pairs == 12 and scores["recorded floor"].ab_pairs == 16
+    assert scores["recorded floor"].false_alarms <= 0.05 and scores["recorded floor"].detection == 1.0
+    assert scores["replicates"].detection == 1.0 and scores["replicates + floor"].detection == 1.0
+    assert gate._verdict(scores["recorded floor"]) == "meets both targets"
+    text = gate.render(list(scores.values()), a_runs, b_runs, 0.01, "t")
+    assert "noise floor given with --noise-floor (taken as known): 1.00%" in text and "/12 pairs" in text
+
+
+def test_gate_refuses_too_few_runs(gate: ModuleType) -> None:
+    with pytest.raises(SystemExit):
+        gate._parse(["--calibration-runs", "4"])
+    with pytest.raises(SystemExit):
+        gate._parse(["--runs", "4"])
+    assert gate._parse(["--quick"]).runs == 3
 
 
 def test_gate_verdict_names_each_miss(gate: ModuleType) -> None:
