@@ -80,11 +80,16 @@ def test_min_duration_summary(min_duration: ModuleType) -> None:
     assert "| 0.5 | 2 |" in min_duration.render(list(rows.values()), "t")
 
 
-def test_fidelity_verdict_says_when_noise_hides_the_answer(fidelity: ModuleType) -> None:
-    config = fidelity.Config("cpu", "m", 32, 1)
-    steady = fidelity.Row(config, {"engine": [10.0, 10.05, 9.95], "hand": [10.1, 10.0, 10.05]})
-    assert fidelity.verdict(steady) == "ok"
-    off = fidelity.Row(config, {"engine": [11.0, 11.05, 10.95], "hand": [10.1, 10.0, 10.05]})
-    assert fidelity.verdict(off) == "out of target"
-    noisy = fidelity.Row(config, {"engine": [10.0, 13.0, 8.0], "hand": [10.0, 10.0, 10.1]})
-    assert fidelity.verdict(noisy).startswith("noise > +-3%")
+def test_min_duration_separates_processes_from_rounds(min_duration: ModuleType) -> None:
+    # two processes 10% apart, each repeating itself exactly over two rounds
+    runs = [
+        min_duration.Run(process, round_, 1.0, level, 100, 0.01)
+        for process, level in enumerate([10.0, 11.0])
+        for round_ in range(2)
+    ]
+    (row,) = min_duration.summarise(runs)
+    assert row.cv == pytest.approx(np.std(np.log([10.0, 11.0]), ddof=1))
+    assert row.within_cv == 0.0
+    assert row.pairs_over_limit == pytest.approx(0.5)  # only pairs of different processes count
+    with pytest.raises(SystemExit):
+        min_duration._parse(["--processes", "6"])
