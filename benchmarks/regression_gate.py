@@ -202,7 +202,7 @@ def _floor_line(noise_floor: RecordedFloor | float) -> str:
         smallest = detectable_change(p50, 0.05, noise_floor.runs)
         return (
             f"- noise floor (p50, sd of log over {noise_floor.runs} calibration runs in separate processes): "
-            f"{p50:.2%}; smallest slowdown it lets through as significant: {smallest:.1%}"
+            f"{p50:.2%}; smallest slowdown it calls significant: {smallest:.1%}"
         )
     return f"- noise floor given with --noise-floor (taken as known): {noise_floor:.2%}"
 
