@@ -55,5 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _describe(names: list[str]) -> str:
-    shown = ", ".join(names[:3])
-    return shown if len(names) <= 3 else f"{shown} and {len(names) - 3} more"
+    """The measured cases, once each: a ``.../<case>/samples.csv`` path names its case folder."""
+    cases = list(dict.fromkeys(Path(name).parent.name if name.endswith("samples.csv") else name for name in names))
+    shown = ", ".join(cases[:3])
+    return shown if len(cases) <= 3 else f"{shown} and {len(cases) - 3} more"

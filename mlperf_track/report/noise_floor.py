@@ -51,5 +51,5 @@ def record_noise_floor(runs: Sequence[np.ndarray], *, description: str = "") -> 
     for name in STATISTICS:
         logs = np.log([float(statistic_of(name, values)) for values in arrays])
         floors[name] = float(np.std(logs, ddof=1))
-    logger.info("noise floor over %d runs: p50 %.2f%%", len(arrays), 100 * floors["p50"])
+    logger.debug("noise floor over %d runs: p50 %.2f%%", len(arrays), 100 * floors["p50"])
     return RecordedFloor(floors, len(arrays), description)
