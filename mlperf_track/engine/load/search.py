@@ -125,6 +125,12 @@ def _floor_of(probe: Probe) -> float | None:
     return lowest_schedulable_qps(probe.result.config)
 
 
+def _verdict(probe: Probe, unschedulable: bool) -> str:
+    if probe.passed:
+        return "pass"
+    return "under the floor (too few queries before max_duration_s)" if unschedulable else "fail"
+
+
 def find_max_qps(probe_rate: Callable[[float], LoadResult], search: SearchConfig) -> SearchOutcome:
     """Search for the highest rate at which ``probe_rate(rate)`` returns a VALID Server result.
 
@@ -153,18 +159,20 @@ def find_max_qps(probe_rate: Callable[[float], LoadResult], search: SearchConfig
             probe.error = error
         probes.append(probe)
         floor = _floor_of(probe) if floor is None else floor
+        # Under the floor a run cannot issue its minimum queries: INVALID, but it says nothing about the rate.
+        unschedulable = floor is not None and rate < floor and not probe.passed
         if probe.passed:
             passing = max(rate, passing or rate)
-        else:
+        elif not unschedulable:
             failing = min(rate, failing or rate)
-        logger.info("probe %.4g queries/s: %s", rate, "pass" if probe.passed else "fail")
+        logger.info("probe %.4g queries/s: %s", rate, _verdict(probe, unschedulable))
         if passing is not None and failing is not None and failing - passing <= search.tolerance * passing:
             return outcome(passing, STOP_CONVERGED)
         if len(probes) >= search.max_probes:
             return outcome(passing, STOP_MAX_PROBES if passing else STOP_NONE_PASSED)
-        rate = _next_rate(passing, failing, rate)
+        rate = rate if unschedulable else _next_rate(passing, failing, rate)
         if floor is not None and rate < floor:
-            if failing is not None and failing <= floor:
+            if (failing is not None and failing <= floor) or floor > search.max_qps:
                 logger.warning(
                     "no rate passed down to %.4g queries/s, the lowest at which a run issues its minimum queries "
                     "before max_duration_s (raise max_duration_s to probe lower rates)",

@@ -72,3 +72,19 @@ def test_a_failing_floor_ends_the_search_there() -> None:
     assert outcome.stop_reason == STOP_NONE_PASSED and outcome.max_qps is None
     assert floor is not None and min(probe.rate for probe in outcome.probes) == pytest.approx(floor)
     assert len(outcome.probes) == 3  # 64, 32, the floor: never the impossible 16, 8, 4, ...
+
+
+def test_a_start_under_the_floor_moves_up_to_it_and_is_not_a_failing_rate() -> None:
+    # A calibration on a busy machine can start under the floor: that run is INVALID for want of queries only.
+    seen: list[LoadResult] = []
+    outcome = find_max_qps(_simulated_probe(20.0, BASE, seen), SearchConfig(start_qps=8.0, tolerance=0.1))
+    floor = lowest_schedulable_qps(BASE)
+    assert floor is not None and [probe.rate for probe in outcome.probes][:2] == [8.0, pytest.approx(floor)]
+    assert outcome.stop_reason == STOP_CONVERGED and outcome.max_qps is not None and outcome.max_qps >= floor
+    assert outcome.lowest_failing is not None and outcome.lowest_failing > floor  # 8.0 is no failing rate
+
+
+def test_a_floor_above_the_ceiling_ends_the_search() -> None:
+    seen: list[LoadResult] = []
+    outcome = find_max_qps(_simulated_probe(20.0, BASE, seen), SearchConfig(start_qps=4.0, max_qps=5.0))
+    assert outcome.stop_reason == STOP_NONE_PASSED and len(outcome.probes) == 1
