@@ -17,7 +17,7 @@ Three sections, each a table (``--markdown FILE`` appends them as a section for 
 
 Usage::
 
-    python benchmarks/serving.py                                  # the full run (about 15 min; quiet machine)
+    python benchmarks/serving.py                                  # the full run (about 25 min; quiet machine)
     python benchmarks/serving.py --quick                          # smoke run at small sizes (about 3 min)
     python benchmarks/serving.py --markdown benchmarks/RESULTS.md
 """
