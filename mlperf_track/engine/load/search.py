@@ -8,8 +8,8 @@ with the answer, so each load point can be logged.
 Halving never goes below the lowest *schedulable* rate
 (:func:`~mlperf_track.engine.load.queries.lowest_schedulable_qps`): under it, a Server run cannot issue
 LoadGen's minimum query count before ``max_duration_s`` (459 queries at p99 in 60 s: 8.4 q/s), so it is
-INVALID whatever its latency and says nothing about the rate. The search probes that floor once instead,
-and stops there when it fails.
+INVALID whatever its latency and says nothing about the rate. The search probes that floor (plus
+:data:`FLOOR_MARGIN`) once instead, and stops there when it fails.
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ STOP_CONVERGED = "converged"
 STOP_MAX_PROBES = "max_probes"
 STOP_NONE_PASSED = "none_passed"
 STOP_CEILING = "ceiling"
+#: The search probes the floor this much above it: the schedule's last query is then due ~2% before
+#: ``max_duration_s``, so a generator running a little late still issues it before the time cap.
+FLOOR_MARGIN = 1.02
 
 
 @dataclass(frozen=True)
@@ -171,15 +174,16 @@ def find_max_qps(probe_rate: Callable[[float], LoadResult], search: SearchConfig
         if len(probes) >= search.max_probes:
             return outcome(passing, STOP_MAX_PROBES if passing else STOP_NONE_PASSED)
         rate = rate if unschedulable else _next_rate(passing, failing, rate)
-        if floor is not None and rate < floor:
-            if (failing is not None and failing <= floor) or floor > search.max_qps:
+        if floor is not None and rate < floor * FLOOR_MARGIN:
+            lowest = floor * FLOOR_MARGIN
+            if (failing is not None and failing <= lowest) or lowest > search.max_qps:
                 logger.warning(
                     "no rate passed down to %.4g queries/s, the lowest at which a run issues its minimum queries "
                     "before max_duration_s (raise max_duration_s to probe lower rates)",
-                    floor,
+                    lowest,
                 )
                 return outcome(passing, STOP_NONE_PASSED)
-            rate = floor  # the lowest rate a run can be VALID at: probe it rather than an impossible one
+            rate = lowest  # the lowest rate a run can be VALID at: probe it rather than an impossible one
         if rate < search.min_qps:
             return outcome(None, STOP_NONE_PASSED)
         if rate > search.max_qps:

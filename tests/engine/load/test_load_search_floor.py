@@ -16,7 +16,13 @@ from mlperf_track.engine.load.config import LoadConfig
 from mlperf_track.engine.load.queries import lowest_schedulable_qps, poisson_schedule
 from mlperf_track.engine.load.result import LoadResult
 from mlperf_track.engine.load.run import run_load
-from mlperf_track.engine.load.search import STOP_CONVERGED, STOP_NONE_PASSED, SearchConfig, find_max_qps
+from mlperf_track.engine.load.search import (
+    FLOOR_MARGIN,
+    STOP_CONVERGED,
+    STOP_NONE_PASSED,
+    SearchConfig,
+    find_max_qps,
+)
 from mlperf_track.engine.load.synthetic import SyntheticModel
 
 BASE = LoadConfig("server", target_qps=1.0, latency_bound_ms=70.0, min_duration_s=1.0, max_duration_s=30.0, seed=0)
@@ -59,7 +65,7 @@ def test_a_search_halving_past_the_floor_probes_the_floor_and_finds_max_qps() ->
     assert floor is not None and outcome.floor_qps == pytest.approx(floor)
     assert outcome.stop_reason == STOP_CONVERGED and outcome.max_qps is not None
     assert floor <= outcome.max_qps < 32.0
-    assert min(probe.rate for probe in outcome.probes) == pytest.approx(floor)
+    assert min(probe.rate for probe in outcome.probes) == pytest.approx(floor * FLOOR_MARGIN)
     for result in seen:  # every probe issued enough queries: its verdict is about latency
         assert not any("queries issued" in reason for reason in result.invalid_reasons), result.invalid_reasons
 
@@ -70,7 +76,7 @@ def test_a_failing_floor_ends_the_search_there() -> None:
     outcome = find_max_qps(_simulated_probe(20.0, tight, seen), SearchConfig(start_qps=64.0, min_qps=0.1))
     floor = lowest_schedulable_qps(tight)
     assert outcome.stop_reason == STOP_NONE_PASSED and outcome.max_qps is None
-    assert floor is not None and min(probe.rate for probe in outcome.probes) == pytest.approx(floor)
+    assert floor is not None and min(probe.rate for probe in outcome.probes) == pytest.approx(floor * FLOOR_MARGIN)
     assert len(outcome.probes) == 3  # 64, 32, the floor: never the impossible 16, 8, 4, ...
 
 
@@ -79,7 +85,10 @@ def test_a_start_under_the_floor_moves_up_to_it_and_is_not_a_failing_rate() -> N
     seen: list[LoadResult] = []
     outcome = find_max_qps(_simulated_probe(20.0, BASE, seen), SearchConfig(start_qps=8.0, tolerance=0.1))
     floor = lowest_schedulable_qps(BASE)
-    assert floor is not None and [probe.rate for probe in outcome.probes][:2] == [8.0, pytest.approx(floor)]
+    assert floor is not None and [probe.rate for probe in outcome.probes][:2] == [
+        8.0,
+        pytest.approx(floor * FLOOR_MARGIN),
+    ]
     assert outcome.stop_reason == STOP_CONVERGED and outcome.max_qps is not None and outcome.max_qps >= floor
     assert outcome.lowest_failing is not None and outcome.lowest_failing > floor  # 8.0 is no failing rate
 
