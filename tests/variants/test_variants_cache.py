@@ -29,7 +29,9 @@ def _forget() -> None:
     memo.forget_all()  # every build below must go through the disk cache, not the in-process memo
 
 
-def _context(make_context: Callable[..., VariantContext], cache: Path | None, name: str, **options: str) -> VariantContext:
+def _context(
+    make_context: Callable[..., VariantContext], cache: Path | None, name: str, **options: str
+) -> VariantContext:
     extra = STUDENT if name == "distilled" else {}
     return dataclasses.replace(make_context(**extra, **options), cache_dir=cache)
 
