@@ -41,6 +41,11 @@ def register(subparsers: Any) -> None:
     model.add_argument("--weights", default=None)
     model.add_argument("--channels-last", action="store_true")
     model.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="runtime option")
+    parser.add_argument(
+        "--trust-pickle", nargs="?", const="true", default="false", metavar="true|false",
+        help="allow model files that can run code when loaded (pickles, TorchScript; with --serve: every model "
+        "`mlflow models serve` unpickles, such as scikit-learn and pyfunc models): only from a source you trust",
+    )  # fmt: skip
     http = parser.add_argument_group("HTTP")
     http.add_argument("--payload", default=None, help="JSON file: a list of rows, or an MLflow request body")
     http.add_argument("--request-timeout", default="30", help="seconds per request")
@@ -68,7 +73,7 @@ def register(subparsers: Any) -> None:
     scenario.add_argument("--tolerance", default="0.05", help="max_qps search: stop when the bracket is this tight")
     scenario.add_argument("--seed", default="0")
     deploy = parser.add_argument_group("deployment")
-    deploy.add_argument("--workers", default="1", help="model instances serving the queue")
+    deploy.add_argument("--workers", "--load-workers", default="1", help="model instances serving the queue")
     deploy.add_argument("--max-batch-size", default="1", help="dynamic batching: samples per call (1: off)")
     deploy.add_argument("--max-queue-delay-ms", default="0", help="dynamic batching: wait for a fuller batch")
     deploy.add_argument("--max-queue-size", default=None, help="queued requests before new ones are dropped")
@@ -95,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
     if args.serve:
         from mlperf_track.tracking.serve import ModelServer, input_rows
 
+        require_serve_trust(args.serve, trusted(args))
         port, health_timeout, workers = serve_options(args)
         server = ModelServer(args.serve, port=port, workers=workers, health_timeout_s=health_timeout)
         rows, columns = load_payload(args.payload) if args.payload else input_rows(args.serve)
@@ -110,10 +116,40 @@ def run(args: argparse.Namespace) -> int:
     return _execute(args, build_plan(args, None), output, {})
 
 
+def trusted(args: argparse.Namespace) -> bool:
+    """``--trust-pickle`` as a boolean (one-line error for anything but true/false)."""
+    from mlperf_track.cli import parsers as p
+
+    return p.boolean("--trust-pickle", args.trust_pickle)
+
+
+def require_serve_trust(model_uri: str, trust: bool) -> None:
+    """Refuse ``--serve`` without ``--trust-pickle``: the server loads the model with its flavour's loader.
+
+    ``mlflow models serve`` loads scikit-learn, pyfunc (``python_model``) and pickle-format PyTorch models by
+    unpickling them, which runs code from the model's files; it runs as this user, so the choice is the user's.
+    Telling the safe flavours apart would need the model downloaded and every flavour's loader known, so the
+    flag is required for every served model (one line, exit 2).
+
+    Raises:
+        UnsafeFileError: ``trust`` is false.
+    """
+    from mlperf_track.errors import UnsafeFileError
+    from mlperf_track.models.safety import TRUST_FLAG
+
+    if not trust:
+        raise UnsafeFileError(
+            f"refusing to serve {model_uri}: `mlflow models serve` loads it with its flavour's loader, which "
+            f"unpickles scikit-learn and pyfunc models and so can run code from the model's files; if you trust "
+            f"whoever made it, allow it with {TRUST_FLAG}"
+        )
+    logger.warning("serving %s with a loader that can run code from its files (%s given)", model_uri, TRUST_FLAG)
+
+
 def _execute(args: argparse.Namespace, plan: LoadPlan, output: Path | None, tags: dict[str, str]) -> int:
     from mlperf_track.pipeline.load_sweep import run_load_plan
 
-    printer = _Printer(output)
+    printer = LoadPrinter(output)
     if args.no_track:
         outcome = run_load_plan(plan, printer)
     else:
@@ -126,7 +162,7 @@ def _execute(args: argparse.Namespace, plan: LoadPlan, output: Path | None, tags
     return 1 if any(point.error is not None for point in outcome.points) else 0
 
 
-class _Printer(LoadListener):
+class LoadPrinter(LoadListener):
     """Prints each point as it finishes (and rewrites ``--output``, so an interrupt loses nothing measured),
     then a table and ``max_qps``."""
 

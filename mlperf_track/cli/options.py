@@ -105,6 +105,8 @@ def _option(name: str, help: str, default: str | None, commands: frozenset[str],
 
 
 TUNE = frozenset({"tune"})
+LOAD_RUN = frozenset({"run"})
+LOAD_TUNE = frozenset({"run", "tune"})
 _TUNE_BATCH_HELP = (
     "batch sizes to search: a list 1,2,4, max:N (powers of two up to N) or auto (powers of two up to 64 on cpu, "
     "512 on cuda)"
@@ -169,11 +171,37 @@ OPTIONS: tuple[CliOption, ...] = (
             kind="bool"),
     _option("max_accuracy_drop", "largest top-1 drop against the baseline a case may lose and still be named best "
             "(0.01 = 1 point; none: no limit)", "0.01", EVERY, parse=p.fraction_or_zero, accepts_none=True),
+    _option("scenario", "after the cases, serve the recommended case under load: single_stream, multi_stream, "
+            "server, offline or concurrency (MLPerf LoadGen scenarios; each load point a child run; none: no load "
+            "stage)", "none", LOAD_RUN, parse=p.scenario, accepts_none=True),
+    _option("rate", "load stage, server scenario: queries/s, a comma-separated sweep 20,40, or auto (search the "
+            "highest rate whose p99 stays under --latency-bound-ms: best/max_qps)", "auto", LOAD_RUN,
+            parse=p.positive_number_list, aliases=("rates",)),
+    _option("latency_bound_ms", "load stage: the bound in ms of the judged latency percentile (p99; p90 for "
+            "single_stream); required by the server scenario", "none", LOAD_TUNE, parse=p.positive_number,
+            accepts_none=True, command_help={"tune": "--objective max_qps: the p99 bound in ms each trial's Server "
+                                             "rate must keep (required there)"}),
+    _option("min_duration", "seconds of each load point (LoadGen: 600)", "10", LOAD_TUNE,
+            parse=p.non_negative_number, command_help={"tune": "--objective max_qps: seconds of each load point of a "
+                                                       "trial's max_qps search"}),
+    _option("concurrency", "load stage, concurrency scenario: closed-loop clients", "1", LOAD_RUN,
+            parse=p.positive_int),
+    _option("max_batch_size", "load stage: dynamic batching, the most samples one model call takes (1: off)", "1",
+            LOAD_TUNE, parse=p.positive_int_list, command_defaults={"tune": "1,4,16"},
+            command_help={"tune": "--objective max_qps: dynamic-batching max batch sizes to search"}),
+    _option("max_queue_delay_ms", "load stage: dynamic batching, the most ms a request waits for a fuller batch",
+            "0", LOAD_TUNE, parse=p.non_negative_number_list, command_defaults={"tune": "0,2,10"},
+            command_help={"tune": "--objective max_qps: queue delays in ms to search (only with a max batch size "
+                          "above 1)"}),
+    _option("load_workers", "load stage: model instances serving the queue", "1", LOAD_TUNE,
+            parse=p.positive_int_list, command_defaults={"tune": "1,2"},
+            command_help={"tune": "--objective max_qps: model instance counts to search"}),
     _option("memory_limit_mb", "peak memory limit in MiB: on cuda the process's device memory, on cpu its peak RSS",
             "none", TUNE, parse=p.positive_number, accepts_none=True),
     _option("p99_slo_ms", "p99 latency limit per batch in ms", "none", TUNE, parse=p.positive_number,
             accepts_none=True),
-    _option("objective", "throughput, latency or multi (a Pareto front)", "throughput", TUNE, parse=p.objective),
+    _option("objective", "throughput, latency, multi (a Pareto front) or max_qps (the highest Server rate under "
+            "--latency-bound-ms, searching the dynamic-batching knobs)", "throughput", TUNE, parse=p.objective),
     _option("n_trials", "trials the study holds when it ends (shared by all workers; points reused from earlier runs "
             "count)", "30", TUNE, parse=p.positive_int),
     _option("time_budget", "seconds of wall clock the study may take, preparation included; it stops at this or "
