@@ -1,4 +1,4 @@
-"""``mlperf-track run --scenario``: the recommended case served under load, each point a child of the pipeline's parent."""
+"""``mlperf-track run --scenario``: the recommended case served under load, each point a child of the parent."""
 
 from __future__ import annotations
 
@@ -40,7 +40,9 @@ def test_server_rates_are_children_of_the_pipeline_parent_with_figures(capsys: p
     runs = _runs("scenario")
     parent = next(run for run in runs if "mlflow.parentRunId" not in run.data.tags)
     children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    load_points = sorted(run.info.run_name for run in children if run.data.tags.get("mlperf_track.role") == "load_point")
+    load_points = sorted(
+        run.info.run_name for run in children if run.data.tags.get("mlperf_track.role") == "load_point"
+    )
     cases = [run for run in children if run.data.tags.get("mlperf_track.role") != "load_point"]
     assert load_points == ["server@300qps", "server@600qps"]
     assert len(cases) == 2  # the pipeline's cases are still there, untouched
