@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mlperf_track import metrics as m
+from mlperf_track.cli.options import add_options
 from mlperf_track.errors import ConfigError
 from mlperf_track.pipeline.load_sweep import LoadListener, LoadPlan, LoadPoint, LoadSweepOutcome
 
@@ -36,34 +37,21 @@ def register(subparsers: Any) -> None:
     model = parser.add_argument_group("in-process model")
     model.add_argument("--runtime", default="eager")
     model.add_argument("--precision", default="fp32")
-    model.add_argument("--device", default="auto", help="auto, cpu or cuda")
     model.add_argument("--image-size", default="224")
     model.add_argument("--weights", default=None)
     model.add_argument("--channels-last", action="store_true")
     model.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="runtime option")
-    parser.add_argument(
-        "--trust-pickle", nargs="?", const="true", default="false", metavar="true|false",
-        help="allow model files that can run code when loaded (pickles, TorchScript; with --serve: every model "
-        "`mlflow models serve` unpickles, such as scikit-learn and pyfunc models): only from a source you trust",
-    )  # fmt: skip
     http = parser.add_argument_group("HTTP")
     http.add_argument("--payload", default=None, help="JSON file: a list of rows, or an MLflow request body")
     http.add_argument("--request-timeout", default="30", help="seconds per request")
     http.add_argument("--port", default=None, help="port for --serve (default: a free one)")
     http.add_argument("--health-timeout", default="120", help="seconds to wait for --serve's server to answer")
     http.add_argument("--serve-workers", default="1", help="worker processes of --serve's server")
+    shared = parser.add_argument_group("scenario, deployment, device and trust (shared with run and tune)")
+    add_options(shared, "load")
     scenario = parser.add_argument_group("scenario")
-    scenario.add_argument(
-        "--scenario", default="server", help="single_stream, multi_stream, server, offline, concurrency"
-    )
-    scenario.add_argument(
-        "--rate", default="auto", help="server: queries/s, a comma-separated sweep, or auto (max_qps)"
-    )
-    scenario.add_argument("--latency-bound-ms", default=None, help="the percentile's bound (server: required)")
     scenario.add_argument("--percentile", default=None, help="judged percentile (default: p90 single_stream, else p99)")
     scenario.add_argument("--samples-per-query", default="8", help="multi_stream samples per query")
-    scenario.add_argument("--concurrency", default="1", help="concurrency: closed-loop clients")
-    scenario.add_argument("--min-duration", default="10", help="seconds (LoadGen: 600)")
     scenario.add_argument("--min-queries", default="auto", help="auto: the fewest early stopping can pass with")
     scenario.add_argument("--max-duration", default="600", help="never issue after this many seconds")
     scenario.add_argument("--max-queries", default="1000000")
@@ -71,11 +59,8 @@ def register(subparsers: Any) -> None:
         "--no-early-stopping", action="store_true", help="judge the plain percentile (LoadGen use_early_stopping=false)"
     )
     scenario.add_argument("--tolerance", default="0.05", help="max_qps search: stop when the bracket is this tight")
-    scenario.add_argument("--seed", default="0")
     deploy = parser.add_argument_group("deployment")
-    deploy.add_argument("--workers", "--load-workers", default="1", help="model instances serving the queue")
-    deploy.add_argument("--max-batch-size", default="1", help="dynamic batching: samples per call (1: off)")
-    deploy.add_argument("--max-queue-delay-ms", default="0", help="dynamic batching: wait for a fuller batch")
+    deploy.add_argument("--workers", dest="load_workers", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     deploy.add_argument("--max-queue-size", default=None, help="queued requests before new ones are dropped")
     limits = parser.add_argument_group("resources")
     limits.add_argument("--cpu-cores", default=None, help="comma-separated core numbers")

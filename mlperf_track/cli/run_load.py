@@ -27,6 +27,16 @@ logger = logging.getLogger(__name__)
 
 #: The role tag of a load point's child run under a pipeline parent (reports of cases skip it).
 LOAD_POINT_ROLE = "load_point"
+#: The load stage's options besides ``scenario`` (rows of :mod:`mlperf_track.cli.options`).
+LOAD_OPTIONS = (
+    "rate",
+    "latency_bound_ms",
+    "min_duration",
+    "concurrency",
+    "max_batch_size",
+    "max_queue_delay_ms",
+    "load_workers",
+)
 #: The parent's tag saying why the load stage did not run.
 LOAD_NOTE_TAG = "note.load"
 
@@ -50,26 +60,28 @@ def load_stage_from_args(args: argparse.Namespace, config: PipelineConfig) -> Lo
     from mlperf_track.spec import TEXT_MODEL_PREFIXES
 
     scenario = read(args, "scenario")
+    # Every load flag is checked, even without --scenario (a typo must not pass silently until it matters).
+    values = {name: read(args, name) for name in LOAD_OPTIONS}
+    deployment = DeploymentConfig(
+        workers=int(one_value("--load-workers", values["load_workers"])),
+        max_batch_size=int(one_value("--max-batch-size", values["max_batch_size"])),
+        max_queue_delay_ms=float(one_value("--max-queue-delay-ms", values["max_queue_delay_ms"])),
+    )
     if scenario is None:
         return None
     if str(config.model).startswith(TEXT_MODEL_PREFIXES):
         raise ConfigError("--scenario", scenario, "none for a text model (the load stage serves image models)")
-    bound = read(args, "latency_bound_ms")
+    bound = values["latency_bound_ms"]
     if scenario == SERVER and bound is None:
         raise ConfigError("--latency-bound-ms", None, "a positive number of milliseconds (the server scenario)")
-    rates = tuple(read(args, "rate") or ()) if scenario == SERVER else ()
+    rates = tuple(values["rate"] or ()) if scenario == SERVER else ()
     load_config = LoadConfig(
         scenario=scenario,
         target_qps=rates[0] if rates else (1.0 if scenario == SERVER else None),
         latency_bound_ms=bound,
-        concurrency=read(args, "concurrency"),
-        min_duration_s=read(args, "min_duration"),
+        concurrency=values["concurrency"],
+        min_duration_s=values["min_duration"],
         seed=config.seed,
-    )
-    deployment = DeploymentConfig(
-        workers=int(one_value("--load-workers", read(args, "load_workers"))),
-        max_batch_size=int(one_value("--max-batch-size", read(args, "max_batch_size"))),
-        max_queue_delay_ms=float(one_value("--max-queue-delay-ms", read(args, "max_queue_delay_ms"))),
     )
     search = SearchConfig() if scenario == SERVER and not rates else None
     return LoadStage(load_config, deployment, rates=rates, search=search, pick=recommended_case)
