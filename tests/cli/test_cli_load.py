@@ -76,7 +76,9 @@ def _bad_inputs(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["--latency-bound-ms", "-3"], "--latency-bound-ms"),
         ([], "--latency-bound-ms"),  # server without a bound
         (["--scenario", "severs"], "--scenario"),
-        (["--workers", "0", "--latency-bound-ms", "10"], "--workers"),
+        (["--workers", "0", "--latency-bound-ms", "10"], "--load-workers"),  # --workers is its other spelling
+        (["--load-workers", "0", "--latency-bound-ms", "10"], "--load-workers"),
+        (["--max-batch-size", "2,4", "--latency-bound-ms", "10"], "--max-batch-size"),
         (["--max-queue-delay-ms", "-1", "--latency-bound-ms", "10"], "--max-queue-delay-ms"),
         (["--background-load", "cpu:x", "--latency-bound-ms", "10"], "--background-load"),
         (["--cpu-cores", "9999", "--latency-bound-ms", "10"], "cpu_cores"),
