@@ -3,7 +3,7 @@
 Parent (``mlperf_track.role=tune``, ``study.objective=max_qps``): the study's settings as params, then
 ``best/max_qps`` and the best trial's configuration (tags ``best.trial``, ``best.case``, ``best.deployment``).
 Trial (``trial <n>``): its point (params ``config``, ``batching``, ``load_workers``[, ``num_threads``]),
-``best/max_qps`` when a rate passed, the trial's ``outcome`` tag, and, from the load sweep's own logging
+``best/max_qps`` when a rate passed, the tag ``trial.outcome``, and, from the load sweep's own logging
 (:mod:`mlperf_track.tracking.load_run`), a child run per probe and the latency-vs-load figures.
 """
 
@@ -77,7 +77,7 @@ class MaxQpsTracker:
             run_id = self._trial_runs.pop(trial.number, None)
             if run_id is None:
                 return
-            tags = {"outcome": str(trial.user_attrs.get("outcome", trial.state.name.lower()))}
+            tags = {"trial.outcome": str(trial.user_attrs.get("outcome", trial.state.name.lower()))}
             if "pruned_because" in trial.user_attrs:
                 tags["note.best/max_qps"] = str(trial.user_attrs["pruned_because"])
             mlflow.set_tags(tags)
