@@ -11,7 +11,8 @@ delay) pairs, because a queue delay without batching (max batch size 1) only del
 buys a fuller batch; so ``max_batch_size=1`` pairs with a delay of 0 alone. The value is the rate the best
 passing probe's schedule offered (as LoadGen reports it); a trial where no rate down to the search's minimum
 passes has no value and ends ``PRUNED`` with ``outcome = no_passing_rate`` (a zero would be an invented number).
-The study names its objective ``max_qps`` (:meth:`optuna.Study.set_metric_names`).
+The study names its objective by its metric key, ``best/max_qps`` (:meth:`optuna.Study.set_metric_names`), as the
+other objectives do (``throughput/samples_per_s``).
 
 The multi-fidelity, cost-aware and warm-start machinery of the other objectives measures one batch size per
 trial and does not apply here: the sampler is TPE (``grid``, ``random`` and ``gp`` as asked; ``auto`` and
@@ -23,12 +24,14 @@ from __future__ import annotations
 import datetime
 import logging
 import uuid
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 import optuna
 
+from mlperf_track import metrics as m
 from mlperf_track.engine.load.config import SERVER, DeploymentConfig, LoadConfig
 from mlperf_track.engine.load.search import SearchConfig
 from mlperf_track.errors import MeasurementError
@@ -234,7 +237,9 @@ def run_max_qps_study(
         study = optuna.create_study(
             storage=storage, study_name=study_name(config), direction="maximize", sampler=sampler, load_if_exists=True
         )
-        study.set_metric_names([MAX_QPS])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([m.BEST_MAX_QPS])  # the metric key, as the other objectives name theirs
         callbacks = [tracker.log_trial(objective)] if tracker is not None else []
         try:
             study.optimize(

@@ -51,7 +51,7 @@ def test_max_qps_study_names_its_objective_and_logs_each_trial(tracking: str) ->
     )  # fmt: skip
     outcome = run_max_qps_study(config, measure=_synthetic_measure)
     study = outcome.study
-    assert study.metric_names == ["max_qps"]
+    assert study.metric_names == [m.BEST_MAX_QPS]
     assert len(study.trials) == 2
     valid = set(batching_keys(config.search))
     assert all(trial.params["batching"] in valid for trial in study.trials)
