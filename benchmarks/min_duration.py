@@ -12,11 +12,14 @@ weights), then measuring every window length in interleaved rounds (0.25 s, 0.5 
 so drift of the machine spreads evenly over the window lengths. Each measurement is the engine's
 ``measure_callable`` with ``min_time_s = max_time_s = window``: a fixed-length window.
 
-For every window length the table shows the between-run CV of p50 (all runs), the largest pairwise
-difference, and the share of ordered pairs of runs whose p50 differ by more than 3% (what a naive
-``compare --fail-on p50:3%`` on point estimates would call a regression). Usage::
+For every window length the table shows the between-process spread of p50 (the sd of log p50 across
+processes within one round, pooled over the rounds: what ``compare --noise-floor`` needs; runs of one process
+are not independent, so pooling them with the others would understate it), the spread between the rounds of
+one process (within-process), the largest pairwise difference, and the share of ordered pairs of runs in
+different processes whose p50 differ by more than 3% (what a naive ``compare --fail-on p50:3%`` on point
+estimates would call a regression). Usage::
 
-    python benchmarks/min_duration.py                    # resnet18 64 px bs1, 6 processes x 2 rounds (~3 min)
+    python benchmarks/min_duration.py --threads 1        # resnet18 64 px bs1, 8 processes x 2 rounds (~4 min)
     python benchmarks/min_duration.py --quick            # tinycnn-sized smoke run (< 1 min)
     python benchmarks/min_duration.py --markdown benchmarks/RESULTS.md
 """
@@ -129,28 +132,44 @@ class Row:
     runs: int
     median_p50_ms: float
     cv: float
+    within_cv: float
     max_range: float
     pairs_over_limit: float
     median_count: int
     median_ci_width: float
 
 
+def _pooled_sd(groups: list[list[float]]) -> float:
+    """Pooled sd of the logs within each group (groups of one value add nothing)."""
+    squares, dof = 0.0, 0
+    for values in groups:
+        if len(values) > 1:
+            logs = [math.log(value) for value in values]
+            squares += statistics.variance(logs) * (len(logs) - 1)
+            dof += len(logs) - 1
+    return math.sqrt(squares / dof) if dof else float("nan")
+
+
 def summarise(runs: list[Run]) -> list[Row]:
     """One row per window length."""
     rows = []
     for window in sorted({run.window_s for run in runs}):
-        p50s = [run.p50_ms for run in runs if run.window_s == window]
-        pairs = list(itertools.permutations(p50s, 2))
+        these = [run for run in runs if run.window_s == window]
+        by_round = [[r.p50_ms for r in these if r.round == i] for i in sorted({r.round for r in these})]
+        by_process = [[r.p50_ms for r in these if r.process == i] for i in sorted({r.process for r in these})]
+        pairs = [(a.p50_ms, b.p50_ms) for a, b in itertools.permutations(these, 2) if a.process != b.process]
+        p50s = [run.p50_ms for run in these]
         rows.append(
             Row(
                 window_s=window,
                 runs=len(p50s),
                 median_p50_ms=statistics.median(p50s),
-                cv=statistics.stdev(p50s) / statistics.mean(p50s) if len(p50s) > 1 else float("nan"),
+                cv=_pooled_sd(by_round),
+                within_cv=_pooled_sd(by_process),
                 max_range=max(p50s) / min(p50s) - 1.0,
                 pairs_over_limit=sum(b / a - 1 > PAIR_LIMIT for a, b in pairs) / len(pairs) if pairs else float("nan"),
-                median_count=int(statistics.median(run.count for run in runs if run.window_s == window)),
-                median_ci_width=statistics.median(run.ci_rel_width for run in runs if run.window_s == window),
+                median_count=int(statistics.median(run.count for run in these)),
+                median_ci_width=statistics.median(run.ci_rel_width for run in these),
             )
         )
     return rows
@@ -160,7 +179,8 @@ HEADERS = (
     "window s",
     "runs",
     "median p50 ms",
-    "between-run CV",
+    "between-process sd",
+    "within-process sd",
     "max/min-1",
     "pairs >+3%",
     "calls/run",
@@ -174,6 +194,7 @@ def _cells(row: Row) -> list[str]:
         str(row.runs),
         f"{row.median_p50_ms:.3f}",
         f"{row.cv:.2%}",
+        f"{row.within_cv:.2%}" if math.isfinite(row.within_cv) else "one round",
         f"{row.max_range:.2%}",
         f"{row.pairs_over_limit:.0%}",
         str(row.median_count),
@@ -199,7 +220,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--windows", default="0.25,0.5,1,2,4", help="window lengths in seconds, comma-separated")
-    parser.add_argument("--processes", type=int, default=6, help="fresh worker processes (default 6)")
+    parser.add_argument("--processes", type=int, default=8, help="fresh worker processes (default 8, at least 8)")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per process (default 2)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--quick", action="store_true", help="small model, short windows, 3 processes")
@@ -209,6 +230,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.model, args.image_size, args.windows, args.processes, args.rounds = ("resnet18", 32, "0.1,0.2", 3, 1)
+    elif args.processes < 8:
+        parser.error(f"--processes {args.processes}: at least 8 (fewer underestimate the spread between runs)")
     return args
 
 

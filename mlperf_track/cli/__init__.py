@@ -27,7 +27,7 @@ from mlperf_track.secrets import mask_text
 logger = logging.getLogger("mlperf_track")
 
 #: Subcommand modules under ``mlperf_track.cli``, in help order. A missing module is skipped.
-COMMANDS = ("bench", "run", "tune", "profile", "report", "compare", "export", "load", "runs", "sync")
+COMMANDS = ("bench", "run", "tune", "profile", "report", "compare", "noise_floor", "export", "load", "runs", "sync")
 #: Global flags, accepted before and after the subcommand: (flag, help).
 GLOBAL_FLAGS = (
     ("--quiet", "show only warnings and errors of mlperf-track"),

@@ -2,9 +2,10 @@
 
 RUN is an MLflow run id (or ``runs:/<id>``), whose ``samples.csv`` artifact holds the raw latencies, or a local
 ``samples.csv`` or result JSON file. The latencies are compared with a one-sided Mann-Whitney U test and
-bootstrap intervals of each statistic's ratio, and the change must also clear the between-run noise: a
-``--noise-floor``, or the replicates of runs made with ``--repeats`` (the verdict says which, or that none
-was known). Exit code 1 when a ``--fail-on`` threshold is exceeded by a significant slowdown, 0 otherwise
+bootstrap intervals of each statistic's ratio, and the change must also be significant given the between-run
+spread: the replicates of runs made with ``--repeats`` (Welch), or a ``--noise-floor`` (a file recorded by
+``mlperf-track noise-floor`` from >= 8 separate runs, or a figure). Without either, the verdict says that the
+gate is threshold-only. Exit code 1 when a ``--fail-on`` threshold is exceeded by a significant slowdown, 0 otherwise
 (2 for bad input), so it can gate CI. A side whose measurement is not valid is flagged.
 """
 
@@ -49,8 +50,9 @@ def register(subparsers: Any) -> None:
         "--noise-floor",
         default=None,
         metavar="PCT",
-        help="run-to-run spread of one run's p50 on this machine (e.g. 2%%; see benchmarks/min_duration.py); "
-        "default: from --repeats replicates when the runs have them",
+        help="between-run spread of one run on this machine: a file from `mlperf-track noise-floor` (>= 8 runs "
+        "in separate processes), or a figure such as 2%%; with --repeats replicates on both sides the wider bound "
+        "wins; with neither, the gate is threshold-only",
     )
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the comparison as JSON")
     parser.set_defaults(func=run)
@@ -76,7 +78,7 @@ def _integer(parameter: str, text: str, minimum: int) -> int:
     return value
 
 
-def _tracking_uri(*refs: str) -> str | None:
+def tracking_uri_for(*refs: str) -> str | None:
     """Configure MLflow only when a reference is not a local file."""
     if all(Path(ref).expanduser().is_file() for ref in refs):
         return None
@@ -97,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     resamples = _integer("--resamples", args.resamples, 100)
     seed = _integer("--seed", args.seed, 0)
     noise_floor = None if args.noise_floor is None else parse_noise_floor(args.noise_floor)
-    tracking_uri = _tracking_uri(args.baseline, args.candidate)
+    tracking_uri = tracking_uri_for(args.baseline, args.candidate)
     where = {"tracking_uri": tracking_uri, "experiment": args.experiment}
     refs = {
         "baseline": resolve_ref(args.baseline, parameter="--baseline", **where),
@@ -157,8 +159,8 @@ def _print(
     if noise.source == NONE:
         console.print(f"[yellow]between-run noise: {noise.detail}[/yellow]")
     elif noise.floor is not None:
-        smallest = detectable_change(noise.floor, comparison.alpha)
-        console.print(f"between-run noise: {noise.detail}; smallest detectable slowdown {smallest:.1%}")
+        smallest = detectable_change(noise.floor, comparison.alpha, noise.runs)
+        console.print(f"between-run noise: {noise.detail}; smallest detectable slowdown {smallest:.1%} (p50)")
     else:
         console.print(f"between-run noise: {noise.detail}")
     for side, reasons in invalid.items():

@@ -164,7 +164,7 @@ OPTIONS: tuple[CliOption, ...] = (
             command_help={"tune": "text decoders: the new tokens per prompt every trial generates (one value)"}),
     _option("max_time", "time cap per case in seconds", "auto", EVERY, parse=p.positive_number,
             command_help={"tune": "time cap of each trial's timed window in seconds"}),
-    _option("target_ci", "stop when the median's 95% CI is this fraction of it (auto: 0.01 on cuda, 0.02 on cpu)",
+    _option("target_ci", "stop when the median's 95% CI is this fraction of it (auto: 0.01 on cuda, 0.03 on cpu)",
             "auto", EVERY, parse=p.fraction),
     _option("repeats", "interleaved replicates of every case, merged into one result", "1", EVERY,
             parse=p.positive_int),

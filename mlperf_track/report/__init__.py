@@ -5,7 +5,8 @@
 - :func:`judge`, :func:`rank`, :func:`recommend`: the one eligibility rule (finished, valid, within the
   accuracy, memory and latency :class:`Limits`) and the answer in words, shared by the parent run, the
   console, the report and the tuner.
-- :func:`compare_samples`, :func:`parse_thresholds`, :func:`check_regression`: is a candidate slower?
+- :func:`compare_samples`, :func:`parse_thresholds`, :func:`check_regression`: is a candidate slower, beyond the
+  between-run spread that :func:`record_noise_floor` records (:class:`RecordedFloor`, :func:`load_noise_floor`)?
 - :func:`export_experiment`: runs, params, metrics, tags and raw samples as DuckDB or Parquet tables.
 
 Submodules import pandas, seaborn, scipy and mlflow on first use.
@@ -24,6 +25,8 @@ from mlperf_track.report.compare import (
 )
 from mlperf_track.report.eligibility import Candidate, Limits, Ranking, Verdict, judge, rank
 from mlperf_track.report.export import collect_tables, export_experiment
+from mlperf_track.report.noise import RecordedFloor, load_noise_floor
+from mlperf_track.report.noise_floor import record_noise_floor
 from mlperf_track.report.recommend import Recommendation, recommend
 from mlperf_track.report.runs import load_runs, resolve_experiments, resolve_run, runs_frame
 from mlperf_track.report.samples import Samples, load_samples
@@ -34,6 +37,7 @@ __all__ = [
     "Limits",
     "Ranking",
     "Recommendation",
+    "RecordedFloor",
     "Report",
     "Samples",
     "Threshold",
@@ -46,11 +50,13 @@ __all__ = [
     "experiment_report",
     "export_experiment",
     "judge",
+    "load_noise_floor",
     "load_runs",
     "load_samples",
     "parse_thresholds",
     "rank",
     "recommend",
+    "record_noise_floor",
     "report_experiment",
     "resolve_experiments",
     "resolve_run",

@@ -47,11 +47,21 @@ def test_gate_scores_a_quiet_machine(gate: ModuleType) -> None:
     a_runs = [_run(gate, 10.0, seed) for seed in range(4)]
     b_runs = [_run(gate, 11.0, 100 + seed) for seed in range(4)]
     scores = {score.mode: score for score in gate.score(a_runs, b_runs, noise_floor=0.01)}
-    assert set(scores) == {"plain", "noise floor", "replicates"}
-    assert scores["noise floor"].aa_pairs == 12 and scores["noise floor"].ab_pairs == 16
-    assert scores["noise floor"].false_alarms <= 0.05 and scores["noise floor"].detection == 1.0
-    assert scores["replicates"].detection == 1.0
-    assert gate._verdict(scores["noise floor"]) == "meets both targets"
+    assert set(scores) == {"threshold-only", "recorded floor", "replicates", "replicates + floor"}
+    assert scores["recorded floor"].aa_pairs == 12 and scores["recorded floor"].ab_pairs == 16
+    assert scores["recorded floor"].false_alarms <= 0.05 and scores["recorded floor"].detection == 1.0
+    assert scores["replicates"].detection == 1.0 and scores["replicates + floor"].detection == 1.0
+    assert gate._verdict(scores["recorded floor"]) == "meets both targets"
+    text = gate.render(list(scores.values()), a_runs, b_runs, 0.01, "t")
+    assert "noise floor given with --noise-floor (taken as known): 1.00%" in text and "/12 pairs" in text
+
+
+def test_gate_refuses_too_few_runs(gate: ModuleType) -> None:
+    with pytest.raises(SystemExit):
+        gate._parse(["--calibration-runs", "4"])
+    with pytest.raises(SystemExit):
+        gate._parse(["--runs", "4"])
+    assert gate._parse(["--quick"]).runs == 3
 
 
 def test_gate_verdict_names_each_miss(gate: ModuleType) -> None:
@@ -70,11 +80,16 @@ def test_min_duration_summary(min_duration: ModuleType) -> None:
     assert "| 0.5 | 2 |" in min_duration.render(list(rows.values()), "t")
 
 
-def test_fidelity_verdict_says_when_noise_hides_the_answer(fidelity: ModuleType) -> None:
-    config = fidelity.Config("cpu", "m", 32, 1)
-    steady = fidelity.Row(config, {"engine": [10.0, 10.05, 9.95], "hand": [10.1, 10.0, 10.05]})
-    assert fidelity.verdict(steady) == "ok"
-    off = fidelity.Row(config, {"engine": [11.0, 11.05, 10.95], "hand": [10.1, 10.0, 10.05]})
-    assert fidelity.verdict(off) == "out of target"
-    noisy = fidelity.Row(config, {"engine": [10.0, 13.0, 8.0], "hand": [10.0, 10.0, 10.1]})
-    assert fidelity.verdict(noisy).startswith("noise > +-3%")
+def test_min_duration_separates_processes_from_rounds(min_duration: ModuleType) -> None:
+    # two processes 10% apart, each repeating itself exactly over two rounds
+    runs = [
+        min_duration.Run(process, round_, 1.0, level, 100, 0.01)
+        for process, level in enumerate([10.0, 11.0])
+        for round_ in range(2)
+    ]
+    (row,) = min_duration.summarise(runs)
+    assert row.cv == pytest.approx(np.std(np.log([10.0, 11.0]), ddof=1))
+    assert row.within_cv == 0.0
+    assert row.pairs_over_limit == pytest.approx(0.5)  # only pairs of different processes count
+    with pytest.raises(SystemExit):
+        min_duration._parse(["--processes", "6"])

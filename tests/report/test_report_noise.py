@@ -71,24 +71,24 @@ def test_replicates_on_both_sides_carry_the_between_run_spread() -> None:
     assert check_regression(slow, P50_3) is not None
 
 
-def test_replicates_on_one_side_give_a_recorded_floor() -> None:
+def test_replicates_on_one_side_give_a_floor() -> None:
     parts = _replicates([10.0, 10.6, 9.6], seed=40)
     comparison = compare_samples(np.concatenate(parts), latency_samples(10.3, seed=1, n=N), baseline_replicates=parts)
-    assert comparison.noise.source == "recorded" and comparison.noise.floor is not None
-    assert "baseline's between-replicate CV" in comparison.noise.detail
-    assert comparison.as_dict()["noise"]["source"] == "recorded"
+    assert comparison.noise.source == "one-side-replicates" and comparison.noise.floor is not None
+    assert comparison.noise.runs == 3
+    assert "baseline's between-replicate spread" in comparison.noise.detail
+    assert comparison.as_dict()["noise"]["source"] == "one-side-replicates"
 
 
-def test_an_explicit_floor_wins_over_replicates() -> None:
+def test_a_floor_beside_replicates_widens_their_bound() -> None:
     parts = _replicates([10.0, 10.1], seed=50)
-    comparison = compare_samples(
-        np.concatenate(parts),
-        np.concatenate(parts),
-        baseline_replicates=parts,
-        candidate_replicates=parts,
-        noise_floor=0.05,
-    )
-    assert comparison.noise.source == "noise-floor"
+    both = {"baseline_replicates": parts, "candidate_replicates": parts}
+    merged = np.concatenate(parts)
+    alone = compare_samples(merged, merged, **both)
+    widened = compare_samples(merged, merged, noise_floor=0.05, **both)
+    assert widened.noise.source == "replicates" and "--noise-floor 5.00% where wider" in widened.noise.detail
+    low_alone, low_widened = alone.changes["p50"].noise_low, widened.changes["p50"].noise_low
+    assert low_alone is not None and low_widened is not None and low_widened < low_alone
 
 
 def test_replicate_bounds_welch() -> None:
@@ -136,7 +136,7 @@ def test_cli_noise_floor_and_invalid_flag(tmp_path: Path, capsys: pytest.Capture
     cand = write_samples_csv(tmp_path / "cand.csv", latency_samples(10.4, seed=2, n=N))
     out = tmp_path / "cmp.json"
     assert main(["compare", "--baseline", str(base), "--candidate", str(cand), "--fail-on", "p50:3%"]) == 1
-    assert "no between-run spread known" in capsys.readouterr().out
+    assert "the gate is threshold-only" in capsys.readouterr().out
     args = ["compare", "--baseline", str(base), "--candidate", str(cand), "--fail-on", "p50:3%"]
     assert main([*args, "--noise-floor", "3%", "--json", str(out)]) == 0
     printed = capsys.readouterr().out

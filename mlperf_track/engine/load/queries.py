@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -137,6 +137,35 @@ def poisson_schedule(config: LoadConfig) -> list[int]:
         arrivals = np.concatenate([arrivals, arrivals[-1] + np.cumsum(rng.exponential(1.0 / rate, size=more))])
     arrivals = arrivals[arrivals <= config.max_duration_s]
     return [round(value * 1e9) for value in arrivals]
+
+
+def lowest_schedulable_qps(config: LoadConfig) -> float | None:
+    """The lowest Server rate whose seeded schedule meets LoadGen's run-length minimums within ``max_duration_s``.
+
+    Below it, :func:`poisson_schedule` is cut at ``max_duration_s`` before it holds the minimum query count (459
+    at p99 with early stopping) or reaches ``min_duration_s``, so a run there is INVALID whatever its latency: a
+    ``max_qps`` search must not read such a rate as too fast. The seeded schedule at rate ``r`` is the same
+    sequence of standard exponential gaps scaled by ``1 / r``, so the answer is exact for ``config.seed``.
+
+    Returns:
+        The rate (queries/s), or ``None`` when no rate can meet them (``max_queries`` under the minimum).
+
+    Raises:
+        ValueError: ``config`` is not a Server scenario (only Server follows a schedule).
+    """
+    if config.scenario != SERVER:
+        raise ValueError(f"only the server scenario has a schedule, not {config.scenario}")
+    wanted = config.resolved_min_queries()
+    if wanted > config.max_queries:
+        return None
+    gaps = np.random.default_rng(config.seed).standard_exponential(size=wanted)
+    rate = float(np.sum(gaps)) / config.max_duration_s * (1.0 + 1e-9)
+    for _ in range(1000):  # min_duration_s may still be missed by the truncation: step up until it is met
+        schedule = poisson_schedule(replace(config, target_qps=rate))
+        if len(schedule) >= wanted and schedule[-1] >= round(config.min_duration_s * 1e9):
+            return rate
+        rate *= 1.01
+    return None
 
 
 class ClosedLoop(ArrivalProcess):

@@ -1,10 +1,11 @@
 """The real deployment: a queue served by worker threads, fed on schedule by the calling thread.
 
-The calling thread issues open-loop queries at their scheduled times (sleeping in between, so it leaves the
-CPU to the model); closed-loop follow-ups are issued by the worker that completed the previous query. Workers
-share one :class:`threading.Condition`; a worker that waits for a partial batch to fill waits on it with the
-batcher's deadline as timeout, so a new arrival wakes it to re-decide. Worker threads overlap only where the
-model call releases the GIL (PyTorch operators, socket I/O do).
+The calling thread issues open-loop queries at their absolute scheduled times (sleeping in between, so it
+leaves the CPU to the model, and no drift accumulates); closed-loop follow-ups are issued by the worker that
+completed the previous query. Workers share one :class:`threading.Condition`; a worker that waits for a partial
+batch to fill waits on it with the batcher's deadline as timeout, so a new arrival wakes it to re-decide. Both
+threads lower their timer slack while the run lasts (:mod:`~mlperf_track.engine.load.timerslack`). Worker
+threads overlap only where the model call releases the GIL (PyTorch operators, socket I/O do).
 
 Every loop is bounded: nothing is issued after ``max_duration_s``, and outstanding queries get at most
 ``drain_timeout_s`` after the last issue before they are counted as dropped.
@@ -20,6 +21,7 @@ from mlperf_track.engine.clock import Clock, FakeClock, PerfCounterClock, clock_
 from mlperf_track.engine.load.config import DeploymentConfig, LoadConfig
 from mlperf_track.engine.load.ledger import InferenceFn, Ledger, LoadRun, failure_kind
 from mlperf_track.engine.load.queries import Query, QueueItem, arrival_process
+from mlperf_track.engine.load.timerslack import precise_timers
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +77,10 @@ class ThreadedDeployment:
         return None
 
     def _worker(self) -> None:
+        with precise_timers():  # the batching deadline's timed wait ends on time
+            self._serve()
+
+    def _serve(self) -> None:
         while True:
             with self.cv:
                 items = self._next_batch()
@@ -98,6 +104,11 @@ class ThreadedDeployment:
     # -- issuing -----------------------------------------------------------------------------------------
 
     def _issue_open_loop(self, schedule: list[Query]) -> None:
+        with precise_timers():  # each sleep ends ~20 us after its scheduled time, not ~70 us
+            self._issue_on_schedule(schedule)
+
+    def _issue_on_schedule(self, schedule: list[Query]) -> None:
+        """Issue each query at its absolute scheduled time (sleeping to it, so no drift accumulates)."""
         max_ns = round(self.config.max_duration_s * 1e9)
         for query in schedule:
             remaining = query.arrival_ns - self.now()
