@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mlperf_track import metrics as m
+from mlperf_track.cli.options import add_options
 from mlperf_track.errors import ConfigError
 from mlperf_track.pipeline.load_sweep import LoadListener, LoadPlan, LoadPoint, LoadSweepOutcome
 
@@ -36,7 +37,6 @@ def register(subparsers: Any) -> None:
     model = parser.add_argument_group("in-process model")
     model.add_argument("--runtime", default="eager")
     model.add_argument("--precision", default="fp32")
-    model.add_argument("--device", default="auto", help="auto, cpu or cuda")
     model.add_argument("--image-size", default="224")
     model.add_argument("--weights", default=None)
     model.add_argument("--channels-last", action="store_true")
@@ -47,18 +47,11 @@ def register(subparsers: Any) -> None:
     http.add_argument("--port", default=None, help="port for --serve (default: a free one)")
     http.add_argument("--health-timeout", default="120", help="seconds to wait for --serve's server to answer")
     http.add_argument("--serve-workers", default="1", help="worker processes of --serve's server")
+    shared = parser.add_argument_group("scenario, deployment, device and trust (shared with run and tune)")
+    add_options(shared, "load")
     scenario = parser.add_argument_group("scenario")
-    scenario.add_argument(
-        "--scenario", default="server", help="single_stream, multi_stream, server, offline, concurrency"
-    )
-    scenario.add_argument(
-        "--rate", default="auto", help="server: queries/s, a comma-separated sweep, or auto (max_qps)"
-    )
-    scenario.add_argument("--latency-bound-ms", default=None, help="the percentile's bound (server: required)")
     scenario.add_argument("--percentile", default=None, help="judged percentile (default: p90 single_stream, else p99)")
     scenario.add_argument("--samples-per-query", default="8", help="multi_stream samples per query")
-    scenario.add_argument("--concurrency", default="1", help="concurrency: closed-loop clients")
-    scenario.add_argument("--min-duration", default="10", help="seconds (LoadGen: 600)")
     scenario.add_argument("--min-queries", default="auto", help="auto: the fewest early stopping can pass with")
     scenario.add_argument("--max-duration", default="600", help="never issue after this many seconds")
     scenario.add_argument("--max-queries", default="1000000")
@@ -66,11 +59,8 @@ def register(subparsers: Any) -> None:
         "--no-early-stopping", action="store_true", help="judge the plain percentile (LoadGen use_early_stopping=false)"
     )
     scenario.add_argument("--tolerance", default="0.05", help="max_qps search: stop when the bracket is this tight")
-    scenario.add_argument("--seed", default="0")
     deploy = parser.add_argument_group("deployment")
-    deploy.add_argument("--workers", default="1", help="model instances serving the queue")
-    deploy.add_argument("--max-batch-size", default="1", help="dynamic batching: samples per call (1: off)")
-    deploy.add_argument("--max-queue-delay-ms", default="0", help="dynamic batching: wait for a fuller batch")
+    deploy.add_argument("--workers", dest="load_workers", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     deploy.add_argument("--max-queue-size", default=None, help="queued requests before new ones are dropped")
     limits = parser.add_argument_group("resources")
     limits.add_argument("--cpu-cores", default=None, help="comma-separated core numbers")
@@ -95,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     if args.serve:
         from mlperf_track.tracking.serve import ModelServer, input_rows
 
+        require_serve_trust(args.serve, trusted(args))
         port, health_timeout, workers = serve_options(args)
         server = ModelServer(args.serve, port=port, workers=workers, health_timeout_s=health_timeout)
         rows, columns = load_payload(args.payload) if args.payload else input_rows(args.serve)
@@ -110,10 +101,40 @@ def run(args: argparse.Namespace) -> int:
     return _execute(args, build_plan(args, None), output, {})
 
 
+def trusted(args: argparse.Namespace) -> bool:
+    """``--trust-pickle`` as a boolean (one-line error for anything but true/false)."""
+    from mlperf_track.cli import parsers as p
+
+    return p.boolean("--trust-pickle", args.trust_pickle)
+
+
+def require_serve_trust(model_uri: str, trust: bool) -> None:
+    """Refuse ``--serve`` without ``--trust-pickle``: the server loads the model with its flavour's loader.
+
+    ``mlflow models serve`` loads scikit-learn, pyfunc (``python_model``) and pickle-format PyTorch models by
+    unpickling them, which runs code from the model's files; it runs as this user, so the choice is the user's.
+    Telling the safe flavours apart would need the model downloaded and every flavour's loader known, so the
+    flag is required for every served model (one line, exit 2).
+
+    Raises:
+        UnsafeFileError: ``trust`` is false.
+    """
+    from mlperf_track.errors import UnsafeFileError
+    from mlperf_track.models.safety import TRUST_FLAG
+
+    if not trust:
+        raise UnsafeFileError(
+            f"refusing to serve {model_uri}: `mlflow models serve` loads it with its flavour's loader, which "
+            f"unpickles scikit-learn and pyfunc models and so can run code from the model's files; if you trust "
+            f"whoever made it, allow it with {TRUST_FLAG}"
+        )
+    logger.warning("serving %s with a loader that can run code from its files (%s given)", model_uri, TRUST_FLAG)
+
+
 def _execute(args: argparse.Namespace, plan: LoadPlan, output: Path | None, tags: dict[str, str]) -> int:
     from mlperf_track.pipeline.load_sweep import run_load_plan
 
-    printer = _Printer(output)
+    printer = LoadPrinter(output)
     if args.no_track:
         outcome = run_load_plan(plan, printer)
     else:
@@ -126,7 +147,7 @@ def _execute(args: argparse.Namespace, plan: LoadPlan, output: Path | None, tags
     return 1 if any(point.error is not None for point in outcome.points) else 0
 
 
-class _Printer(LoadListener):
+class LoadPrinter(LoadListener):
     """Prints each point as it finishes (and rewrites ``--output``, so an interrupt loses nothing measured),
     then a table and ``max_qps``."""
 

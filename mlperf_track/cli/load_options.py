@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mlperf_track.cli.common import parse_options, positive_int
+from mlperf_track.cli.parsers import boolean
 from mlperf_track.engine.load.background import BackgroundLoad
 from mlperf_track.engine.load.config import SCENARIOS, SERVER, DeploymentConfig, LoadConfig
 from mlperf_track.engine.load.resources import ResourceLimits
@@ -102,7 +103,7 @@ def deployment(args: argparse.Namespace) -> DeploymentConfig:
     """``--workers``, ``--max-batch-size``, ``--max-queue-delay-ms``, ``--max-queue-size``."""
     queue_size = args.max_queue_size
     return DeploymentConfig(
-        workers=positive_int("--workers")(args.workers),
+        workers=positive_int("--load-workers")(args.load_workers),
         max_batch_size=positive_int("--max-batch-size")(args.max_batch_size),
         max_queue_delay_ms=_number("--max-queue-delay-ms", args.max_queue_delay_ms, allow_zero=True),
         max_queue_size=positive_int("--max-queue-size")(queue_size) if _optional(queue_size) else None,
@@ -137,6 +138,7 @@ def model_target(args: argparse.Namespace) -> ModelTarget:
         weights=args.weights if _optional(args.weights) else None,
         channels_last=bool(args.channels_last),
         options=parse_options(args.option),
+        trust_pickle=boolean("--trust-pickle", args.trust_pickle),
     )
 
 

@@ -24,8 +24,9 @@ from mlperf_track.cli import parsers as p
 PIPELINE = frozenset({"bench", "run", "profile"})
 TRACKED = frozenset({"run", "profile", "tune"})
 EVERY = PIPELINE | {"tune"}
-#: The commands built from the table, in help order.
-COMMANDS = ("bench", "run", "profile", "tune")
+#: The commands built from the table, in help order (``load`` takes the load rows; its target and HTTP flags are
+#: its own, in :mod:`mlperf_track.cli.load`).
+COMMANDS = ("bench", "run", "profile", "tune", "load")
 #: MLproject entry point -> the command whose parameters and defaults it declares.
 ENTRY_POINTS = {"main": "run", "benchmark": "bench", "profile": "profile", "tune": "tune"}
 
@@ -105,6 +106,9 @@ def _option(name: str, help: str, default: str | None, commands: frozenset[str],
 
 
 TUNE = frozenset({"tune"})
+LOAD = frozenset({"load"})
+LOAD_RUN = frozenset({"run", "load"})
+LOAD_TUNE = frozenset({"run", "tune", "load"})
 _TUNE_BATCH_HELP = (
     "batch sizes to search: a list 1,2,4, max:N (powers of two up to N) or auto (powers of two up to 64 on cpu, "
     "512 on cuda)"
@@ -118,7 +122,7 @@ OPTIONS: tuple[CliOption, ...] = (
             "llama-small and their -tiny forms)", None, EVERY, mlproject_default="resnet18"),
     _option("weights", "weights file for a torchvision model (none: torch cache, else random)", "none", EVERY,
             parse=p.existing_file, accepts_none=True),
-    _option("device", "auto, cpu or cuda (auto: cuda when a GPU is present)", "auto", EVERY, parse=p.device),
+    _option("device", "auto, cpu or cuda (auto: cuda when a GPU is present)", "auto", EVERY | LOAD, parse=p.device),
     _option("batch_sizes", "comma-separated batch sizes, e.g. 1,8,32", "auto", EVERY, parse=p.batch_sizes,
             auto_key="batch_sizes", aliases=("batch_size",), command_help={"tune": _TUNE_BATCH_HELP}),
     _option("precisions", "comma-separated precisions (fp32, tf32, fp16, bf16, int8, fp8)", "auto", EVERY,
@@ -147,7 +151,8 @@ OPTIONS: tuple[CliOption, ...] = (
             "docs/architecture.md)", "none", EVERY, parse=p.key_values, accepts_none=True, aliases=("option",),
             kind="list", command_help={"tune": "runtime or variant options KEY=VALUE fixed for every trial (a "
                                        "runtime option given here is not searched)"}),
-    _option("seed", "seed for data splits, training and inputs", "0", EVERY, parse=p.non_negative_int),
+    _option("seed", "seed for data splits, training and inputs", "0", EVERY | LOAD, parse=p.non_negative_int,
+            command_help={"load": "seed of the Poisson arrivals and the inputs"}),
     _option("seq_lens", "text encoders: comma-separated sequence lengths in tokens, e.g. 32,128,512", "128", EVERY,
             parse=p.positive_int_list, aliases=("seq_len",),
             command_help={"tune": "text encoders: the sequence length in tokens every trial runs at (one value)"}),
@@ -169,11 +174,43 @@ OPTIONS: tuple[CliOption, ...] = (
             kind="bool"),
     _option("max_accuracy_drop", "largest top-1 drop against the baseline a case may lose and still be named best "
             "(0.01 = 1 point; none: no limit)", "0.01", EVERY, parse=p.fraction_or_zero, accepts_none=True),
+    _option("scenario", "after the cases, serve the recommended case under load: single_stream, multi_stream, "
+            "server, offline or concurrency (MLPerf LoadGen scenarios; each load point a child run; none: no load "
+            "stage)", "none", LOAD_RUN, parse=p.scenario, accepts_none=True, command_defaults={"load": "server"},
+            command_help={"load": "single_stream, multi_stream, server, offline or concurrency (MLPerf LoadGen "
+                          "scenarios, and perf_analyzer's concurrency)"}),
+    _option("rate", "load stage, server scenario: queries/s, a comma-separated sweep 20,40, or auto (search the "
+            "highest rate whose p99 stays under --latency-bound-ms: best/max_qps)", "auto", LOAD_RUN,
+            parse=p.positive_number_list, aliases=("rates",),
+            command_help={"load": "server: queries/s, a comma-separated sweep, or auto (search max_qps)"}),
+    _option("latency_bound_ms", "load stage: the bound in ms of the judged latency percentile (p99; p90 for "
+            "single_stream); required by the server scenario", "none", LOAD_TUNE, parse=p.positive_number,
+            accepts_none=True, command_help={"tune": "--objective max_qps: the p99 bound in ms each trial's Server "
+                                             "rate must keep (required there)",
+                                             "load": "the bound in ms of the judged percentile (server: required)"}),
+    _option("min_duration", "seconds of each load point (LoadGen: 600)", "10", LOAD_TUNE,
+            parse=p.non_negative_number, command_help={"tune": "--objective max_qps: seconds of each load point of a "
+                                                       "trial's max_qps search"}),
+    _option("concurrency", "load stage, concurrency scenario: closed-loop clients", "1", LOAD_RUN,
+            parse=p.positive_int, command_help={"load": "concurrency scenario: closed-loop clients"}),
+    _option("max_batch_size", "load stage: dynamic batching, the most samples one model call takes (1: off)", "1",
+            LOAD_TUNE, parse=p.positive_int_list, command_defaults={"tune": "1,4,16"},
+            command_help={"tune": "--objective max_qps: dynamic-batching max batch sizes to search",
+                          "load": "dynamic batching: the most samples one model call takes (1: off)"}),
+    _option("max_queue_delay_ms", "load stage: dynamic batching, the most ms a request waits for a fuller batch",
+            "0", LOAD_TUNE, parse=p.non_negative_number_list, command_defaults={"tune": "0,2,10"},
+            command_help={"tune": "--objective max_qps: queue delays in ms to search (only with a max batch size "
+                          "above 1)", "load": "dynamic batching: the most ms a request waits for a fuller batch"}),
+    _option("load_workers", "load stage: model instances serving the queue", "1", LOAD_TUNE,
+            parse=p.positive_int_list, command_defaults={"tune": "1,2"},
+            command_help={"tune": "--objective max_qps: model instance counts to search",
+                          "load": "model instances serving the queue (also --workers)"}),
     _option("memory_limit_mb", "peak memory limit in MiB: on cuda the process's device memory, on cpu its peak RSS",
             "none", TUNE, parse=p.positive_number, accepts_none=True),
     _option("p99_slo_ms", "p99 latency limit per batch in ms", "none", TUNE, parse=p.positive_number,
             accepts_none=True),
-    _option("objective", "throughput, latency or multi (a Pareto front)", "throughput", TUNE, parse=p.objective),
+    _option("objective", "throughput, latency, multi (a Pareto front) or max_qps (the highest Server rate under "
+            "--latency-bound-ms, searching the dynamic-batching knobs)", "throughput", TUNE, parse=p.objective),
     _option("n_trials", "trials the study holds when it ends (shared by all workers; points reused from earlier runs "
             "count)", "30", TUNE, parse=p.positive_int),
     _option("time_budget", "seconds of wall clock the study may take, preparation included; it stops at this or "
@@ -212,7 +249,10 @@ OPTIONS: tuple[CliOption, ...] = (
             parse=p.positive_int),
     _option("trust_pickle", "allow model and weights files that can run code when loaded (full-model pickles, "
             "TorchScript, .pt2 archives with pickled records, MLflow models saved as pickles): only files from a "
-            "source you trust", "false", EVERY, parse=p.boolean, kind="bool"),
+            "source you trust", "false", EVERY | LOAD, parse=p.boolean, kind="bool",
+            command_help={"load": "allow model files that can run code when loaded (pickles, TorchScript; with "
+                          "--serve: every model, since `mlflow models serve` unpickles scikit-learn and pyfunc "
+                          "models): only from a source you trust"}),
     _option("profile", "also record a torch.profiler trace and flame graph per case", "false", frozenset({"run"}),
             parse=p.boolean, kind="bool"),
     _option("experiment_name", "MLflow experiment (auto: $MLFLOW_EXPERIMENT_NAME, else mlperf_track/<model>)",

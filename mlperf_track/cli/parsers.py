@@ -90,6 +90,44 @@ def positive_number(flag: str, value: str) -> float:
     return number
 
 
+def non_negative_number(flag: str, value: str) -> float:
+    """A finite number >= 0."""
+    number = _float(flag, value, "a number >= 0")
+    if number < 0:
+        raise ConfigError(flag, value, "a number >= 0")
+    return number
+
+
+def positive_number_list(flag: str, value: str) -> tuple[float, ...]:
+    """``20,40,80``: positive numbers, duplicates dropped, order kept."""
+    items = split_items(flag, value, example="20,40")
+    numbers = []
+    for item in items:
+        number = _float(flag, item, "a comma-separated list of positive numbers, e.g. 20,40")
+        if number <= 0:
+            raise ConfigError(flag, value, "a comma-separated list of positive numbers, e.g. 20,40")
+        numbers.append(number)
+    return tuple(dict.fromkeys(numbers))
+
+
+def non_negative_number_list(flag: str, value: str) -> tuple[float, ...]:
+    """``0,2,10``: numbers >= 0, duplicates dropped, order kept."""
+    numbers = []
+    for item in split_items(flag, value, example="0,2"):
+        number = _float(flag, item, "a comma-separated list of numbers >= 0, e.g. 0,2")
+        if number < 0:
+            raise ConfigError(flag, value, "a comma-separated list of numbers >= 0, e.g. 0,2")
+        numbers.append(number)
+    return tuple(dict.fromkeys(numbers))
+
+
+def scenario(flag: str, value: str) -> str:
+    """A load scenario (MLPerf LoadGen's, and perf_analyzer's ``concurrency``)."""
+    from mlperf_track.engine.load.config import SCENARIOS
+
+    return check_choice(flag, str(value).strip(), SCENARIOS)
+
+
 def fraction(flag: str, value: str) -> float:
     """A number in (0, 1)."""
     number = _float(flag, value, "a fraction in (0, 1)")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from mlperf_track.cli.common import add_pipeline_arguments, output_file, pipeline_config_from_args
@@ -26,6 +27,7 @@ from mlperf_track.secrets import mask_url
 
 if TYPE_CHECKING:
     from mlperf_track.pipeline.config import PipelineConfig
+    from mlperf_track.pipeline.events import PipelineListener
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +82,7 @@ def execute(args: argparse.Namespace, *, profile: bool = False, footer: str | No
     """
     from mlperf_track.cli.console import print_outcome
     from mlperf_track.cli.logs import progress_console
+    from mlperf_track.cli.run_load import load_stage_from_args
     from mlperf_track.engine.result import results_to_json
     from mlperf_track.pipeline.progress import ProgressListener
     from mlperf_track.tracking.pipeline_run import TrackingOutageError, run_tracked_pipeline
@@ -87,20 +90,35 @@ def execute(args: argparse.Namespace, *, profile: bool = False, footer: str | No
 
     try:
         config = run_config_from_args(args, profile=profile)
+        load = load_stage_from_args(args, config) if hasattr(args, "scenario") else None
         output = output_file(args)
         resume = read(args, "resume") if hasattr(args, "resume") else None
         check_tracking_store(resolve_tracking_uri())
     except MlperfTrackError as error:
         record_bad_input(error)
         raise
+    listener: PipelineListener = ProgressListener(progress_console())
+    printer = None
+    if load is not None:
+        from mlperf_track.cli.load import LoadPrinter
+        from mlperf_track.cli.run_load import TrackedLoadStage
+        from mlperf_track.pipeline.events import ListenerGroup
+
+        printer = LoadPrinter(None)
+        tracked_load = TrackedLoadStage(echo=printer)
+        load = replace(load, listener=tracked_load)
+        listener = ListenerGroup(listener, tracked_load)
     outcome = run_tracked_pipeline(
         config,
         experiment=read(args, "experiment_name"),
-        extra_listener=ProgressListener(progress_console()),
+        extra_listener=listener,
         log_file=getattr(args, "log_file", None),
         resume=resume,
+        load=load,
     )
     console = print_outcome(outcome)
+    if printer is not None and outcome.load is not None:
+        printer.summary(outcome.load)
     if footer:
         console.print(footer)
     console.print(f"logged to {_where(outcome.experiment_id)}, parent run {outcome.parent_run_id}")
@@ -113,6 +131,8 @@ def execute(args: argparse.Namespace, *, profile: bool = False, footer: str | No
         )
     if outcome.interrupted:
         return 130
+    if load is not None and outcome.load is not None and any(point.error for point in outcome.load.points):
+        return 1  # a load point failed (its child run says why), as `mlperf-track load` reports it
     return 1 if outcome.outcomes and not outcome.results else 0
 
 

@@ -22,7 +22,7 @@ from mlperf_track import metrics as m
 from mlperf_track.cli import parsers as p
 from mlperf_track.cli.options import read
 from mlperf_track.errors import ConfigError, MissingDependencyError
-from mlperf_track.tuning.config import TuneConfig, is_auto, is_none
+from mlperf_track.tuning.config import MAX_QPS, TuneConfig, is_auto, is_none
 
 if TYPE_CHECKING:
     from mlperf_track.tuning.backend import TuningBackend
@@ -178,6 +178,8 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     check_tracking_store(resolve_tracking_uri())
     config = config.with_search(experiment=experiment_for(config.search.experiment, config.pipeline.model))
+    if config.search.objective == MAX_QPS:
+        return run_max_qps(args, config)
     if read(args, "workers") != 1:
         from mlperf_track.cli.tune_workers import supervise
 
@@ -197,6 +199,40 @@ def run(args: argparse.Namespace) -> int:
             f"a limit or ran out of memory, {summary.counts.get('FAIL', 0)} failed (see the trials table in MLflow)"
         )
         return 1
+    return 0
+
+
+def run_max_qps(args: argparse.Namespace, config: TuneConfig) -> int:
+    """``--objective max_qps``: print each trial's max_qps and the best deployment; 1 when no trial passed."""
+    from mlperf_track.tuning.load_study import run_max_qps_study
+
+    if read(args, "workers") != 1:
+        raise ConfigError("--workers", args.workers, "1 with --objective max_qps (its trials share one machine)")
+    outcome = run_max_qps_study(config)
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    table = Table(title=f"{config.pipeline.model}: max_qps under p99 <= {config.search.latency_bound_ms:g} ms")
+    for header in ("trial", "configuration", "batching", "workers", "max_qps", "outcome"):
+        table.add_column(header, justify="right" if header in ("trial", "workers", "max_qps") else "left")
+    for trial in outcome.study.trials:
+        value = f"{trial.values[0]:.4g}" if trial.values else "-"
+        outcome_text = str(trial.user_attrs.get("outcome", trial.state.name.lower()))
+        params = trial.params
+        table.add_row(
+            str(trial.number), str(params.get("config", "")), str(params.get("batching", "")),
+            str(params.get("load_workers", "")), value, outcome_text,
+        )  # fmt: skip
+    console.print(table)
+    if outcome.best is None:
+        console.print("[red]no trial found a Server rate whose p99 stayed under the bound[/red]")
+        return 1
+    best = outcome.best
+    console.print(
+        f"best: {best.user_attrs.get('case')} with {best.params.get('batching')}, {best.params.get('load_workers')} "
+        f"workers: max_qps {best.values[0]:.4g} queries/s (trial {best.number})",
+        highlight=False,
+    )
+    if outcome.run_id is not None:
+        console.print(f"parent run {outcome.run_id}")
     return 0
 
 

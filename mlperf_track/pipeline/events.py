@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from mlperf_track.engine.result import BenchmarkResult
     from mlperf_track.models.artifact import ModelArtifact
     from mlperf_track.pipeline.config import PipelineConfig
+    from mlperf_track.pipeline.load_sweep import LoadSweepOutcome
     from mlperf_track.spec import CaseSpec
 
 
@@ -52,11 +53,12 @@ class CaseOutcome:
 
 @dataclass
 class PipelineOutcome:
-    """Every case outcome of one pipeline run, in the order they ran."""
+    """Every case outcome of one pipeline run, in the order they ran, and the load stage's sweep (``--scenario``)."""
 
     config: PipelineConfig
     outcomes: list[CaseOutcome] = field(default_factory=list)
     interrupted: bool = False
+    load: LoadSweepOutcome | None = None
 
     @property
     def results(self) -> list[BenchmarkResult]:

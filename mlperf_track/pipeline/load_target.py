@@ -12,10 +12,14 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mlperf_track.engine.load.ledger import InferenceFn
 from mlperf_track.secrets import mask_url
+
+if TYPE_CHECKING:
+    from mlperf_track.models.artifact import ModelArtifact
+    from mlperf_track.pipeline.session import BenchmarkSession
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +65,7 @@ class ModelTarget:
         options: Runtime options as ``(key, value)`` pairs.
         seed: Seed of the synthetic inputs.
         cache_dir: Cache for exports and engines (``None``: the pipeline's default).
+        trust_pickle: Allow a model file that runs code when loaded (``--trust-pickle``).
     """
 
     model: str
@@ -73,6 +78,7 @@ class ModelTarget:
     options: tuple[tuple[str, str], ...] = ()
     seed: int = 0
     cache_dir: Path | None = None
+    trust_pickle: bool = False
 
     @property
     def name(self) -> str:
@@ -81,12 +87,9 @@ class ModelTarget:
 
     @contextlib.contextmanager
     def open(self, max_batch_size: int) -> Iterator[OpenTarget]:
-        """Load, prepare and warm nothing yet: yield a callable that runs a slice of one synthetic batch."""
-        from mlperf_track.engine.device import synchronize
-        from mlperf_track.engine.precision import precision_settings
+        """Load and prepare the model (outside any measurement); yield a callable that runs a slice of one batch."""
         from mlperf_track.pipeline.config import PipelineConfig
         from mlperf_track.pipeline.session import BenchmarkSession
-        from mlperf_track.runtimes.base import PrepareRequest
 
         extra: dict[str, Any] = {"cache_dir": self.cache_dir} if self.cache_dir is not None else {}
         config = PipelineConfig(
@@ -103,33 +106,62 @@ class ModelTarget:
             options=self.options,
             seed=self.seed,
             measure_accuracy=False,
+            trust_pickle=self.trust_pickle,
             **extra,
         )
-        with BenchmarkSession(config) as session, precision_settings(self.precision, session.device) as tags:
-            artifact = session.baseline()
-            runtime = session.runtime(self.runtime)
-            runtime.check(session.device, self.precision)
-            request = PrepareRequest(
-                device=session.device,
-                precision=self.precision,
-                batch_sizes=config.batch_sizes,
-                input_shape=artifact.input_shape,
-                channels_last=self.channels_last,
-                options=dict(self.options),
-                cache_dir=config.cache_dir / "runtimes",
-            )
-            prepared = runtime.prepare(artifact, request)
-            device = session.device
-            full = prepared.make_input(max_batch_size, seed=self.seed)
+        with (
+            BenchmarkSession(config) as session,
+            open_prepared(session, session.baseline(), self.runtime, self.precision, max_batch_size) as opened,
+        ):
+            yield opened
 
-            def infer(samples: int) -> None:
-                prepared(full[:samples])  # a view: no copy inside the timed call
-                synchronize(device)
 
-            try:
-                yield OpenTarget(infer, {**tags, **prepared.tags, "load.target": "in_process"})
-            finally:
-                prepared.close()
+@contextlib.contextmanager
+def open_prepared(
+    session: BenchmarkSession,
+    artifact: ModelArtifact,
+    runtime_name: str,
+    precision: str,
+    max_batch_size: int,
+    *,
+    options: tuple[tuple[str, str], ...] | None = None,
+) -> Iterator[OpenTarget]:
+    """Prepare ``artifact`` with a runtime of ``session`` and yield a callable that runs a slice of one batch.
+
+    The session's configuration gives the channels-last format, the runtime options, the seed and the cache; the
+    batch of ``max_batch_size`` synthetic samples is made once, and each call runs a view of its first samples (no
+    copy inside the timed call). ``options`` replaces the configuration's runtime options (a case's own).
+    Shared by :class:`ModelTarget` and the pipeline's load stage (:mod:`mlperf_track.pipeline.load_stage`).
+    """
+    from mlperf_track.engine.device import synchronize
+    from mlperf_track.engine.precision import precision_settings
+    from mlperf_track.runtimes.base import PrepareRequest
+
+    config = session.config
+    with precision_settings(precision, session.device) as tags:
+        runtime = session.runtime(runtime_name)
+        runtime.check(session.device, precision)
+        request = PrepareRequest(
+            device=session.device,
+            precision=precision,
+            batch_sizes=tuple(sorted({1, max_batch_size})),
+            input_shape=artifact.input_shape,
+            channels_last=config.channels_last,
+            options=config.option_dict if options is None else dict(options),
+            cache_dir=config.cache_dir / "runtimes",
+        )
+        prepared = runtime.prepare(artifact, request)
+        device = session.device
+        full = prepared.make_input(max_batch_size, seed=config.seed)
+
+        def infer(samples: int) -> None:
+            prepared(full[:samples])  # a view: no copy inside the timed call
+            synchronize(device)
+
+        try:
+            yield OpenTarget(infer, {**tags, **prepared.tags, "load.target": "in_process"})
+        finally:
+            prepared.close()
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from mlperf_track.pipeline.session import BenchmarkSession
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from mlperf_track.pipeline.load_stage import LoadStage
     from mlperf_track.spec import CaseSpec
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ def run_pipeline(
     listener: PipelineListener | None = None,
     *,
     resumed: Mapping[CaseKey, CaseOutcome] | None = None,
+    load: LoadStage | None = None,
 ) -> PipelineOutcome:
     """Measure every case of ``config``.
 
@@ -64,6 +66,8 @@ def run_pipeline(
         config: What to measure.
         listener: Receives events as they happen (MLflow logging, progress); ``None`` for none.
         resumed: Outcomes of an earlier run by case key: those cases are taken over, not measured.
+        load: The load stage (``--scenario``): once every case is measured, one case is served under load
+            (:mod:`~mlperf_track.pipeline.load_stage`); its sweep is ``outcome.load``.
 
     Returns:
         Every case's outcome (merged over replicates): the resumed ones first, then the measured ones in plan order.
@@ -84,6 +88,10 @@ def run_pipeline(
             todo = rounds.take_over(cases, resumed or {})
             with pinned(config.pin_cores):
                 rounds.run(todo)
+                if load is not None:
+                    from mlperf_track.pipeline.load_stage import run_load_stage
+
+                    outcome.load = run_load_stage(session, outcome, load)
         except KeyboardInterrupt:
             outcome.interrupted = True
             with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C stops the flushing, not the end

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
     from mlperf_track.pipeline.config import PipelineConfig
     from mlperf_track.pipeline.events import CaseKey, CaseOutcome, PipelineListener
+    from mlperf_track.pipeline.load_stage import LoadStage
 
 logger = logging.getLogger(__name__)
 
@@ -206,6 +207,7 @@ def run_tracked_pipeline(
     extra_listener: PipelineListener | None = None,
     log_file: Path | None = None,
     resume: str | None = None,
+    load: LoadStage | None = None,
 ) -> TrackedOutcome:
     """Run the pipeline with every case logged to MLflow as it finishes.
 
@@ -216,6 +218,7 @@ def run_tracked_pipeline(
         extra_listener: Another listener (a progress display) that receives every event after MLflow's.
         log_file: A log file to attach to the parent run at the end (``logs/mlperf_track.log``).
         resume: ``"last"`` or a parent run id: take over that run's finished cases (:mod:`.resume`).
+        load: The pipeline's load stage (``--scenario``; its listener logs the load points).
 
     Returns:
         The pipeline outcome, with the parent run and the outbox folder when cases still wait there;
@@ -246,7 +249,7 @@ def run_tracked_pipeline(
         outbox = Outbox(config.output_dir / OUTBOX_DIR, parent_id, uri, experiment_id)
         listener = MlflowPipelineListener(parent_id, outbox=outbox, adopted=adopted)
         group = ListenerGroup(listener, *([extra_listener] if extra_listener else []))
-        outcome = _run_and_end(config, group, listener, resumed, launched=launched)
+        outcome = _run_and_end(config, group, listener, resumed, launched=launched, load=load)
     finally:
         heartbeat.stop()
         if log_file is not None:
@@ -304,12 +307,13 @@ def _run_and_end(
     resumed: dict[CaseKey, CaseOutcome] | None,
     *,
     launched: bool = False,
+    load: LoadStage | None = None,
 ) -> PipelineOutcome:
     """Run the pipeline and end the runs with the status its outcome (or error) calls for."""
     from mlperf_track.pipeline import run_pipeline
 
     try:
-        outcome = run_pipeline(config, group, resumed=resumed)
+        outcome = run_pipeline(config, group, resumed=resumed, load=load)
     except KeyboardInterrupt:
         logger.warning("interrupted: ending the open runs as KILLED; everything logged so far is kept")
         listener.abort("KILLED")

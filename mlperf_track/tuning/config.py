@@ -27,7 +27,9 @@ if TYPE_CHECKING:
     from mlperf_track.pipeline.config import PipelineConfig
 
 #: ``--objective`` values: maximise throughput, minimise p99 latency, or a Pareto front of several metrics.
-OBJECTIVES: Final = ("throughput", "latency", "multi")
+OBJECTIVES: Final = ("throughput", "latency", "multi", "max_qps")
+#: The objective that serves each trial under load (:mod:`mlperf_track.tuning.load_study`).
+MAX_QPS: Final = "max_qps"
 #: ``--sampler`` values. ``auto`` is ``costaware`` for one objective and TPE for several (see
 #: :mod:`mlperf_track.tuning.sampling`).
 SAMPLERS: Final = ("auto", "costaware", "tpe", "gp", "grid", "random", "nsga2")
@@ -126,6 +128,12 @@ class SearchSettings:
         heartbeat_interval_s: Heartbeat of a running trial in a database storage.
         grace_period_s: A running trial whose heartbeat is older than this is failed and retried.
         max_retry: How often a trial whose worker died is retried.
+        latency_bound_ms: ``max_qps``: the p99 bound in ms a trial's Server rate must keep (required there).
+        min_duration: ``max_qps``: seconds of each load point of a trial's search.
+        max_batch_size: ``max_qps``: dynamic-batching max batch sizes to search.
+        max_queue_delay_ms: ``max_qps``: queue delays in ms to search (a delay above 0 only with a max batch
+            size above 1: without batching there is nothing to wait for).
+        load_workers: ``max_qps``: model instance counts to search.
     """
 
     objective: str = "throughput"
@@ -147,6 +155,11 @@ class SearchSettings:
     heartbeat_interval_s: int = 10
     grace_period_s: int = 30
     max_retry: int = 3
+    latency_bound_ms: float | None = None
+    min_duration: float = 10.0
+    max_batch_size: tuple[int, ...] = (1, 4, 16)
+    max_queue_delay_ms: tuple[float, ...] = (0.0, 2.0, 10.0)
+    load_workers: tuple[int, ...] = (1, 2)
 
     def __post_init__(self) -> None:
         check_choice("--objective", self.objective, OBJECTIVES)
@@ -176,6 +189,27 @@ class SearchSettings:
         for key, values in self.option_values:
             if not values:
                 raise ConfigError("--search-option", key, "at least one value per option key")
+        self._check_load_knobs()
+
+    def _check_load_knobs(self) -> None:
+        """The ``max_qps`` settings (one line naming the flag on a bad value)."""
+        _positive_or_none("--latency-bound-ms", self.latency_bound_ms)
+        if self.objective == MAX_QPS and self.latency_bound_ms is None:
+            raise ConfigError("--latency-bound-ms", None, "a positive number of milliseconds (--objective max_qps)")
+        if isinstance(self.min_duration, bool) or not isinstance(self.min_duration, (int, float)):
+            raise ConfigError("--min-duration", self.min_duration, "a number of seconds >= 0")
+        if self.min_duration < 0:
+            raise ConfigError("--min-duration", self.min_duration, "a number of seconds >= 0")
+        for flag, values in (("--max-batch-size", self.max_batch_size), ("--load-workers", self.load_workers)):
+            if not values:
+                raise ConfigError(flag, "", "at least one positive integer")
+            for value in values:
+                check_positive_int(flag, value)
+        if not self.max_queue_delay_ms or any(
+            isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
+            for value in self.max_queue_delay_ms
+        ):
+            raise ConfigError("--max-queue-delay-ms", self.max_queue_delay_ms, "numbers of milliseconds >= 0")
 
     @property
     def option_value_dict(self) -> dict[str, tuple[str, ...]]:

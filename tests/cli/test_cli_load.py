@@ -76,7 +76,9 @@ def _bad_inputs(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["--latency-bound-ms", "-3"], "--latency-bound-ms"),
         ([], "--latency-bound-ms"),  # server without a bound
         (["--scenario", "severs"], "--scenario"),
-        (["--workers", "0", "--latency-bound-ms", "10"], "--workers"),
+        (["--workers", "0", "--latency-bound-ms", "10"], "--load-workers"),  # --workers is its other spelling
+        (["--load-workers", "0", "--latency-bound-ms", "10"], "--load-workers"),
+        (["--max-batch-size", "2,4", "--latency-bound-ms", "10"], "--max-batch-size"),
         (["--max-queue-delay-ms", "-1", "--latency-bound-ms", "10"], "--max-queue-delay-ms"),
         (["--background-load", "cpu:x", "--latency-bound-ms", "10"], "--background-load"),
         (["--cpu-cores", "9999", "--latency-bound-ms", "10"], "cpu_cores"),
@@ -108,9 +110,23 @@ def test_a_busy_port_is_refused_for_the_server(capsys: pytest.CaptureFixture[str
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        code = main(["load", "--serve", "models:/m/1", "--port", str(port), "--payload", "x", "--no-track"])
+        code = main(["load", "--serve", "models:/m/1", "--port", str(port), "--payload", "x", "--no-track",
+                     "--trust-pickle"])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2 and "--port" in err and "in use" in err
+
+
+@pytest.mark.parametrize("trust", [[], ["--trust-pickle", "false"]])
+def test_serving_a_logged_model_needs_trust_pickle(trust: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["load", "--serve", "models:/m/1", "--payload", "x", "--no-track", *trust])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--trust-pickle" in err and "can run code" in err and len(err.splitlines()) == 1
+
+
+def test_trust_pickle_takes_only_true_or_false(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["load", "--serve", "models:/m/1", "--no-track", "--trust-pickle", "maybe"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--trust-pickle" in err and "true or false" in err
 
 
 def test_a_url_that_does_not_answer_is_counted_not_hidden(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -40,7 +40,7 @@ def test_load_against_mlflow_models_serve_of_a_sklearn_model(tracking: str) -> N
         [
             "load", "--serve", uri, "--scenario", "concurrency", "--concurrency", "2", "--workers", "2",
             "--min-duration", "1", "--min-queries", "60", "--no-early-stopping", "--health-timeout", "90",
-            "--experiment", f"serve-{tracking}",
+            "--experiment", f"serve-{tracking}", "--trust-pickle",
         ]
     )  # fmt: skip
     assert code == 0
