@@ -102,7 +102,7 @@ def test_every_point_failing_fails_the_parent(tracking: str) -> None:
 
 
 def test_a_search_logs_best_max_qps(tracking: str) -> None:
-    config = LoadConfig("server", target_qps=1.0, latency_bound_ms=50.0, min_duration_s=0.3)
+    config = LoadConfig("server", target_qps=1.0, latency_bound_ms=500.0, min_duration_s=0.3)
     plan = LoadPlan(SyntheticTarget(2.0), config, search=SearchConfig(start_qps=200.0, tolerance=0.3, max_probes=4))
     outcome = run_tracked_load_plan(plan, run_name="search")
     parent = mlflow.search_runs(filter_string="attributes.run_name = 'search'", output_format="list")[0]
