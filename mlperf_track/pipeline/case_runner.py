@@ -244,7 +244,7 @@ class CaseRunner:
                 channels_last=case.channels_last,
                 num_threads=case.num_threads,
                 options=case.option_dict,
-                cache_dir=config.cache_dir / "runtimes",
+                cache_dir=config.runtime_cache_dir,
             )
             baseline, watch = start_prepare_watch(case.device)
             start = time.perf_counter()

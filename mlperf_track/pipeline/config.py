@@ -155,3 +155,8 @@ class PipelineConfig:
     def option_dict(self) -> dict[str, str]:
         """The options as a dict."""
         return dict(self.options)
+
+    @property
+    def runtime_cache_dir(self) -> Path:
+        """Where runtimes keep exports and engines (shared by every case and by the recipes' ONNX exports)."""
+        return self.cache_dir / "runtimes"

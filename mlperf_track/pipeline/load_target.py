@@ -148,7 +148,7 @@ def open_prepared(
             input_shape=artifact.input_shape,
             channels_last=config.channels_last,
             options=config.option_dict if options is None else dict(options),
-            cache_dir=config.cache_dir / "runtimes",
+            cache_dir=config.runtime_cache_dir,
         )
         prepared = runtime.prepare(artifact, request)
         device = session.device

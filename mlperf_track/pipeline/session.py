@@ -188,6 +188,7 @@ class BenchmarkSession:
         if name not in self._artifacts:
             if name not in self.variants:
                 raise ConfigError("variant", name, [BASELINE, *self.variants])
+            from mlperf_track.runtimes.onnx_export import cached_onnx_exporter
             from mlperf_track.variants.base import VariantContext
 
             context = VariantContext(
@@ -199,6 +200,7 @@ class BenchmarkSession:
                 options=self.config.option_dict,
                 work_dir=self.files.variant_dir(name),
                 cache_dir=self.config.cache_dir,
+                onnx_exporter=cached_onnx_exporter(self.config.runtime_cache_dir),
             )
             logger.info("building variant %s", name)
             try:

@@ -16,7 +16,7 @@ import logging
 import os
 import re
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +25,7 @@ import torch
 from mlperf_track.engine.precision import dtype_for
 from mlperf_track.errors import ExportError, MlperfTrackError, UnsupportedError
 from mlperf_track.options import OptionSpec
-from mlperf_track.runtimes._common import FLOAT_PRECISIONS, import_optional, int_option
+from mlperf_track.runtimes._common import FLOAT_PRECISIONS, WorkDir, import_optional, int_option
 from mlperf_track.spec import check_choice
 
 if TYPE_CHECKING:
@@ -336,3 +336,17 @@ def typed_onnx(
         name=artifact.name,
         tokens=artifact.tokens,
     )
+
+
+def cached_onnx_exporter(runtime_cache_dir: Path) -> Callable[[torch.nn.Module, tuple[int, ...], int, str], Path]:
+    """An exporter into the runtimes' shared ONNX folder under ``runtime_cache_dir`` (what :class:`WorkDir` uses).
+
+    Given to variant recipes by the pipeline (``VariantContext.onnx_exporter``), so a recipe that quantizes the
+    baseline's ONNX file and the onnxruntime/openvino runtimes share one export per machine.
+    """
+    def export(module: torch.nn.Module, input_shape: tuple[int, ...], opset: int, name: str) -> Path:
+        directory = WorkDir(runtime_cache_dir, "onnx").sub("onnx")
+        return export_onnx(module, input_shape, directory, opset=opset, exporter="dynamo", name=name)
+
+    return export
+

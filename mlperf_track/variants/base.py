@@ -6,15 +6,21 @@ Members live one per module and are registered by name in :mod:`mlperf_track.var
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from mlperf_track.data.base import DatasetSplits
     from mlperf_track.models.artifact import ModelArtifact
     from mlperf_track.options import OptionSpec
+
+
+#: Exports a float32 module to ONNX with a dynamic batch axis: ``(module, input_shape, opset, name) -> file``.
+OnnxExporter = Callable[["nn.Module", tuple[int, ...], int, str], Path]
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,9 @@ class VariantContext:
         work_dir: A directory for files the recipe writes (ONNX models, checkpoints).
         cache_dir: Root of the on-disk cache: recipes that train keep their weights under
             ``cache_dir/variants`` (:mod:`~mlperf_track.variants.variant_cache`); ``None``: nothing is cached.
+        onnx_exporter: The ONNX runtimes' own cached float32 exporter, given by the pipeline (which knows both
+            layers), so recipes that quantize an ONNX file reuse the runtimes' export instead of making their own;
+            ``None``: the recipe exports into ``work_dir``.
     """
 
     device: str
@@ -41,6 +50,7 @@ class VariantContext:
     options: Mapping[str, str] = field(default_factory=dict)
     work_dir: Path | None = None
     cache_dir: Path | None = None
+    onnx_exporter: OnnxExporter | None = None
 
 
 class Variant(ABC):

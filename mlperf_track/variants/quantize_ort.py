@@ -52,27 +52,17 @@ def _quiet_exporter() -> Iterator[None]:
             item.setLevel(level)
 
 
-#: Where the ONNX runtimes keep their exports under the cache root (``PipelineConfig.cache_dir``): the pipeline
-#: gives them ``cache_dir/runtimes`` and they write to its ``onnx`` folder (``runtimes._common.WorkDir``).
-RUNTIME_ONNX_FOLDER = ("runtimes", "onnx")
-
-
 def baseline_onnx(baseline: ModelArtifact, context: VariantContext, recipe: str) -> Path:
     """The baseline's float32 ONNX file, which the int8 recipes quantize.
 
-    With a cache directory it is the onnxruntime/openvino runtimes' own cached export (the same exporter,
-    opset and dynamic batch axis, keyed by the module's digest and shape): the baseline is exported once per
+    With ``context.onnx_exporter`` (the pipeline gives the onnxruntime/openvino runtimes' cached exporter: the
+    same opset and dynamic batch axis, keyed by the module's digest and shape) the baseline is exported once per
     machine, not once by each recipe and each runtime on every run (three exports of resnet50 per pipeline run,
-    10-40 s each on two cores). Without one it is exported into the work directory, as before.
+    10-40 s each on two cores). Without one it is exported into the work directory.
     """
-    if context.cache_dir is not None and baseline.module is not None:
-        from mlperf_track.runtimes.onnx_export import export_onnx as cached_export  # lazily: a sibling layer
-
-        directory = Path(context.cache_dir).joinpath(*RUNTIME_ONNX_FOLDER)
-        directory.mkdir(parents=True, exist_ok=True)
-        module = baseline.module.eval()  # export_onnx leaves a float32 module untouched
-        shape = baseline.input_shape
-        return cached_export(module, shape, directory, opset=OPSET, exporter="dynamo", name=baseline.name)
+    if context.onnx_exporter is not None and baseline.module is not None:
+        module = baseline.module.eval()  # the exporter leaves a float32 module untouched
+        return context.onnx_exporter(module, baseline.input_shape, OPSET, baseline.name)
     work_dir = context.work_dir or Path(tempfile.mkdtemp(prefix=f"mlperf_track-{recipe}-"))
     return export_onnx(copy_module(baseline, recipe), example_input(baseline, 2), work_dir / f"{recipe}-fp32.onnx")
 

@@ -255,9 +255,10 @@ def test_int8_recipes_quantize_the_runtimes_cached_export(
     pytest.importorskip("onnxruntime")
     if name.endswith("nncf"):
         pytest.importorskip("nncf")
-    from mlperf_track.runtimes.onnx_export import typed_onnx
+    from mlperf_track.runtimes.onnx_export import cached_onnx_exporter, typed_onnx
 
-    context = _context(make_context, tmp_path, name)
+    exporter = cached_onnx_exporter(tmp_path / "runtimes")
+    context = dataclasses.replace(_context(make_context, tmp_path, name), onnx_exporter=exporter)
     first = _build(name, tiny_baseline, context)
     onnx_dir = tmp_path / "runtimes" / "onnx"
     (export,) = onnx_dir.glob("*.onnx")
