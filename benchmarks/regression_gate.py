@@ -223,8 +223,8 @@ def render(
         " verdict |",
         "|---|---|---|---|---|---|",
         *(
-            f"| {s.mode} | {s.false_alarms:.0%} ({round(s.false_alarms * s.aa_pairs)}/{s.aa_pairs} pairs) | "
-            f"<= {TARGET_FALSE_ALARMS:.0%} | {s.detection:.0%} ({round(s.detection * s.ab_pairs)}/{s.ab_pairs} pairs)"
+            f"| {s.mode} | {s.false_alarms:.1%} ({round(s.false_alarms * s.aa_pairs)}/{s.aa_pairs} pairs) | "
+            f"<= {TARGET_FALSE_ALARMS:.0%} | {s.detection:.1%} ({round(s.detection * s.ab_pairs)}/{s.ab_pairs} pairs)"
             f" | >= {TARGET_DETECTION:.0%} | {_verdict(s)} |"
             for s in scores
         ),
