@@ -68,6 +68,7 @@ class Settings:
     cache_dir: Path
     num_threads: int | None
     options: tuple[tuple[str, str], ...] = ()
+    train_precision: str = "auto"
 
 
 @dataclass
@@ -110,6 +111,7 @@ def _settings(args: argparse.Namespace) -> Settings:
             cache_dir=Path(args.cache_dir or default_cache_dir()),
             num_threads=args.num_threads,
             options=(("fine_tune_epochs", "1"), ("distill_epochs", "1")),
+            train_precision=args.train_precision,
         )
     return Settings(
         models=tuple(args.models.split(",")),
@@ -122,6 +124,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         timing=TimingConfig(warmup_iters=5, warmup_s=0.5, min_iters=20, max_time_s=5.0, target_rel_ci=0.02),
         cache_dir=Path(args.cache_dir or default_cache_dir()),
         num_threads=args.num_threads,
+        train_precision=args.train_precision,
     )
 
 
@@ -205,9 +208,11 @@ def run_model(model: str, settings: Settings) -> list[Row]:
     """Baseline and every variant of ``model``."""
     from mlperf_track.models.registry import load_model
     from mlperf_track.variants.baseline import prepare_baseline
+    from mlperf_track.variants.common import resolve_train_precision
     from mlperf_track.variants.registry import resolve_variants
 
     data = _data(settings)
+    train_precision = resolve_train_precision(settings.train_precision, "cpu")
     start = time.perf_counter()
     prepared = prepare_baseline(
         load_model(model),
@@ -218,6 +223,7 @@ def run_model(model: str, settings: Settings) -> list[Row]:
         seed=0,
         cache_dir=settings.cache_dir,
         rule=settings.rule,
+        train_precision=train_precision,
     )
     facts = {key: value for key, value in prepared.facts.items() if key != m.BASELINE_CURVE_FACT}
     logger.info("%s baseline ready in %.1f s: %s", model, time.perf_counter() - start, facts)
@@ -242,6 +248,7 @@ def run_model(model: str, settings: Settings) -> list[Row]:
             epochs=settings.epochs,
             options=dict(settings.options),
             work_dir=work / variant.name,
+            train_precision=train_precision,
         )
         start = time.perf_counter()
         try:
@@ -409,6 +416,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", default="all")
     parser.add_argument("--train-samples", type=int, default=None, help="use only this many training images")
     parser.add_argument("--num-threads", type=int, default=None)
+    parser.add_argument(
+        "--train-precision", default="auto", choices=("auto", "fp32", "bf16"), help="training precision (as run's)"
+    )
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument(
         "--quick", action="store_true", help="resnet18 at 32 px, 256 training images, at most 3 epochs, short timing"

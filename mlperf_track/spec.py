@@ -16,6 +16,11 @@ from mlperf_track.errors import ConfigError
 
 #: Every precision the product knows. Runtimes declare the subset they can run.
 PRECISIONS: Final = ("fp32", "tf32", "fp16", "bf16", "int8", "fp8")
+#: Precisions a model can be trained in: ``fp32``, or ``bf16`` mixed precision (forward pass and loss under
+#: ``torch.autocast`` in bfloat16; weights, gradients, optimizer state and BatchNorm statistics stay fp32).
+TRAIN_PRECISIONS: Final = ("fp32", "bf16")
+#: ``train_precision`` values: ``auto`` is bf16 where the device computes it natively, else fp32.
+TRAIN_PRECISION_CHOICES: Final = ("auto", *TRAIN_PRECISIONS)
 #: Devices a user may ask for; ``auto`` resolves to ``cuda`` when a GPU is present, else ``cpu``.
 DEVICES: Final = ("auto", "cpu", "cuda")
 #: Devices a case runs on (after ``auto`` is resolved).

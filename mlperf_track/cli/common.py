@@ -70,6 +70,7 @@ def pipeline_config_from_args(args: argparse.Namespace, *, profile: bool = False
         image_size=read(args, "image_size", defaults),
         dataset=dataset,
         epochs=read(args, "epochs", defaults),  # auto: the device default, passed through as it is
+        train_precision=read(args, "train_precision") or "auto",
         num_threads=read(args, "num_threads"),
         channels_last=bool(read(args, "channels_last")),
         options=read(args, "options") or (),

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from mlperf_track.errors import ConfigError
-from mlperf_track.spec import DEVICES, PRECISIONS, check_choice
+from mlperf_track.spec import DEVICES, PRECISIONS, TRAIN_PRECISION_CHOICES, check_choice
 
 AUTO_WORDS = ("", "auto")
 NONE_WORDS = ("none", "null", "off")
@@ -230,6 +230,11 @@ def variants(flag: str, value: str) -> tuple[str, ...]:
 def device(flag: str, value: str) -> str:
     """``auto``, ``cpu`` or ``cuda``."""
     return check_choice(flag, str(value).strip(), DEVICES)
+
+
+def train_precision(flag: str, value: str) -> str:
+    """``auto``, ``fp32`` or ``bf16``."""
+    return check_choice(flag, str(value).strip().lower(), TRAIN_PRECISION_CHOICES)
 
 
 def objective(flag: str, value: str) -> str:

@@ -9,6 +9,7 @@ from mlperf_track.errors import ConfigError
 from mlperf_track.spec import (
     DEVICES,
     PRECISIONS,
+    TRAIN_PRECISION_CHOICES,
     TimingConfig,
     check_choice,
     check_positive_int,
@@ -45,6 +46,9 @@ class PipelineConfig:
             improving (early stopping, best epoch kept, capped in epochs and time); ``"auto"`` is accepted for
             it and stored as ``None``. An integer trains exactly that many epochs (0: use the weights as they
             are). Variants that retrain follow: early stopping with ``None``, fixed epochs otherwise.
+        train_precision: Precision of that training and of the variants' retraining: ``auto`` (bf16 mixed
+            precision where the device computes bf16 natively, else fp32), ``fp32`` or ``bf16``. Logged as
+            ``baseline.train_precision`` and ``artifact.variant.train_precision``; part of the cache keys.
         num_threads: CPU threads, or ``None`` for torch's default.
         channels_last: Use channels-last memory format.
         options: Runtime and variant options as ``(key, value)`` pairs.
@@ -82,6 +86,7 @@ class PipelineConfig:
     image_size: int = 224
     dataset: str = "synthetic"
     epochs: int | None = None
+    train_precision: str = "auto"
     num_threads: int | None = None
     channels_last: bool = False
     options: tuple[tuple[str, str], ...] = ()
@@ -123,6 +128,7 @@ class PipelineConfig:
             raise ConfigError(
                 "epochs", self.epochs, "an integer >= 0, or auto (train until the holdout accuracy stops rising)"
             )
+        check_choice("train_precision", self.train_precision, TRAIN_PRECISION_CHOICES)
         if self.num_threads is not None:
             check_positive_int("num_threads", self.num_threads)
         if self.max_accuracy_drop is not None and (

@@ -165,6 +165,7 @@ class BenchmarkSession:
                 device=self.device,
                 seed=self.config.seed,
                 cache_dir=self.config.cache_dir,
+                train_precision=self.train_precision,
             )
             self._artifacts[BASELINE] = prepared.artifact
             self._baseline_facts = dict(prepared.facts)
@@ -172,6 +173,13 @@ class BenchmarkSession:
             if unsafe:  # --trust-pickle let a file run code: every run of it says so
                 prepared.artifact.tags[UNSAFE_LOAD_TAG] = self._baseline_facts[UNSAFE_LOAD_TAG] = unsafe
         return self._artifacts[BASELINE]
+
+    @property
+    def train_precision(self) -> str:
+        """The precision the baseline and the retraining variants train in here (``auto`` resolved)."""
+        from mlperf_track.variants.common import resolve_train_precision
+
+        return resolve_train_precision(self.config.train_precision, self.device)
 
     @property
     def baseline_facts(self) -> dict[str, str]:
@@ -201,6 +209,7 @@ class BenchmarkSession:
                 work_dir=self.files.variant_dir(name),
                 cache_dir=self.config.cache_dir,
                 onnx_exporter=cached_onnx_exporter(self.config.runtime_cache_dir),
+                train_precision=self.train_precision,
             )
             logger.info("building variant %s", name)
             try:

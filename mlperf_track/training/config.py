@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mlperf_track.errors import ConfigError
-from mlperf_track.spec import check_choice, check_positive_float, check_positive_int
+from mlperf_track.spec import TRAIN_PRECISIONS, check_choice, check_positive_float, check_positive_int
 from mlperf_track.training.early_stopping import STOP_PATIENCE, StoppingRule
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -37,6 +37,9 @@ class TrainConfig:
         plateau_patience: Epochs without a holdout top-1 gain before a ``plateau`` schedule cuts the rate.
         plateau_factor: What a ``plateau`` cut multiplies the rate by, in (0, 1).
         seed: Seed for the initial random state and the data order.
+        precision: ``fp32``, or ``bf16``: mixed precision, the forward pass and the loss under ``torch.autocast``
+            in bfloat16 (the AMP recipe: the master weights and the optimizer stay fp32, so no loss scaling is
+            needed). Holdout scoring and BatchNorm recalibration stay fp32 either way.
     """
 
     epochs: int = 1
@@ -53,6 +56,7 @@ class TrainConfig:
     plateau_patience: int = 1
     plateau_factor: float = 0.2
     seed: int = 0
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 0:
@@ -76,6 +80,7 @@ class TrainConfig:
         check_positive_int("plateau_patience", self.plateau_patience)
         if not 0 < self.plateau_factor < 1:
             raise ConfigError("plateau_factor", self.plateau_factor, "a number in (0, 1)")
+        check_choice("precision", self.precision, TRAIN_PRECISIONS)
 
 
 @dataclass
@@ -96,6 +101,7 @@ class TrainResult:
         stop_reason: ``fixed_epochs``, ``patience``, ``max_epochs`` or ``time_cap`` (empty when nothing ran).
         lr_cuts: Epochs (1-based) after which a ``plateau`` schedule cut the learning rate.
         rule: The stopping rule, when there was one.
+        precision: The precision the steps ran in (``fp32`` or ``bf16`` mixed precision).
     """
 
     epochs: int = 0
@@ -109,6 +115,7 @@ class TrainResult:
     stop_reason: str = ""
     lr_cuts: list[int] = field(default_factory=list)
     rule: StoppingRule | None = None
+    precision: str = "fp32"
 
     @property
     def final_loss(self) -> float | None:
@@ -121,6 +128,8 @@ class TrainResult:
         return None if self.rule is None else self.stop_reason == STOP_PATIENCE
 
     def budget(self) -> str:
-        """One line on the training budget, e.g. ``7 epoch(s), 41.2 s, stopped by patience (best epoch 4)``."""
+        """One line on the training budget, e.g. ``7 epoch(s), 41.2 s, stopped by patience (best epoch 4)``, with
+        ``, bf16 mixed precision`` appended when the steps did not run in fp32."""
         line = f"{self.epochs} epoch(s), {self.seconds:.1f} s, stopped by {self.stop_reason or 'nothing'}"
-        return line + (f" (best epoch {self.best_epoch})" if self.best_epoch is not None else "")
+        line += f" (best epoch {self.best_epoch})" if self.best_epoch is not None else ""
+        return line + ("" if self.precision == "fp32" else f", {self.precision} mixed precision")

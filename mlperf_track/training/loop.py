@@ -177,7 +177,7 @@ class _Run:
 def _fit(module: nn.Module, dataset: Dataset, config: TrainConfig, run: _Run) -> TrainResult:
     if len(dataset) == 0:  # type: ignore[arg-type]
         raise DataError(f"cannot {run.description}: the training split is empty")
-    result = TrainResult(rule=run.rule)
+    result = TrainResult(rule=run.rule, precision=config.precision)
     max_epochs = run.rule.max_epochs if run.rule is not None else config.epochs
     if max_epochs == 0:
         return result
@@ -201,7 +201,7 @@ def _fit(module: nn.Module, dataset: Dataset, config: TrainConfig, run: _Run) ->
     loss_fn = run.loss_fn or cross_entropy_loss(config.label_smoothing)
     for epoch in range(1, max_epochs + 1):
         batches = _progress(loader, steps_per_epoch, f"{run.description} {epoch}/{max_epochs}")
-        step = _Step(optimizer, scheduler, loss_fn)
+        step = _Step(optimizer, scheduler, loss_fn, autocast_dtype(config.precision))
         done, cut_short = _run_epoch(
             module, batches, step, steps=steps_per_epoch, result=result, run=run, deadline=deadline
         )
@@ -243,6 +243,19 @@ class _Step:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     loss_fn: LossFn
+    autocast: torch.dtype | None  # None: fp32 steps
+
+    def loss(self, module: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The loss of one batch, its forward pass under autocast when the run is in mixed precision."""
+        if self.autocast is None:
+            return self.loss_fn(module, images, labels)
+        with torch.autocast(device_type=images.device.type, dtype=self.autocast):
+            return self.loss_fn(module, images, labels)
+
+
+def autocast_dtype(precision: str) -> torch.dtype | None:
+    """The ``torch.autocast`` dtype of a training precision (``None`` for fp32)."""
+    return torch.bfloat16 if precision == "bf16" else None
 
 
 def _run_epoch(
@@ -270,7 +283,7 @@ def _run_epoch(
             cut_short = True
             break
         images, labels = batch_images.to(run.device), batch_labels.to(run.device)
-        loss = step.loss_fn(module, images, labels)
+        loss = step.loss(module, images, labels)
         if not torch.isfinite(loss):
             raise DataError(f"{run.description}: the loss became {loss.item()} at step {result.steps}; lower the lr")
         step.optimizer.zero_grad(set_to_none=True)

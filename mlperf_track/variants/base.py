@@ -40,6 +40,8 @@ class VariantContext:
         onnx_exporter: The ONNX runtimes' own cached float32 exporter, given by the pipeline (which knows both
             layers), so recipes that quantize an ONNX file reuse the runtimes' export instead of making their own;
             ``None``: the recipe exports into ``work_dir``.
+        train_precision: ``fp32`` or ``bf16``: the precision of any (re)training (mixed precision, see
+            :class:`~mlperf_track.training.config.TrainConfig`); the pipeline resolves ``auto`` for the device.
     """
 
     device: str
@@ -51,6 +53,7 @@ class VariantContext:
     work_dir: Path | None = None
     cache_dir: Path | None = None
     onnx_exporter: OnnxExporter | None = None
+    train_precision: str = "fp32"
 
 
 class Variant(ABC):

@@ -93,6 +93,7 @@ def prepare_baseline(
     cache_dir: Path,
     train_config: TrainConfig | None = None,
     rule: StoppingRule | None = None,
+    train_precision: str = "fp32",
 ) -> PreparedBaseline:
     """Give the model a head for ``data``'s classes and train it on the training split (cached on disk).
 
@@ -111,6 +112,8 @@ def prepare_baseline(
         train_config: Training settings; :data:`CONVERGE_TRAIN` (``auto``) or :data:`DEFAULT_TRAIN` (fixed
             epochs) with ``seed`` when ``None``.
         rule: When ``auto`` stops; :data:`DEFAULT_STOPPING` when ``None``.
+        train_precision: ``fp32`` or ``bf16`` (mixed precision, see :class:`TrainConfig`); it replaces the
+            precision of ``train_config`` and is part of the cache key.
 
     Returns:
         The prepared baseline.
@@ -127,7 +130,7 @@ def prepare_baseline(
         "baseline.epochs": "auto" if epochs is None else str(epochs),
         "baseline.head_replaced": str(head_replaced).lower(),
     }
-    plan = _plan(data, epochs, seed, train_config, rule)
+    plan = _plan(data, epochs, seed, train_config, rule, precision=train_precision)
     cached = False
     if plan is None:
         reason = "epochs=0" if epochs == 0 else f"dataset {data.name!r} has no labelled training split"
@@ -179,21 +182,28 @@ class _Plan:
 
 
 def _plan(
-    data: DatasetSplits, epochs: int | None, seed: int, config: TrainConfig | None, rule: StoppingRule | None
+    data: DatasetSplits,
+    epochs: int | None,
+    seed: int,
+    config: TrainConfig | None,
+    rule: StoppingRule | None,
+    *,
+    precision: str,
 ) -> _Plan | None:
     """``None`` when nothing is trained (no labelled training split, or ``epochs=0``)."""
     if data.train is None or data.num_classes is None or epochs == 0:
         return None
+    common: dict[str, Any] = {"seed": seed, "precision": precision}
     if epochs is not None:
-        return _Plan(data, dataclasses.replace(config or DEFAULT_TRAIN, epochs=epochs, seed=seed), None, {})
+        return _Plan(data, dataclasses.replace(config or DEFAULT_TRAIN, epochs=epochs, **common), None, {})
     data = with_holdout(data, seed)
     rule = rule or DEFAULT_STOPPING
     if data.holdout is None:
         note = f"no holdout split could be cut from {data.name}'s training split: trained {DEFAULT_EPOCHS} epochs"
         logger.warning("baseline: %s, not to convergence", note)
-        fixed = dataclasses.replace(config or DEFAULT_TRAIN, epochs=DEFAULT_EPOCHS, seed=seed)
+        fixed = dataclasses.replace(config or DEFAULT_TRAIN, epochs=DEFAULT_EPOCHS, **common)
         return _Plan(data, fixed, None, {"baseline.not_converged_reason": note})
-    converge = dataclasses.replace(config or CONVERGE_TRAIN, epochs=rule.max_epochs, seed=seed)
+    converge = dataclasses.replace(config or CONVERGE_TRAIN, epochs=rule.max_epochs, **common)
     return _Plan(data, converge, rule, {})
 
 
@@ -205,6 +215,7 @@ def _trained_facts(meta: dict[str, Any], *, cached: bool, key: str) -> dict[str,
         "baseline.cache_key": key,
         "baseline.epochs_run": str(meta.get("epochs_run", "")),
         "baseline.stop_reason": str(meta.get("stop_reason", "")),
+        "baseline.train_precision": str(meta.get("train_precision", "fp32")),
     }
     if meta.get("stopping"):
         facts["baseline.stopping"] = str(meta["stopping"])
@@ -280,6 +291,7 @@ def _train_and_save(module: nn.Module, plan: _Plan, *, device: str, path: Path, 
         "epochs_run": result.epochs,
         "best_epoch": best,
         "stop_reason": result.stop_reason,
+        "train_precision": result.precision,
         "stopping": plan.rule.describe() if plan.rule is not None else None,
         "holdout_top1": result.holdout_top1[best] if best is not None and result.holdout_top1 else None,
         "curve": training_curve(result),

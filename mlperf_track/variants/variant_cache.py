@@ -77,6 +77,7 @@ def variant_key(
         },
         "seed": context.seed,
         "epochs": context.epochs,
+        "train_precision": context.train_precision,
         "training": {
             "stopping": VARIANT_STOPPING.to_dict(),
             "recovery_lr": RECOVERY_LR,

@@ -173,6 +173,7 @@ def test_an_empty_item_in_a_comma_list_is_refused_before_any_work(
         (["--pin-cores", "4096"], "--pin-cores"),
         (["--max-accuracy-drop", "1.5"], "--max-accuracy-drop"),
         (["--epochs", "-1"], "--epochs"),
+        (["--train-precision", "fp16"], "--train-precision"),
         (["--target-ci", "2"], "--target-ci"),
         (["--accuracy", "maybe"], "--accuracy"),
         (["--dataset", "digitz"], "did you mean digits"),

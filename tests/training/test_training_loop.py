@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 
 import pytest
@@ -111,3 +112,35 @@ def test_batch_norm_statistics_are_recalibrated_after_training(
         assert error < 1e-4  # every sample was used: the running mean is the features' mean
     else:
         assert error > 1e-2
+
+
+@pytest.mark.parametrize(("precision", "autocast"), [("fp32", None), ("bf16", torch.bfloat16)])
+def test_the_training_precision_decides_the_autocast_of_every_step(
+    small_net: torch.nn.Module, halves: TensorDataset, precision: str, autocast: torch.dtype | None
+) -> None:
+    seen: list[torch.dtype | None] = []
+
+    def loss_fn(module: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        on = torch.is_autocast_enabled(images.device.type)
+        seen.append(torch.get_autocast_dtype(images.device.type) if on else None)
+        return torch.nn.functional.cross_entropy(module(images), labels)
+
+    config = TrainConfig(epochs=1, batch_size=32, lr=0.01, precision=precision)
+    result = train(small_net, halves, config, loss_fn=loss_fn)
+    assert seen and set(seen) == {autocast}
+    assert result.precision == precision
+    assert ("bf16 mixed precision" in result.budget()) == (precision == "bf16")
+    assert all(param.dtype == torch.float32 for param in small_net.parameters())  # master weights stay fp32
+    assert not torch.is_autocast_enabled("cpu")  # nothing leaks out of the loop
+
+
+def test_bf16_mixed_precision_still_learns(
+    small_net: torch.nn.Module, halves: TensorDataset, halves_val: TensorDataset
+) -> None:
+    train(small_net, halves, dataclasses.replace(FAST, precision="bf16"))
+    assert evaluate_accuracy(module_predictor(small_net), halves_val).top1 >= 0.9
+
+
+def test_an_unknown_training_precision_is_refused() -> None:
+    with pytest.raises(ConfigError, match="precision"):
+        TrainConfig(precision="fp16")

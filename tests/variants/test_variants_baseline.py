@@ -18,6 +18,7 @@ from mlperf_track.models.base import LoadedModel
 from mlperf_track.training.early_stopping import StoppingRule, score_holdout
 from mlperf_track.training.loop import TrainConfig
 from mlperf_track.variants.baseline import DEFAULT_EPOCHS, cache_key, prepare_baseline
+from mlperf_track.variants.common import resolve_train_precision
 
 QUICK_RULE = StoppingRule(patience=2, max_epochs=25, max_seconds=None)
 
@@ -89,6 +90,7 @@ def test_cache_key_covers_what_changes_the_weights(digits_small: DatasetSplits) 
         key(config=dataclasses.replace(config, seed=1)),
         key(config=dataclasses.replace(config, epochs=2)),
         key(config=dataclasses.replace(config, lr=0.1)),
+        key(config=dataclasses.replace(config, precision="bf16")),
         key(num_classes=3),
         key(device="cuda"),
     ]
@@ -174,9 +176,19 @@ def test_converged_resnet18_at_64_px_reaches_097_on_digits(tmp_path: Path) -> No
     torch.set_num_threads(2)
     data = load_dataset("digits", image_size=64, seed=0)
     rule = dataclasses.replace(DEFAULT_STOPPING, max_seconds=None)
+    precision = resolve_train_precision("auto", "cpu")  # what the pipeline trains in on this machine
     prepared = prepare_baseline(
-        load_model("resnet18"), data, image_size=64, epochs=None, device="cpu", seed=0, cache_dir=tmp_path, rule=rule
+        load_model("resnet18"),
+        data,
+        image_size=64,
+        epochs=None,
+        device="cpu",
+        seed=0,
+        cache_dir=tmp_path,
+        rule=rule,
+        train_precision=precision,
     )
+    assert prepared.facts["baseline.train_precision"] == precision
     assert prepared.facts["baseline.converged"] == "true"
     assert float(prepared.facts["baseline.val_top1"]) >= 0.97
 
@@ -237,3 +249,30 @@ def test_the_time_cap_is_reported_as_not_converged(digits_small: DatasetSplits, 
     rule = StoppingRule(patience=5, max_epochs=25, max_seconds=1e-9)
     facts = _prepare(_tiny(), digits_small, tmp_path, epochs=None, rule=rule).facts  # type: ignore[attr-defined]
     assert facts["baseline.stop_reason"] == "time_cap" and facts["baseline.converged"] == "false"
+
+
+def test_the_training_precision_is_logged_and_keys_the_cache(digits_small: DatasetSplits, tmp_path: Path) -> None:
+    settings = {"image_size": SIZE, "epochs": 1, "device": "cpu", "seed": 0, "cache_dir": tmp_path}
+    fp32 = prepare_baseline(_tiny(), digits_small, **settings)  # type: ignore[arg-type]
+    bf16 = prepare_baseline(_tiny(), digits_small, train_precision="bf16", **settings)  # type: ignore[arg-type]
+    assert fp32.facts["baseline.train_precision"] == "fp32" and bf16.facts["baseline.train_precision"] == "bf16"
+    assert not bf16.cached and fp32.facts["baseline.cache_key"] != bf16.facts["baseline.cache_key"]
+    again = prepare_baseline(_tiny(), digits_small, train_precision="bf16", **settings)  # type: ignore[arg-type]
+    assert again.cached and again.facts["baseline.train_precision"] == "bf16"
+
+
+@pytest.mark.parametrize("requested", ["fp32", "bf16", " FP32 "])
+def test_an_explicit_training_precision_is_kept(requested: str) -> None:
+    assert resolve_train_precision(requested, "cpu") == requested.strip().lower()
+
+
+def test_auto_trains_in_bf16_exactly_where_the_device_computes_it_natively() -> None:
+    from mlperf_track.engine.precision import emulated_reason
+
+    expected = "fp32" if emulated_reason("bf16", "cpu") else "bf16"
+    assert resolve_train_precision("auto", "cpu") == expected
+
+
+def test_an_unknown_training_precision_is_refused() -> None:
+    with pytest.raises(ConfigError, match="train_precision"):
+        resolve_train_precision("fp16", "cpu")

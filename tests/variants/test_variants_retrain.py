@@ -12,6 +12,7 @@ from mlperf_track.variants.base import VariantContext
 from mlperf_track.variants.registry import get_variant
 from mlperf_track.variants.retrain import (
     TRAIN_EPOCHS_TAG,
+    TRAIN_PRECISION_TAG,
     TRAIN_RULE_TAG,
     TRAIN_SECONDS_TAG,
     TRAIN_STOP_TAG,
@@ -32,6 +33,24 @@ def test_auto_recovery_stops_on_the_holdout_and_logs_its_budget(
     assert "stopped by" in artifact.tags[TRAIN_STOP_TAG] and "best epoch" in artifact.tags[TRAIN_STOP_TAG]
     assert artifact.tags[TRAIN_RULE_TAG] == VARIANT_STOPPING.describe()
     assert artifact.tags["prune.fine_tune"] == artifact.tags[TRAIN_STOP_TAG]
+    assert artifact.tags[TRAIN_PRECISION_TAG] == "fp32"
+
+
+def test_the_retraining_precision_comes_from_the_context_and_keys_the_cache(
+    tiny_baseline: ModelArtifact, make_context: Callable[..., VariantContext]
+) -> None:
+    import dataclasses
+
+    from mlperf_track.variants.variant_cache import variant_key
+
+    context = dataclasses.replace(make_context(fine_tune_epochs="1"), train_precision="bf16")
+    artifact = get_variant("pruned_structured").build(tiny_baseline, context)
+    assert artifact.tags[TRAIN_PRECISION_TAG] == "bf16"
+    assert "bf16 mixed precision" in artifact.tags[TRAIN_STOP_TAG]
+    fp32 = dataclasses.replace(context, train_precision="fp32")
+    assert variant_key("pruned_structured", tiny_baseline, context, {}) != variant_key(
+        "pruned_structured", tiny_baseline, fp32, {}
+    )
 
 
 def test_fixed_recovery_epochs_are_logged_too(
