@@ -8,9 +8,11 @@ out-of-memory at a smaller batch size):
 - EI is the expected improvement of log throughput (or of -log p99) over the best feasible, fully measured
   trial, under the posterior of :class:`~mlperf_track.tuning.surrogate.BayesianLinear` fitted to every trial
   measured so far: full measurements with a small noise, short ones (pruned trials) with a larger one.
-- P(feasible) multiplies the chances of each limit: the accuracy drop of the same variant, runtime and
-  precision when seen, else of the same variant and precision, else of the variant (accuracy does not depend
-  on the batch size); memory and p99 from a Bayesian model of the constraint's log ratio.
+- P(feasible) multiplies the chances of each limit: accuracy from the drops measured at the nearest
+  neighbours (same variant, runtime and precision; same variant and precision; same variant; the steps of a
+  composition), by how far inside or outside the limit they were
+  (:mod:`~mlperf_track.tuning.accuracy_evidence`; accuracy does not depend on the batch size); memory and p99
+  from a Bayesian model of the constraint's log ratio.
 - The cost (:class:`~mlperf_track.tuning.costs.CostModel`) is what the point would cost now: nothing to
   prepare when the backend holds its prepared model, a variant build when the variant is new, and the
   measurement. ``c0`` is the cost of a trial as such (the time per trial the budget allows, or the typical trial
@@ -36,13 +38,13 @@ import optuna
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.trial import FrozenTrial, TrialState
 
+from mlperf_track.tuning.accuracy_evidence import AccuracyEvidence
 from mlperf_track.tuning.pruning import SHORT_STEP
-from mlperf_track.tuning.space import SearchSpace, TrialPoint
+from mlperf_track.tuning.space import Choice, SearchSpace, TrialPoint
 from mlperf_track.tuning.surrogate import (
     BayesianLinear,
     FeatureMap,
     expected_improvement,
-    group_rate,
     probability_at_most,
 )
 
@@ -59,8 +61,6 @@ SHORT_NOISE: Final = 0.15
 #: Constraints modelled as a log ratio (value = measured / limit - 1) and the accuracy constraint.
 RATIO_CONSTRAINTS: Final = ("memory", "p99_latency")
 ACCURACY_CONSTRAINT: Final = "accuracy_drop"
-#: Prior chance that an unseen variant/precision keeps accuracy within the limit.
-ACCURACY_PRIOR: Final = 0.6
 
 
 def _key(point: TrialPoint) -> tuple[str, int, int | None]:
@@ -193,7 +193,7 @@ class CostAwareSampler(BaseSampler):
     def _feasibility(self, trials: Sequence[FrozenTrial], candidates: np.ndarray) -> np.ndarray:
         """P(every limit holds) for each candidate point."""
         probability = np.ones(len(candidates))
-        accuracy: dict[str, list[bool]] = defaultdict(list)
+        measured_accuracy: list[tuple[Choice, float]] = []
         ratio_rows: dict[str, tuple[list[int], list[float]]] = defaultdict(lambda: ([], []))
         index = {_key(p): i for i, p in enumerate(self.points)}
         for trial in trials:
@@ -202,24 +202,13 @@ class CostAwareSampler(BaseSampler):
             point = self.space.point(trial.params)
             for name, value in trial.constraints.items():
                 if name == ACCURACY_CONSTRAINT:
-                    ok = value <= 0
-                    choice = point.choice
-                    accuracy[f"{choice.variant}/{choice.runtime}/{choice.precision}"].append(ok)
-                    accuracy[f"{choice.variant}/{choice.precision}"].append(ok)
-                    accuracy[choice.variant].append(ok)
+                    measured_accuracy.append((point.choice, value))
                 elif name in RATIO_CONSTRAINTS and value > -1 and _key(point) in index:
                     ratio_rows[name][0].append(index[_key(point)])
                     ratio_rows[name][1].append(math.log1p(value))
-        if accuracy:
-            for row, position in enumerate(candidates):
-                choice = self.points[position].choice
-                exact = accuracy.get(f"{choice.variant}/{choice.runtime}/{choice.precision}")
-                if exact:
-                    probability[row] *= float(exact[-1])
-                    continue
-                prior = 1.0 if choice.variant == "baseline" and choice.precision == "fp32" else ACCURACY_PRIOR
-                prior = group_rate(accuracy, choice.variant, prior)
-                probability[row] *= group_rate(accuracy, f"{choice.variant}/{choice.precision}", prior)
+        evidence = AccuracyEvidence.of(measured_accuracy)
+        if evidence:
+            probability *= np.array([evidence.chance(self.points[position].choice) for position in candidates])
         for rows, values in ratio_rows.values():
             model = BayesianLinear(self.features.prior_sd).fit(
                 self._matrix[rows], np.array(values), np.full(len(values), 0.1)

@@ -15,7 +15,8 @@ which is how runtimes and precisions act on throughput and latency.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 import numpy as np
@@ -23,8 +24,9 @@ import numpy as np
 if TYPE_CHECKING:
     from mlperf_track.tuning.space import TrialPoint
 
-#: Prior standard deviation of a weight, by feature kind (log scale: 1.0 allows factors of ~e either way).
-PRIOR_SD: Final = {"main": 1.0, "interaction": 0.5, "batch": 0.5, "threads": 0.5}
+#: Prior standard deviation of a weight, by feature kind (log scale: 1.0 allows factors of ~e either way; batch
+#: size and threads are main effects too, their features scaled to [-1, 1] over the searched range).
+PRIOR_SD: Final = {"main": 1.0, "interaction": 0.5, "batch": 1.0, "threads": 1.0}
 
 
 def _kind(name: str) -> str:
@@ -35,8 +37,34 @@ def _kind(name: str) -> str:
     return "interaction" if "|" in name else "main"
 
 
-def features(point: TrialPoint, batch_center: float = 0.0, threads_center: float = 0.0) -> dict[str, float]:
-    """The features of ``point`` (names to values; absent features are 0)."""
+@dataclass(frozen=True)
+class LogScale:
+    """Maps a size (batch, threads) to ``[-1, 1]`` over the searched range on a log2 scale.
+
+    Scaled, a weight's prior means the same whatever the range: with raw ``log2`` sizes centred on a 1..64 range
+    the quadratic feature reaches 9 and a prior of 0.5 on its weight claimed factors of e^4.5 (90x) at the
+    ends, so every runtime not yet measured looked 90x faster or slower and drew the early trials.
+    """
+
+    center: float = 0.0
+    half_range: float = 1.0
+
+    @classmethod
+    def of(cls, sizes: Sequence[int]) -> LogScale:
+        """The scale of the sizes searched (the identity for none)."""
+        if not sizes:
+            return cls()
+        logs = [math.log2(size) for size in sizes]
+        low, high = min(logs), max(logs)
+        return cls((low + high) / 2, max((high - low) / 2, 1.0))
+
+    def __call__(self, size: int) -> float:
+        return (math.log2(size) - self.center) / self.half_range
+
+
+def features(point: TrialPoint, batch: LogScale | None = None, threads: LogScale | None = None) -> dict[str, float]:
+    """The features of ``point`` (names to values; absent features are 0); sizes on ``batch``'s and
+    ``threads``' scales (raw log2 when ``None``)."""
     choice = point.choice
     runtime = f"runtime={choice.runtime}"
     found: dict[str, float] = {"bias": 1.0, runtime: 1.0, f"precision={choice.precision}": 1.0}
@@ -46,15 +74,15 @@ def features(point: TrialPoint, batch_center: float = 0.0, threads_center: float
             found[f"variant={step}"] = 1.0
     for key, value in choice.options:
         found[f"{runtime}|{key}={value}"] = 1.0
-    batch = math.log2(point.batch_size) - batch_center
-    found["log_batch"] = batch
-    found["log_batch^2"] = batch * batch
-    found[f"{runtime}|log_batch"] = batch
-    found[f"{runtime}|log_batch^2"] = batch * batch
+    batch_size = (batch or LogScale())(point.batch_size)
+    found["log_batch"] = batch_size
+    found["log_batch^2"] = batch_size * batch_size
+    found[f"{runtime}|log_batch"] = batch_size
+    found[f"{runtime}|log_batch^2"] = batch_size * batch_size
     if point.num_threads is not None:
-        threads = math.log2(point.num_threads) - threads_center
-        found["log_threads"] = threads
-        found[f"{runtime}|log_threads"] = threads
+        thread_count = (threads or LogScale())(point.num_threads)
+        found["log_threads"] = thread_count
+        found[f"{runtime}|log_threads"] = thread_count
     return found
 
 
@@ -66,10 +94,8 @@ class FeatureMap:
     """
 
     def __init__(self, points: Sequence[TrialPoint]) -> None:
-        batches = [math.log2(point.batch_size) for point in points]
-        threads = [math.log2(point.num_threads) for point in points if point.num_threads is not None]
-        self.batch_center = (min(batches) + max(batches)) / 2 if batches else 0.0
-        self.threads_center = (min(threads) + max(threads)) / 2 if threads else 0.0
+        self.batch_scale = LogScale.of([point.batch_size for point in points])
+        self.threads_scale = LogScale.of([point.num_threads for point in points if point.num_threads is not None])
         names: dict[str, None] = {}
         for point in points:
             names.update(dict.fromkeys(self._features(point)))
@@ -78,7 +104,7 @@ class FeatureMap:
         self.prior_sd = np.array([PRIOR_SD[_kind(name)] if name != "bias" else 10.0 for name in self.names])
 
     def _features(self, point: TrialPoint) -> dict[str, float]:
-        return features(point, self.batch_center, self.threads_center)
+        return features(point, self.batch_scale, self.threads_scale)
 
     def matrix(self, points: Sequence[TrialPoint]) -> np.ndarray:
         """One row per point."""
@@ -134,9 +160,3 @@ def probability_at_most(mean: np.ndarray, sd: np.ndarray, limit: float) -> np.nd
     from scipy.stats import norm
 
     return np.asarray(norm.cdf((limit - mean) / sd))
-
-
-def group_rate(outcomes: Mapping[str, list[bool]], key: str, prior: float, weight: float = 1.0) -> float:
-    """The smoothed share of ``True`` among the outcomes recorded under ``key`` (``prior`` when there are none)."""
-    seen = outcomes.get(key, [])
-    return (sum(seen) + prior * weight) / (len(seen) + weight)
