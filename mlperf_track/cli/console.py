@@ -18,9 +18,9 @@ from rich.panel import Panel
 from rich.table import Table
 
 from mlperf_track import metrics as m
+from mlperf_track.pipeline.candidates import from_outcome, outcome_limits
 from mlperf_track.pipeline.events import CaseOutcome, PipelineOutcome
-from mlperf_track.report.candidates import from_outcome
-from mlperf_track.report.eligibility import Limits, Verdict
+from mlperf_track.report.eligibility import Verdict
 from mlperf_track.report.recommend import Recommendation, question_heading, recommend
 
 if TYPE_CHECKING:
@@ -56,11 +56,6 @@ _SCALE = {m.MODEL_FLOPS: 1e-9, m.ACCURACY_TOP1_DELTA: 100.0}
 def make_console() -> Console:
     """A console on stdout; a pipe or a log file gets a wide one rather than rich's 80-column fallback."""
     return Console() if sys.stdout.isatty() else Console(width=200)
-
-
-def outcome_limits(outcome: PipelineOutcome) -> Limits:
-    """The limits of the run (its accuracy limit)."""
-    return Limits(max_accuracy_drop=outcome.config.max_accuracy_drop)
 
 
 def outcome_recommendation(outcome: PipelineOutcome) -> Recommendation:

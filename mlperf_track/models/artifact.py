@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,6 +14,11 @@ if TYPE_CHECKING:
 #: What a model consumes: images (float ``(N, C, H, W)``), token ids to classify or embed (int64 ``(N, S)``,
 #: one forward pass per call), or token ids to continue (a decoder: generation with a KV cache).
 WORKLOADS = ("image", "tokens", "generation")
+
+#: Exports a float32 module to ONNX with a dynamic batch axis: ``(module, input_shape, opset, name) -> file``.
+#: Made by the runtimes (:func:`mlperf_track.runtimes.onnx_export.cached_onnx_exporter`), used by variant recipes
+#: (``VariantContext.onnx_exporter``): it lives here because neither of those layers may import the other.
+OnnxExporter = Callable[["torch.nn.Module", tuple[int, ...], int, str], Path]
 
 
 @dataclass(frozen=True)

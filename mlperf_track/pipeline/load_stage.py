@@ -1,7 +1,8 @@
 """The pipeline's load stage (``--scenario``): after every case is measured, serve one case under load.
 
 Which case: the one the caller picks (the CLI passes the recommendation, the case the run says to ship); without
-a pick, the fastest valid case by throughput. One case rather than each: a ``max_qps`` search costs a dozen
+a pick, the best case by the eligibility rule of :mod:`mlperf_track.engine.eligibility` (the fastest valid case
+within the run's accuracy limit). One case rather than each: a ``max_qps`` search costs a dozen
 load points of ``min_duration`` seconds each, so a sweep per case would multiply the run's wall time by the
 number of cases, and the question an engineer asks after the pipeline ("what rate does the configuration I
 ship sustain under my latency bound?") is about the one configuration they ship.
@@ -20,9 +21,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from mlperf_track import metrics as m
 from mlperf_track.engine.load.config import DeploymentConfig, LoadConfig
 from mlperf_track.engine.load.search import SearchConfig
+from mlperf_track.engine.ranking import rank
+from mlperf_track.pipeline.candidates import from_outcome, outcome_limits
 from mlperf_track.pipeline.load_sweep import LoadListener, LoadPlan, LoadSweepOutcome, run_load_plan
 from mlperf_track.pipeline.load_target import OpenTarget, open_prepared
 
@@ -38,15 +40,15 @@ CasePicker = Callable[["PipelineOutcome"], "CaseSpec | None"]
 
 
 def fastest_valid_case(outcome: PipelineOutcome) -> CaseSpec | None:
-    """The valid case with the highest throughput (the default pick), or ``None`` when none is valid."""
-    measured = [
-        item
-        for item in outcome.outcomes
-        if item.result is not None and item.result.valid and m.THROUGHPUT in item.result.metrics
-    ]
-    if not measured:
-        return None
-    return max(measured, key=lambda item: item.result.metrics[m.THROUGHPUT] if item.result else 0.0).case
+    """The best case by the eligibility rule (the default pick), or ``None`` when no case is eligible.
+
+    The rule is :func:`mlperf_track.engine.eligibility.judge`'s, the one the console's recommendation, the
+    parent run and the report apply: finished, a valid measurement, throughput measured, within the run's
+    accuracy limit; the best is the fastest (:func:`mlperf_track.engine.ranking.rank`).
+    """
+    pairs = [(from_outcome(item), item.case) for item in outcome.outcomes]
+    best = rank([candidate for candidate, _ in pairs], outcome_limits(outcome)).best
+    return next((case for candidate, case in pairs if candidate is best), None)
 
 
 @dataclass(frozen=True)

@@ -1,69 +1,39 @@
 """Candidates for the eligibility rule, from what each caller holds: a pipeline outcome or a logged MLflow run.
 
-The tuner builds its own from Optuna trials (:mod:`mlperf_track.tuning.results`). Every source maps to the
-same :class:`~mlperf_track.report.eligibility.Candidate`, so the rule and the recommendation never depend on
-where a case came from.
+A pipeline outcome's are :mod:`mlperf_track.pipeline.candidates`' (re-exported here), a logged run's are built
+here, and the tuner builds its own from Optuna trials (:mod:`mlperf_track.tuning.results`). Every source maps
+to the same :class:`~mlperf_track.engine.eligibility.Candidate`, so the rule and the recommendation never
+depend on where a case came from.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mlperf_track import metrics as m
 from mlperf_track.errors import OutOfMemoryError
+from mlperf_track.pipeline.candidates import case_label, configuration_label, from_outcome, question_label
 from mlperf_track.report.eligibility import FAILED, FINISHED, Candidate
 
-if TYPE_CHECKING:
-    from mlperf_track.pipeline.events import CaseOutcome
-    from mlperf_track.spec import CaseSpec
+__all__ = [
+    "OUT_OF_MEMORY_ERROR",
+    "case_label",
+    "configuration_label",
+    "from_outcome",
+    "from_record",
+    "parse_valid",
+    "question_of",
+]
 
 #: The error type a run records when its case ran out of memory.
 OUT_OF_MEMORY_ERROR = OutOfMemoryError.__name__
 
 
-def configuration_label(variant: str, runtime: str, precision: str, extras: tuple[str, ...] = ()) -> str:
-    """``variant/runtime/precision`` plus any extra parts (``threads=4``, ``compile_mode=max-autotune``)."""
-    return "/".join((variant, runtime, precision, *extras))
-
-
-def case_label(case: CaseSpec) -> str:
-    """The configuration of a case: variant/runtime/precision, channels-last, threads and options."""
-    extras = ["cl"] if case.channels_last else []
-    if case.num_threads is not None:
-        extras.append(f"threads={case.num_threads}")
-    extras += [f"{key}={value}" for key, value in case.options]
-    return configuration_label(case.variant, case.runtime, case.precision, tuple(extras))
-
-
 def question_of(model: object, image_size: object, dataset: object) -> tuple[str, ...]:
-    """What a case answers: model, input size and dataset (cases of two questions are never ranked together)."""
-    size = "" if _missing(image_size) else f"{_plain(image_size)} px"
-    return (str(model or "?"), size or "? px", str(dataset or "?"))
-
-
-def from_outcome(outcome: CaseOutcome, run_id: str = "", hardware: str = "") -> Candidate:
-    """The candidate of a case the pipeline just ran (a result, or the error it ended with)."""
-    case, result, error = outcome.case, outcome.result, outcome.error
-    return Candidate(
-        name=case.name,
-        config=case_label(case),
-        variant=case.variant,
-        runtime=case.runtime,
-        precision=case.precision,
-        batch_size=case.batch_size,
-        device=case.device,
-        status=FINISHED if result is not None else FAILED,
-        metrics=dict(result.metrics) if result is not None else {},
-        valid=result.valid if result is not None else None,
-        invalid_reasons=result.invalid_reasons if result is not None else (),
-        error="" if error is None else f"{type(error).__name__}: {error}",
-        out_of_memory=isinstance(error, OutOfMemoryError),
-        run_id=run_id,
-        hardware=hardware,
-        question=question_of(case.model, case.image_size, case.dataset),
-    )
+    """What a logged case answers (:func:`~mlperf_track.pipeline.candidates.question_label`; NaN: unknown)."""
+    return question_label(model, None if _missing(image_size) else _plain(image_size), dataset)
 
 
 def _missing(value: Any) -> bool:

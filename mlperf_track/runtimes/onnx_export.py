@@ -16,7 +16,7 @@ import logging
 import os
 import re
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,7 +29,7 @@ from mlperf_track.runtimes._common import FLOAT_PRECISIONS, WorkDir, import_opti
 from mlperf_track.spec import check_choice
 
 if TYPE_CHECKING:
-    from mlperf_track.models.artifact import ModelArtifact, TokenInputs
+    from mlperf_track.models.artifact import ModelArtifact, OnnxExporter, TokenInputs
 
 logger = logging.getLogger(__name__)
 
@@ -338,7 +338,7 @@ def typed_onnx(
     )
 
 
-def cached_onnx_exporter(runtime_cache_dir: Path) -> Callable[[torch.nn.Module, tuple[int, ...], int, str], Path]:
+def cached_onnx_exporter(runtime_cache_dir: Path) -> OnnxExporter:
     """An exporter into the runtimes' shared ONNX folder under ``runtime_cache_dir`` (what :class:`WorkDir` uses).
 
     Given to variant recipes by the pipeline (``VariantContext.onnx_exporter``), so a recipe that quantizes the

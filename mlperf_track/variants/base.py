@@ -6,21 +6,17 @@ Members live one per module and are registered by name in :mod:`mlperf_track.var
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-if TYPE_CHECKING:
-    from torch import nn
+from mlperf_track.models.artifact import OnnxExporter
 
+if TYPE_CHECKING:
     from mlperf_track.data.base import DatasetSplits
     from mlperf_track.models.artifact import ModelArtifact
     from mlperf_track.options import OptionSpec
-
-
-#: Exports a float32 module to ONNX with a dynamic batch axis: ``(module, input_shape, opset, name) -> file``.
-OnnxExporter = Callable[["nn.Module", tuple[int, ...], int, str], Path]
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ from pathlib import Path
 
 from mlperf_track import metrics as m
 from mlperf_track.engine.load.config import DeploymentConfig, LoadConfig
+from mlperf_track.engine.result import BenchmarkResult
 from mlperf_track.pipeline import PipelineConfig, run_pipeline
-from mlperf_track.pipeline.events import PipelineOutcome
+from mlperf_track.pipeline.events import CaseOutcome, PipelineOutcome
 from mlperf_track.pipeline.load_stage import LoadStage, fastest_valid_case
 from mlperf_track.pipeline.load_sweep import LoadListener, LoadPoint
 from mlperf_track.spec import CaseSpec, TimingConfig
@@ -64,3 +65,29 @@ def test_the_default_pick_is_the_fastest_valid_case(tmp_path: Path) -> None:
         return
     best = max(valid, key=lambda item: item.result.metrics[m.THROUGHPUT] if item.result else 0.0)
     assert picked == best.case
+
+
+def _measured(variant: str, throughput: float, delta: float | None, *, valid: bool = True) -> CaseOutcome:
+    case = CaseSpec("tinycnn", variant=variant, precision="fp32" if variant == "baseline" else "int8")
+    metrics = {m.THROUGHPUT: throughput, m.LATENCY_P50: 1000.0 / throughput}
+    if delta is not None:  # a drop whose 95% CI excludes 0: a measurable change
+        metrics |= {m.ACCURACY_TOP1_DELTA: delta, m.ACCURACY_TOP1_DELTA_CI_LOW: delta - 0.01}
+        metrics[m.ACCURACY_TOP1_DELTA_CI_HIGH] = delta + 0.005
+    invalid = () if valid else ("the time cap ended the run before the CI target",)
+    return CaseOutcome(case, result=BenchmarkResult(case, metrics, invalid_reasons=invalid))
+
+
+def test_the_default_pick_follows_the_eligibility_rule(tmp_path: Path) -> None:
+    outcomes = [
+        _measured("baseline", 100.0, None),
+        _measured("quantized_int8_dynamic", 300.0, -0.05),  # fastest, 5 points below the baseline
+        _measured("pruned_unstructured", 400.0, 0.0, valid=False),  # fastest of all, an invalid measurement
+        CaseOutcome(CaseSpec("tinycnn", variant="distilled"), error=RuntimeError("failed to build")),
+    ]
+    within_one_point = PipelineOutcome(tiny_config(tmp_path, max_accuracy_drop=0.01), outcomes)
+    no_limit = PipelineOutcome(tiny_config(tmp_path, max_accuracy_drop=None), outcomes)
+    picked = fastest_valid_case(within_one_point)
+    assert picked is not None and picked.variant == "baseline"
+    picked = fastest_valid_case(no_limit)
+    assert picked is not None and picked.variant == "quantized_int8_dynamic"
+    assert fastest_valid_case(PipelineOutcome(tiny_config(tmp_path), outcomes[2:])) is None

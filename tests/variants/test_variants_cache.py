@@ -7,6 +7,7 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import torch
@@ -159,42 +160,51 @@ def _perturbed(module: nn.Module) -> nn.Module:
     return changed
 
 
-def test_unreadable_file_is_ignored_retrained_and_rewritten(
+def _truncate(path: Path, baseline: ModelArtifact) -> None:
+    path.write_bytes(path.read_bytes()[:100])  # a truncated write
+
+
+def _write_baseline_shapes(path: Path, baseline: ModelArtifact) -> None:
+    assert baseline.module is not None
+    _, meta = read_entry(path, "test") or ({}, {})
+    write_entry(baseline.module, meta, path)  # the unpruned baseline's shapes under the pruned key
+
+
+class _Fault(NamedTuple):
+    """A cache file spoiled after a build: the variant, how the file is spoiled, and what the log says."""
+
+    variant: str
+    corrupt: Callable[[Path, ModelArtifact], None]
+    logged: str
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        _Fault("pruned_unstructured", _truncate, "unreadable"),
+        _Fault("pruned_structured", _write_baseline_shapes, "does not fit"),
+    ],
+    ids=["unreadable", "mismatched-shapes"],
+)
+def test_a_file_that_cannot_be_used_is_ignored_retrained_and_rewritten(
+    fault: _Fault,
     tiny_baseline: ModelArtifact,
     make_context: Callable[..., VariantContext],
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    context = _context(make_context, tmp_path, "pruned_unstructured")
-    first = _build("pruned_unstructured", tiny_baseline, context)
+    name = fault.variant
+    context = _context(make_context, tmp_path, name)
+    first = _build(name, tiny_baseline, context)
     (path,) = _files(tmp_path)
-    path.write_bytes(path.read_bytes()[:100])  # a truncated write
+    fault.corrupt(path, tiny_baseline)
     with caplog.at_level(logging.WARNING):
-        second = _build("pruned_unstructured", tiny_baseline, context)
+        second = _build(name, tiny_baseline, context)
     assert second.tags[metrics.VARIANT_CACHED_TAG] == "false"
-    assert "unreadable" in caplog.text and path.name in caplog.text
+    assert fault.logged in caplog.text and path.name in caplog.text
     assert read_entry(path, "test") is not None  # rewritten whole
     assert _same_weights(first, second)  # the fine-tune is seeded: the same weights again
-
-
-def test_file_that_does_not_fit_the_structure_falls_back_to_training(
-    tiny_baseline: ModelArtifact,
-    make_context: Callable[..., VariantContext],
-    tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    context = _context(make_context, tmp_path, "pruned_structured")
-    first = _build("pruned_structured", tiny_baseline, context)
-    (path,) = _files(tmp_path)
-    assert tiny_baseline.module is not None
-    _, meta = read_entry(path, "test") or ({}, {})
-    write_entry(tiny_baseline.module, meta, path)  # the unpruned baseline's shapes under the pruned key
-    with caplog.at_level(logging.WARNING):
-        second = _build("pruned_structured", tiny_baseline, context)
-    assert second.tags[metrics.VARIANT_CACHED_TAG] == "false"
-    assert "does not fit" in caplog.text
-    assert _same_weights(first, second)
-    third = _build("pruned_structured", tiny_baseline, context)
+    third = _build(name, tiny_baseline, context)
     assert third.tags[metrics.VARIANT_CACHED_TAG] == "true"
 
 
