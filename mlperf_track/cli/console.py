@@ -3,7 +3,7 @@
 The table has one row per case, sorted by batch size and, within each batch size, fastest first (a reader
 compares configurations at the batch size they serve with; the best overall is the recommendation below it).
 The last column says whether a case may be recommended and, if not, why (the eligibility rule of
-:mod:`mlperf_track.report.eligibility`). The recommendation text is :mod:`mlperf_track.report.recommend`'s, the
+:mod:`mlperf_track.engine.eligibility`). The recommendation text is :mod:`mlperf_track.report.recommend`'s, the
 same the parent run and the report carry. Rich tables are the one place the package prints instead of logging.
 """
 
@@ -18,9 +18,9 @@ from rich.panel import Panel
 from rich.table import Table
 
 from mlperf_track import metrics as m
+from mlperf_track.engine.eligibility import Verdict
 from mlperf_track.pipeline.candidates import from_outcome, outcome_limits
 from mlperf_track.pipeline.events import CaseOutcome, PipelineOutcome
-from mlperf_track.report.eligibility import Verdict
 from mlperf_track.report.recommend import Recommendation, question_heading, recommend
 
 if TYPE_CHECKING:

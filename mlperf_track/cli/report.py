@@ -22,7 +22,7 @@ from mlperf_track.errors import ConfigError
 from mlperf_track.secrets import mask_url
 
 if TYPE_CHECKING:
-    from mlperf_track.report.eligibility import Limits
+    from mlperf_track.engine.eligibility import Limits
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def _experiment_name(args: argparse.Namespace, tracking_uri: str) -> str:
 
 def report_limits(text: str) -> Limits | None:
     """``--max-accuracy-drop``: ``auto`` (``None``: what the pipelines recorded), ``none``, or a fraction."""
-    from mlperf_track.report.eligibility import Limits
+    from mlperf_track.engine.eligibility import Limits
 
     value = str(text).strip().lower()
     if value == "auto":

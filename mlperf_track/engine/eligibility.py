@@ -24,7 +24,7 @@ category the report counts (``failed``, ``out of memory``, ``killed``, ``invalid
 The best is the eligible candidate with the highest ranking metric (:func:`mlperf_track.engine.ranking.rank`).
 The rule reads only a candidate's status, validity and metrics, so it lives in the engine, where every layer
 above can apply it: the pipeline (which case its load stage serves), the parent run, the report, the console
-and the tuner (:mod:`mlperf_track.report.eligibility` re-exports it). Pure Python: no pandas, MLflow or Optuna.
+and the tuner. Pure Python: no pandas, MLflow or Optuna.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ Submodules import pandas, seaborn, scipy and mlflow on first use.
 
 from __future__ import annotations
 
+from mlperf_track.engine.eligibility import Candidate, Limits, Verdict, judge
+from mlperf_track.engine.ranking import Ranking, rank
 from mlperf_track.report.build import Report, build_report, experiment_report, report_experiment, write_report
 from mlperf_track.report.compare import (
     Comparison,
@@ -23,7 +25,6 @@ from mlperf_track.report.compare import (
     compare_samples,
     parse_thresholds,
 )
-from mlperf_track.report.eligibility import Candidate, Limits, Ranking, Verdict, judge, rank
 from mlperf_track.report.export import collect_tables, export_experiment
 from mlperf_track.report.noise import RecordedFloor, load_noise_floor
 from mlperf_track.report.noise_floor import record_noise_floor

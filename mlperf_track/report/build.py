@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlperf_track import metrics as m
+from mlperf_track.engine.eligibility import Limits
 from mlperf_track.report import plots, sections, tables, text_plots
-from mlperf_track.report.eligibility import Limits
 from mlperf_track.report.render import ReportContent, SectionContent, render_html, render_markdown
 from mlperf_track.report.runs import client, load_runs, log_files, resolve_experiments
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from mlflow import MlflowClient
 
-    from mlperf_track.report.eligibility import Candidate
+    from mlperf_track.engine.eligibility import Candidate
     from mlperf_track.report.sections import QuestionResult
 
 logger = logging.getLogger(__name__)

@@ -1,9 +1,9 @@
 """Candidates for the eligibility rule, from what each caller holds: a pipeline outcome or a logged MLflow run.
 
-A pipeline outcome's are :mod:`mlperf_track.pipeline.candidates`' (re-exported here), a logged run's are built
-here, and the tuner builds its own from Optuna trials (:mod:`mlperf_track.tuning.results`). Every source maps
-to the same :class:`~mlperf_track.engine.eligibility.Candidate`, so the rule and the recommendation never
-depend on where a case came from.
+A pipeline outcome's are built by :mod:`mlperf_track.pipeline.candidates`, a logged run's here, and the tuner
+builds its own from Optuna trials (:mod:`mlperf_track.tuning.results`). Every source maps to the same
+:class:`~mlperf_track.engine.eligibility.Candidate`, so the rule and the recommendation never depend on where a
+case came from.
 """
 
 from __future__ import annotations
@@ -13,19 +13,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from mlperf_track import metrics as m
+from mlperf_track.engine.eligibility import FAILED, FINISHED, Candidate
 from mlperf_track.errors import OutOfMemoryError
-from mlperf_track.pipeline.candidates import case_label, configuration_label, from_outcome, question_label
-from mlperf_track.report.eligibility import FAILED, FINISHED, Candidate
+from mlperf_track.pipeline.candidates import question_label
 
-__all__ = [
-    "OUT_OF_MEMORY_ERROR",
-    "case_label",
-    "configuration_label",
-    "from_outcome",
-    "from_record",
-    "parse_valid",
-    "question_of",
-]
+__all__ = ["OUT_OF_MEMORY_ERROR", "from_record", "parse_valid", "question_of"]
 
 #: The error type a run records when its case ran out of memory.
 OUT_OF_MEMORY_ERROR = OutOfMemoryError.__name__

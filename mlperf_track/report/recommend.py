@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mlperf_track import metrics as m
-from mlperf_track.report.eligibility import FINISHED, Candidate, Limits, Ranking, describe_delta, rank
+from mlperf_track.engine.eligibility import FINISHED, Candidate, Limits, describe_delta
+from mlperf_track.engine.ranking import Ranking, rank
 from mlperf_track.spec import TEXT_MODEL_PREFIXES
 
 

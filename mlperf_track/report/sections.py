@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from mlperf_track import metrics as m
+from mlperf_track.engine.eligibility import Candidate, Limits, judge
 from mlperf_track.report.candidates import from_record
-from mlperf_track.report.eligibility import Candidate, Limits, judge
 from mlperf_track.report.recommend import Recommendation, recommend
 
 if TYPE_CHECKING:

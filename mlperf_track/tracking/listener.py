@@ -5,7 +5,7 @@ Run tree::
     parent (the pipeline; the run ``mlflow run`` created, or a new one)
       params   config.* (resolved configuration; ``mlflow run`` already logged the raw -P values)
       metrics  cases/planned, cases/completed, cases/failed, best/<metric> (the best eligible case: finished,
-               valid, within the accuracy limit, highest throughput; see mlperf_track.report.eligibility),
+               valid, within the accuracy limit, highest throughput; see mlperf_track.engine.eligibility),
                cases/resumed (taken over from the run this one resumes), cases/logged_late (via the outbox)
       tags     hw.*, sw.*, best.case, best.run_id, best.status (found | none_eligible), baseline.*,
                mlperf_track.{host,boot_id,pid,pid_start,heartbeat,heartbeat_interval_s} (the owning process),

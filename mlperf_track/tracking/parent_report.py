@@ -17,9 +17,10 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from mlperf_track.engine.eligibility import Candidate
+from mlperf_track.engine.ranking import rank
+from mlperf_track.pipeline.candidates import from_outcome
 from mlperf_track.pipeline.events import CaseOutcome
-from mlperf_track.report.candidates import from_outcome
-from mlperf_track.report.eligibility import Candidate, rank
 from mlperf_track.tracking import logging as tracking_logging
 from mlperf_track.tracking import summary
 

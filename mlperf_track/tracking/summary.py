@@ -4,7 +4,7 @@ Rows are plain dicts keyed by the DESIGN.md metric names (``latency/p50_ms`` ...
 feed ``mlflow.log_table`` (``summary.json``, one row appended as each case ends) and ``summary.csv``. The
 figures and reports are built from the child runs by :mod:`mlperf_track.report`.
 
-"Best" is the eligibility rule of :mod:`mlperf_track.report.eligibility` (finished, valid, within the
+"Best" is the eligibility rule of :mod:`mlperf_track.engine.eligibility` (finished, valid, within the
 accuracy limit, highest throughput), the same rule the report, the console and the tuner apply.
 """
 
@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from mlperf_track import metrics as m
-from mlperf_track.report.candidates import case_label, from_outcome
-from mlperf_track.report.eligibility import Limits, judge, rank
+from mlperf_track.engine.eligibility import Limits, judge
+from mlperf_track.engine.ranking import rank
+from mlperf_track.pipeline.candidates import case_label, from_outcome
 
 if TYPE_CHECKING:
     import pandas as pd

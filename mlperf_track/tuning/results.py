@@ -1,6 +1,6 @@
 """What a study found: the best eligible configuration (or the Pareto front), counts, and a trials table.
 
-"Best" is the eligibility rule of :mod:`mlperf_track.report.eligibility`, the one the pipeline's parent run,
+"Best" is the eligibility rule of :mod:`mlperf_track.engine.eligibility`, the one the pipeline's parent run,
 the report and the console apply: a trial must have completed (been measured in full: a trial pruned after
 its short measurement is never a candidate), be a valid measurement (trial user attribute ``valid``), and
 respect the study's accuracy, memory and latency limits (an accuracy delta whose CI contains 0 is "no
@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING, Any
 from optuna.trial import FrozenTrial, TrialState
 
 from mlperf_track import metrics as m
-from mlperf_track.report.candidates import OUT_OF_MEMORY_ERROR, configuration_label, parse_valid
-from mlperf_track.report.eligibility import FAILED, FINISHED, RUNNING, Candidate, Limits, Ranking, judge, rank
-from mlperf_track.report.eligibility import pareto_front as eligible_front
+from mlperf_track.engine.eligibility import FAILED, FINISHED, RUNNING, Candidate, Limits, judge
+from mlperf_track.engine.ranking import Ranking, rank
+from mlperf_track.engine.ranking import pareto_front as eligible_front
+from mlperf_track.pipeline.candidates import configuration_label
+from mlperf_track.report.candidates import OUT_OF_MEMORY_ERROR, parse_valid
 from mlperf_track.tuning import costs as c
 from mlperf_track.tuning import objective as o
 from mlperf_track.tuning.objective import (

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from mlperf_track import metrics as m
-from mlperf_track.report.eligibility import (
+from mlperf_track.engine.eligibility import (
     CATEGORIES,
     FAILED,
     KILLED,
@@ -17,8 +17,8 @@ from mlperf_track.report.eligibility import (
     accuracy_change,
     describe_delta,
     judge,
-    rank,
 )
+from mlperf_track.engine.ranking import rank
 
 ONE_POINT = Limits(max_accuracy_drop=0.01)
 

@@ -13,8 +13,8 @@ from mlflow import MlflowClient
 
 from mlperf_track import metrics as m
 from mlperf_track.cli import main
+from mlperf_track.engine.eligibility import Limits
 from mlperf_track.report.build import Report, build_report, parent_limits
-from mlperf_track.report.eligibility import Limits
 from mlperf_track.report.export import collect_tables
 from mlperf_track.report.runs import load_runs
 from mlperf_track.report.sections import limits_from_parents, question_result

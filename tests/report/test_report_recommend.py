@@ -5,7 +5,7 @@ from __future__ import annotations
 from test_report_eligibility import ONE_POINT, case
 
 from mlperf_track import metrics as m
-from mlperf_track.report.eligibility import FAILED, Limits
+from mlperf_track.engine.eligibility import FAILED, Limits
 from mlperf_track.report.recommend import question_heading, recommend, reference_for
 
 

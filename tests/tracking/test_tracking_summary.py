@@ -64,7 +64,7 @@ def test_frame_keeps_every_row_and_the_column_order() -> None:
 def test_best_skips_invalid_results_and_respects_the_accuracy_limit() -> None:
     from dataclasses import replace
 
-    from mlperf_track.report.eligibility import Limits
+    from mlperf_track.engine.eligibility import Limits
 
     fast_invalid = replace(make_result(batch_size=8, p50=1.0), invalid_reasons=("spread 40% > 10%",))
     quantized = make_result(variant="quantized", precision="int8", batch_size=4, p50=1.0)

@@ -11,7 +11,7 @@ from tuning_fakes import FakeBackend, small_space
 
 from mlperf_track import metrics as m
 from mlperf_track.cli import main
-from mlperf_track.report.eligibility import Limits
+from mlperf_track.engine.eligibility import Limits
 from mlperf_track.tuning.config import TuneConfig
 from mlperf_track.tuning.objective import TARGETS
 from mlperf_track.tuning.results import summarize, trials_frame
