@@ -143,8 +143,8 @@ OPTIONS: tuple[CliOption, ...] = (
     _option("epochs", "training epochs of the baseline on a labelled dataset (auto: until its holdout top-1 stops "
             "improving; N: exactly N epochs; 0: the weights as they are)",
             "auto", EVERY, parse=p.non_negative_int, auto_key="epochs"),
-    _option("train_precision", "precision of that training and of the variants' retraining: auto (bf16 mixed "
-            "precision where the device computes bf16 natively, else fp32), fp32 or bf16", "auto", EVERY,
+    _option("train_precision", "precision of that training and of the variants' retraining, image models: auto "
+            "(bf16 mixed precision where the device computes bf16 natively, else fp32), fp32 or bf16", "auto", EVERY,
             parse=p.train_precision),
     _option("num_threads", "CPU threads (auto: torch's default)", "auto", EVERY, parse=p.positive_int,
             command_help={"tune": "CPU threads of every trial when --threads does not search them (auto: torch's "

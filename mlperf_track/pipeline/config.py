@@ -46,9 +46,10 @@ class PipelineConfig:
             improving (early stopping, best epoch kept, capped in epochs and time); ``"auto"`` is accepted for
             it and stored as ``None``. An integer trains exactly that many epochs (0: use the weights as they
             are). Variants that retrain follow: early stopping with ``None``, fixed epochs otherwise.
-        train_precision: Precision of that training and of the variants' retraining: ``auto`` (bf16 mixed
-            precision where the device computes bf16 natively, else fp32), ``fp32`` or ``bf16``. Logged as
-            ``baseline.train_precision`` and ``artifact.variant.train_precision``; part of the cache keys.
+        train_precision: Precision of that training and of the variants' retraining (image models; text
+            models train in fp32): ``auto`` (bf16 mixed precision where the device computes bf16 natively, else
+            fp32), ``fp32`` or ``bf16``. Logged as ``baseline.train_precision`` and
+            ``artifact.variant.train_precision``; part of the cache keys.
         num_threads: CPU threads, or ``None`` for torch's default.
         channels_last: Use channels-last memory format.
         options: Runtime and variant options as ``(key, value)`` pairs.

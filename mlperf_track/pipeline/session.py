@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Collection, Iterator
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -174,9 +175,9 @@ class BenchmarkSession:
                 prepared.artifact.tags[UNSAFE_LOAD_TAG] = self._baseline_facts[UNSAFE_LOAD_TAG] = unsafe
         return self._artifacts[BASELINE]
 
-    @property
+    @cached_property
     def train_precision(self) -> str:
-        """The precision the baseline and the retraining variants train in here (``auto`` resolved)."""
+        """The precision the baseline and the retraining variants train in here (``auto`` resolved once)."""
         from mlperf_track.variants.common import resolve_train_precision
 
         return resolve_train_precision(self.config.train_precision, self.device)
