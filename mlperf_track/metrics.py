@@ -286,8 +286,12 @@ TRIAL_WALL_S: Final = "trial/wall_s"
 SHORT_THROUGHPUT: Final = "short/throughput/samples_per_s"
 SHORT_LATENCY_P50: Final = "short/latency/p50_ms"
 SHORT_LATENCY_P99: Final = "short/latency/p99_ms"
+#: Each measured key and the key its short figure is logged under.
+SHORT_KEYS: Final = ((THROUGHPUT, SHORT_THROUGHPUT), (LATENCY_P50, SHORT_LATENCY_P50), (LATENCY_P99, SHORT_LATENCY_P99))
 #: The optimistic end of the short measurement's 95% CI for the study's objective (what the pruner compared).
 SHORT_OBJECTIVE_BOUND: Final = "short/objective_bound"
+#: Prefix of a trial run's constraint values (``constraint/<name>``: > 0 breaks the limit).
+CONSTRAINT_PREFIX: Final = "constraint/"
 #: Parent run of a study: wall time of the call (preparation included), its preparation and measurement
 #: seconds summed over this worker's trials, and trials by how they ended.
 STUDY_WALL_S: Final = "study/wall_s"

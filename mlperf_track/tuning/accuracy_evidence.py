@@ -1,106 +1,109 @@
 """The chance that an unmeasured point keeps the accuracy limit, from the accuracy drops measured so far.
 
-Accuracy does not depend on the batch size and hardly on the runtime, so one measured point says much about its
-neighbours. The evidence is the constraint value itself (``drop - max_drop``: how far inside or outside the
-limit), not a pass/fail flag: a variant that lost 6 points under a 1-point limit will lose about as much at
-another precision, while one that lost 1.1 points might not. For a candidate point the nearest measured
-neighbourhood decides, with the spread that neighbourhood is known to have:
+Accuracy does not depend on the batch size and hardly on the runtime, so each measured point says much about
+others. The model is additive, like the throughput surrogate's: a point's top-1 drop is the sum of the drops of
+its variant's steps (``pruned_structured+quantized_int8_ort`` = pruning's + quantization's) and of its
+precision when it is not fp32, plus a runtime's small numerical difference (the observation noise). Each effect
+has a normal prior centred on no drop; measured drops (the constraint value plus the limit: how far inside or
+outside the limit, not a pass/fail flag) give the posterior in closed form (a Bayesian linear model with the
+fp32 baseline, the reference, fixed at zero). So a variant that lost 6 points under a 1-point limit is given up
+at every precision and runtime; sibling compositions that share its step inherit the blame once the other
+steps are seen to be harmless; a near miss leaves a real chance.
 
-1. the same variant, runtime and precision measured: its latest outcome (accuracy is measured once per model);
-2. the same variant and precision on another runtime: normal belief around their mean excess,
-   :data:`RUNTIME_SPREAD`;
-3. the same variant at another precision: :data:`PRECISION_SPREAD`;
-4. a composition (``a+b``) whose steps, or a shorter composition of them, were measured: at least the worst of
-   them is lost (pruning's loss is not undone by quantizing afterwards), :data:`COMPOSITION_SPREAD`;
-5. nothing: :data:`UNSEEN_PRIOR` (certain for the fp32 baseline, which is the reference).
+A point already measured is decided by its own outcome (accuracy is measured once per prepared model).
 
-The spreads come from the replay tables in ``benchmarks/data`` (resnet18 and resnet50 at 64 px on digits, 359
-evaluation images, one image = 0.28 points): the drop of one variant and precision differs between runtimes by
-at most 1.2 points, between precisions by at most 1.7, and a composition's by up to 3.9 points from its worst
-step's. Each spread is set a little above what was seen, so that evidence shifts the chance but never makes a
-near miss certain.
+Scales, from the replay tables in ``benchmarks/data`` (resnet18 and resnet50 at 64 px on digits, 359
+evaluation images: one image is 0.28 points): step drops from 0 to 9 points, so :data:`EFFECT_SD` 3 points
+(an unseen step keeps a 1-point limit with chance ~0.63); bf16 against fp32 on the same model -0.3 to +0.8
+points, so :data:`PRECISION_SD` 1 point; one variant and precision differs between runtimes by at most 1.2
+points, so :data:`RUNTIME_SD` 0.7 points.
 """
 
 from __future__ import annotations
 
-import statistics
-from collections import defaultdict
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Sequence
 from typing import Final
 
+import numpy as np
 from scipy.stats import norm
 
 from mlperf_track.tuning.space import Choice
 
-#: Standard deviation (top-1 fraction) of a variant's drop between runtimes at one precision.
-RUNTIME_SPREAD: Final = 0.015
-#: ... between precisions of one variant.
-PRECISION_SPREAD: Final = 0.02
-#: ... between a composition and its worst measured step.
-COMPOSITION_SPREAD: Final = 0.03
-#: Prior chance that a variant or precision never measured keeps accuracy within the limit.
-UNSEEN_PRIOR: Final = 0.6
+#: Prior standard deviation (top-1 fraction) of the drop a variant step causes, and a non-fp32 precision.
+EFFECT_SD: Final = 0.03
+PRECISION_SD: Final = 0.01
+#: Standard deviation of one point's drop around its variant's and precision's (runtime numerics, evaluation).
+RUNTIME_SD: Final = 0.007
+BASELINE: Final = "baseline"
 _STEP: Final = "+"
+_REFERENCE_PRECISION: Final = "fp32"
 
 
-class AccuracyEvidence:
-    """Measured accuracy excesses (``drop - max_drop``) grouped by neighbourhood (module docstring)."""
+def _effects(choice: Choice) -> list[str]:
+    """The effects a point's drop is the sum of (none for the fp32 baseline, the reference)."""
+    names = [] if choice.variant == BASELINE else [f"step={step}" for step in choice.variant.split(_STEP)]
+    if choice.precision != _REFERENCE_PRECISION:
+        names.append(f"precision={choice.precision}")
+    return names
 
-    def __init__(self) -> None:
-        self._exact: dict[str, list[float]] = defaultdict(list)
-        self._precision: dict[str, list[float]] = defaultdict(list)
-        self._variant: dict[str, list[float]] = defaultdict(list)
 
-    @classmethod
-    def of(cls, measured: Iterable[tuple[Choice, float]]) -> AccuracyEvidence:
-        """Evidence from ``(choice, excess)`` pairs in the order they were measured."""
-        evidence = cls()
-        for choice, excess in measured:
-            evidence.add(choice, excess)
-        return evidence
-
-    def add(self, choice: Choice, excess: float) -> None:
-        """Record one measured point."""
-        self._exact[_exact_key(choice)].append(excess)
-        self._precision[f"{choice.variant}/{choice.precision}"].append(excess)
-        self._variant[choice.variant].append(excess)
-
-    def __bool__(self) -> bool:
-        return bool(self._variant)
-
-    def chance(self, choice: Choice) -> float:
-        """P(the point keeps the accuracy limit), from the nearest measured neighbourhood."""
-        exact = self._exact.get(_exact_key(choice))
-        if exact:
-            return float(exact[-1] <= 0)
-        same_precision = self._precision.get(f"{choice.variant}/{choice.precision}")
-        if same_precision:
-            return _within(statistics.fmean(same_precision), RUNTIME_SPREAD)
-        same_variant = self._variant.get(choice.variant)
-        if same_variant:
-            return _within(statistics.fmean(same_variant), PRECISION_SPREAD)
-        worst = self._worst_measured_part(choice.variant)
-        if worst is not None:
-            return _within(worst, COMPOSITION_SPREAD)
-        return 1.0 if choice.variant == "baseline" and choice.precision == "fp32" else UNSEEN_PRIOR
-
-    def _worst_measured_part(self, variant: str) -> float | None:
-        """The largest mean excess among measured variants made of some of ``variant``'s steps (``None``: none)."""
-        steps = set(variant.split(_STEP))
-        if len(steps) < 2:
-            return None
-        parts = [
-            statistics.fmean(values)
-            for name, values in self._variant.items()
-            if name != variant and set(name.split(_STEP)) <= steps
-        ]
-        return max(parts) if parts else None
+def _prior_sd(effect: str) -> float:
+    return PRECISION_SD if effect.startswith("precision=") else EFFECT_SD
 
 
 def _exact_key(choice: Choice) -> str:
     return f"{choice.variant}/{choice.runtime}/{choice.precision}"
 
 
-def _within(excess: float, spread: float) -> float:
-    """P(excess <= 0) under a normal belief centred on the measured ``excess``."""
-    return float(norm.cdf(-excess / spread))
+class AccuracyEvidence:
+    """Measured accuracy drops and the additive model over them (module docstring).
+
+    Args:
+        max_drop: The accuracy limit (the largest top-1 drop allowed, a fraction).
+        measured: ``(choice, excess)`` pairs in the order they were measured, ``excess = drop - max_drop`` (the
+            study's constraint value).
+    """
+
+    def __init__(self, max_drop: float, measured: Iterable[tuple[Choice, float]] = ()) -> None:
+        self.max_drop = max_drop
+        self._exact: dict[str, float] = {}
+        rows: list[tuple[list[str], float]] = []
+        for choice, excess in measured:
+            self._exact[_exact_key(choice)] = excess  # the latest outcome of that model
+            rows.append((_effects(choice), excess + max_drop))
+        names = sorted({name for effects, _ in rows for name in effects})
+        self._index = {name: i for i, name in enumerate(names)}
+        prior_sd = np.array([_prior_sd(name) for name in names])
+        self._mean = np.zeros(len(names))
+        self._cov = np.diag(prior_sd**2)
+        if rows and names:
+            x = np.array([self._row(effects) for effects, _ in rows])
+            drops = np.array([drop for _, drop in rows])
+            precision = np.diag(1.0 / prior_sd**2) + x.T @ x / RUNTIME_SD**2
+            self._cov = np.linalg.inv(precision)
+            self._mean = self._cov @ (x.T @ drops) / RUNTIME_SD**2
+
+    def __bool__(self) -> bool:
+        return bool(self._exact)
+
+    def _row(self, effects: Sequence[str]) -> np.ndarray:
+        row = np.zeros(len(self._index))
+        for name in effects:
+            if name in self._index:
+                row[self._index[name]] = 1.0
+        return row
+
+    def chance(self, choice: Choice) -> float:
+        """P(the point keeps the accuracy limit)."""
+        exact = self._exact.get(_exact_key(choice))
+        if exact is not None:
+            return float(exact <= 0)
+        effects = _effects(choice)
+        if not effects:
+            return 1.0  # the fp32 baseline on any runtime is the reference
+        row = self._row(effects)
+        unseen = sum(_prior_sd(name) ** 2 for name in effects if name not in self._index)
+        mean = float(row @ self._mean)
+        variance = float(row @ self._cov @ row) + unseen + RUNTIME_SD**2
+        return float(norm.cdf((self.max_drop - mean) / math.sqrt(variance)))

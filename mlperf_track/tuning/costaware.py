@@ -8,11 +8,10 @@ out-of-memory at a smaller batch size):
 - EI is the expected improvement of log throughput (or of -log p99) over the best feasible, fully measured
   trial, under the posterior of :class:`~mlperf_track.tuning.surrogate.BayesianLinear` fitted to every trial
   measured so far: full measurements with a small noise, short ones (pruned trials) with a larger one.
-- P(feasible) multiplies the chances of each limit: accuracy from the drops measured at the nearest
-  neighbours (same variant, runtime and precision; same variant and precision; same variant; the steps of a
-  composition), by how far inside or outside the limit they were
-  (:mod:`~mlperf_track.tuning.accuracy_evidence`; accuracy does not depend on the batch size); memory and p99
-  from a Bayesian model of the constraint's log ratio.
+- P(feasible) multiplies the chances of each limit: accuracy from an additive Bayesian model of the drops
+  measured so far (each variant step and non-fp32 precision adds its own drop; how far inside or outside the
+  limit each point was, not a pass/fail flag: :mod:`~mlperf_track.tuning.accuracy_evidence`; accuracy does not
+  depend on the batch size); memory and p99 from a Bayesian model of the constraint's log ratio.
 - The cost (:class:`~mlperf_track.tuning.costs.CostModel`) is what the point would cost now: nothing to
   prepare when the backend holds its prepared model, a variant build when the variant is new, and the
   measurement. ``c0`` is the cost of a trial as such (the time per trial the budget allows, or the typical trial
@@ -78,6 +77,7 @@ class CostAwareSampler(BaseSampler):
         budget: The study's time budget.
         maximize: Whether the objective is maximised (throughput) or minimised (latency).
         seed: Seed for tie-breaking.
+        max_accuracy_drop: The study's accuracy limit (``None``: none, accuracy is not a constraint).
     """
 
     def __init__(
@@ -90,6 +90,7 @@ class CostAwareSampler(BaseSampler):
         budget: TimeBudget | None = None,
         maximize: bool = True,
         seed: int = 0,
+        max_accuracy_drop: float | None = None,
     ) -> None:
         self.space = space
         self.template = template
@@ -98,6 +99,7 @@ class CostAwareSampler(BaseSampler):
         self.budget = budget
         self.maximize = maximize
         self.seed = seed
+        self.max_accuracy_drop = max_accuracy_drop
         self.points = space.points()
         self.features = FeatureMap(self.points)
         self._matrix = self.features.matrix(self.points)
@@ -206,8 +208,8 @@ class CostAwareSampler(BaseSampler):
                 elif name in RATIO_CONSTRAINTS and value > -1 and _key(point) in index:
                     ratio_rows[name][0].append(index[_key(point)])
                     ratio_rows[name][1].append(math.log1p(value))
-        evidence = AccuracyEvidence.of(measured_accuracy)
-        if evidence:
+        if measured_accuracy and self.max_accuracy_drop is not None:
+            evidence = AccuracyEvidence(self.max_accuracy_drop, measured_accuracy)
             probability *= np.array([evidence.chance(self.points[position].choice) for position in candidates])
         for rows, values in ratio_rows.values():
             model = BayesianLinear(self.features.prior_sd).fit(

@@ -96,7 +96,8 @@ class StudySummary:
         n_infeasible: Trials that broke a limit (measured in full, or already in the short measurement) or ran
             out of memory.
         n_measured: Points measured in full by this study (reused and pruned trials are not counted).
-        n_pruned: Trials stopped after their short measurement (or before measuring, by the time budget).
+        n_pruned: Trials this study stopped after their short measurement (or before measuring, by the time
+            budget).
         n_reused: Trials that took their outcome from an earlier run (warm start) or trial.
         limits: The limits the answer respects.
         ranking: Every fully measured point judged by the eligibility rule (duplicates left out).
@@ -151,8 +152,14 @@ def _original_first(trials: list[FrozenTrial]) -> list[FrozenTrial]:
 
 
 def _stopped_early(trial: FrozenTrial) -> bool:
-    """A trial pruned after its short measurement, or not measured for the time budget (not a candidate)."""
-    return trial.state == TrialState.PRUNED and trial.user_attrs.get(o.ATTR_OUTCOME) in (o.PRUNED, o.OVER_BUDGET)
+    """A trial pruned after its short measurement (here or, reused, in an earlier study), or not measured for the
+    time budget: not a candidate."""
+    if trial.state != TrialState.PRUNED:
+        return False
+    outcome = trial.user_attrs.get(o.ATTR_OUTCOME)
+    return outcome in (o.PRUNED, o.OVER_BUDGET) or (
+        outcome == o.REUSED and trial.user_attrs.get(o.ATTR_FIDELITY) == o.SHORT
+    )
 
 
 def study_limits(config: TuneConfig, limits: TrialLimits | None = None) -> Limits:
@@ -261,7 +268,9 @@ def summarize(
         n_infeasible=sum(1 for trial in finished if not verdicts[trial.number].eligible)
         + sum(1 for trial in trials if _stopped_early(trial) and any(v > 0 for v in trial.constraints.values())),
         n_measured=sum(1 for trial in measured if trial.user_attrs.get(o.ATTR_OUTCOME) != o.REUSED),
-        n_pruned=sum(1 for trial in trials if _stopped_early(trial)),
+        n_pruned=sum(
+            1 for trial in trials if _stopped_early(trial) and trial.user_attrs.get(o.ATTR_OUTCOME) != o.REUSED
+        ),
         n_reused=sum(1 for trial in trials if trial.user_attrs.get(o.ATTR_OUTCOME) == o.REUSED),
         limits=limits,
         ranking=ranking,

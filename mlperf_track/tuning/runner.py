@@ -222,7 +222,7 @@ def _run(config: TuneConfig, backend: TuningBackend, budget: TimeBudget, *, trac
     sampler_name = resolve_sampler(search.sampler, len(targets))
     sampler = make_sampler(
         sampler_name, space, seed=seed, n_trials=search.n_trials, n_objectives=len(targets), maximize=maximize,
-        template=template, cost_model=cost_model, budget=budget,
+        template=template, cost_model=cost_model, budget=budget, max_accuracy_drop=limits.max_accuracy_drop,
     )  # fmt: skip
     study, created = open_study(
         storage,

@@ -192,10 +192,12 @@ def make_sampler(
     template: CaseSpec | None = None,
     cost_model: CostModel | None = None,
     budget: TimeBudget | None = None,
+    max_accuracy_drop: float | None = None,
 ) -> BaseSampler:
     """The sampler called ``name`` (one of :data:`mlperf_track.tuning.config.SAMPLERS`).
 
-    ``costaware`` (``auto`` for one objective) needs ``template`` and ``cost_model``.
+    ``costaware`` (``auto`` for one objective) needs ``template`` and ``cost_model``, and reads the study's
+    accuracy limit ``max_accuracy_drop`` (``None``: none).
     """
     name = resolve_sampler(name, n_objectives)
     with warnings.catch_warnings():
@@ -206,7 +208,14 @@ def make_sampler(
             from mlperf_track.tuning.costaware import CostAwareSampler
 
             return CostAwareSampler(
-                space, template, cost_model, n_trials=n_trials, budget=budget, maximize=maximize, seed=seed
+                space,
+                template,
+                cost_model,
+                n_trials=n_trials,
+                budget=budget,
+                maximize=maximize,
+                seed=seed,
+                max_accuracy_drop=max_accuracy_drop,
             )
         if name == "grid":
             return optuna.samplers.GridSampler(space.grid(), seed=seed)

@@ -64,11 +64,6 @@ COST_METRICS = (
     (c.ATTR_TRIAL_S, m.TRIAL_WALL_S),
 )
 #: Short-measurement metrics of a pruned trial, under their own keys.
-SHORT_METRICS = (
-    (m.THROUGHPUT, m.SHORT_THROUGHPUT),
-    (m.LATENCY_P50, m.SHORT_LATENCY_P50),
-    (m.LATENCY_P99, m.SHORT_LATENCY_P99),
-)
 #: The recommendation's first line; the whole text is the run's description (MLflow's ``mlflow.note.content``).
 RECOMMENDATION_TAG = "tune.recommendation"
 DESCRIPTION_TAG = "mlflow.note.content"
@@ -174,10 +169,10 @@ class MlflowTuneTracker:
                 mlflow.log_metrics(dict(trial.user_attrs.get(ATTR_METRICS, {}) or {}))
             mlflow.log_metrics({key: float(attrs[attr]) for attr, key in COST_METRICS if attr in attrs})
             short = dict(attrs.get(o.ATTR_SHORT_METRICS) or {}) if attrs.get(o.ATTR_FIDELITY) == o.SHORT else {}
-            mlflow.log_metrics({key: short[source] for source, key in SHORT_METRICS if source in short})
+            mlflow.log_metrics({key: short[source] for source, key in m.SHORT_KEYS if source in short})
             if short and ATTR_SHORT_BOUND in attrs:
                 mlflow.log_metric(m.SHORT_OBJECTIVE_BOUND, float(attrs[ATTR_SHORT_BOUND]))
-            mlflow.log_metrics({f"constraint/{key}": value for key, value in trial.constraints.items()})
+            mlflow.log_metrics({f"{m.CONSTRAINT_PREFIX}{key}": value for key, value in trial.constraints.items()})
             if trial.values is not None and trial.state == TrialState.COMPLETE:  # a pruned one's is its short value
                 mlflow.log_metrics({f"objective/{i}": value for i, value in enumerate(trial.values)})
         except Exception:

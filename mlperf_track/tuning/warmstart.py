@@ -1,36 +1,42 @@
 """Warm start: offer a new study the points earlier runs already measured on the same question and machine.
 
 ``--warm-start auto`` looks in the study's MLflow experiment, ``--warm-start NAME`` in experiment ``NAME``,
-``none`` nowhere. A run counts when it is a FINISHED, fully measured case (a pipeline child run, a ``tune``
-trial run; a trial pruned after its short measurement is not) of the same model, image size, dataset, device
+``none`` nowhere. A run counts when it is a FINISHED case (a pipeline child run, a ``tune`` trial run measured
+in full, or one pruned after its short measurement) of the same model, image size, dataset, device
 and ``channels_last``, whose point is in the new study's space, and whose machine is this one: every ``hw.*``
 and ``sw.*`` tag this process would log (CPU, GPU, Python, torch, CUDA, platform, mlperf_track version) has
 the same value on the run. The mlperf_track git commit is not compared (a commit that changes measurements
 changes the package version, or a user runs ``--warm-start none``). Runtime library versions logged per case
 (``sw.openvino``, ...) are not compared either: they are known only once a runtime is loaded.
 
-Each known point becomes a COMPLETE trial (:meth:`optuna.Study.add_trial`) with the run's metrics as values,
-the study's constraints recomputed from them, and user attributes ``outcome = reused`` and ``reused_from =
-<run id>``. The samplers read them like any trial, so a repeated question answers from what is known and
-measures only what is new; these trials count toward ``n_trials`` (what the study knows), are not logged again
-as MLflow runs (their runs exist), and appear in the parent's trials table with ``reused_from``.
+Each fully measured point becomes a COMPLETE trial (:meth:`optuna.Study.add_trial`) with the run's metrics as
+values, the study's constraints recomputed from them, and user attributes ``outcome = reused`` and
+``reused_from = <run id>``. A point an earlier study pruned after its short measurement becomes a PRUNED trial
+with that short value as its intermediate value and the constraints the run recorded (``constraint/*``: the
+short measurement already showed them), ``fidelity = short``: a one-objective study knows it was no contender
+without measuring it again (a full measurement of the same point wins over a short one). The samplers read them
+like any trial, so a repeated question answers from what is known and measures only what is new; these trials
+count toward ``n_trials`` (what the study knows), are not logged again as MLflow runs (their runs exist), and
+appear in the parent's trials table with ``reused_from``.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from mlperf_track import metrics as m
 from mlperf_track.errors import MeasurementError
 from mlperf_track.tuning import objective as o
+from mlperf_track.tuning.pruning import SHORT_STEP
 from mlperf_track.tuning.space import Choice, SearchSpace, TrialPoint
 
 if TYPE_CHECKING:
     import optuna
     from mlflow.entities import Run
+    from optuna.trial import FrozenTrial
 
     from mlperf_track.spec import CaseSpec
 
@@ -45,7 +51,19 @@ MAX_PAGES: Final = 20
 
 @dataclass(frozen=True)
 class KnownPoint:
-    """A point of the space an earlier run measured."""
+    """A point of the space an earlier run measured.
+
+    Attributes:
+        point: The point.
+        run_id: The run that measured it.
+        run_name: That run's name.
+        metrics: Its metrics (for a short measurement, the short figures under the measured keys).
+        valid: The run's validity verdict, when it has one.
+        start_time: When the run started (ms since the epoch).
+        fidelity: ``full``, or ``short``: a trial pruned after its short measurement.
+        constraints: A short measurement's constraint values as its run recorded them.
+        pruned_because: Why that trial was pruned.
+    """
 
     point: TrialPoint
     run_id: str
@@ -53,6 +71,13 @@ class KnownPoint:
     metrics: dict[str, float]
     valid: bool | None
     start_time: int
+    fidelity: str = o.FULL
+    constraints: dict[str, float] = field(default_factory=dict)
+    pruned_because: str = ""
+
+    def rank(self) -> tuple[bool, int]:
+        """Which of two runs of one point to keep: a full measurement, then the newest."""
+        return (self.fidelity == o.FULL, self.start_time)
 
 
 def fingerprint() -> dict[str, str]:
@@ -149,6 +174,40 @@ def _valid(run: Run) -> bool | None:
     return None if value is None else value.strip().lower() == "true"
 
 
+def _fidelity(run: Run) -> str | None:
+    """``full`` for a fully measured case, ``short`` for a trial pruned after its short measurement, else ``None``."""
+    tags, metrics = run.data.tags, run.data.metrics
+    outcome = tags.get(m.TRIAL_OUTCOME_TAG)
+    if outcome in (None, o.MEASURED, o.REUSED) and m.THROUGHPUT in metrics:
+        return o.FULL
+    if outcome == o.PRUNED and tags.get(m.TRIAL_FIDELITY_TAG) == o.SHORT and m.SHORT_THROUGHPUT in metrics:
+        return o.SHORT
+    return None
+
+
+def _known(run: Run, point: TrialPoint) -> KnownPoint:
+    metrics, fidelity = dict(run.data.metrics), _fidelity(run) or o.FULL
+    constraints: dict[str, float] = {}
+    if fidelity == o.SHORT:
+        constraints = {
+            key.removeprefix(m.CONSTRAINT_PREFIX): value
+            for key, value in metrics.items()
+            if key.startswith(m.CONSTRAINT_PREFIX)
+        }
+        metrics = {measured: metrics[short] for measured, short in m.SHORT_KEYS if short in metrics}
+    return KnownPoint(
+        point,
+        run.info.run_id,
+        run.info.run_name or "",
+        metrics,
+        _valid(run),
+        int(run.info.start_time or 0),
+        fidelity,
+        constraints,
+        run.data.tags.get("trial.pruned_because", ""),
+    )
+
+
 def find_known_points(space: SearchSpace, template: CaseSpec, *, experiment: str | None = None) -> list[KnownPoint]:
     """Points of ``space`` measured by earlier runs on this machine (the newest run of each point).
 
@@ -162,7 +221,7 @@ def find_known_points(space: SearchSpace, template: CaseSpec, *, experiment: str
     mismatched = 0
     for run in _runs(_experiment_ids(experiment), template):
         tags = run.data.tags
-        if tags.get("trial.outcome") not in (None, o.MEASURED, o.REUSED) or m.THROUGHPUT not in run.data.metrics:
+        if _fidelity(run) is None:
             continue
         if any(tags.get(key) != value for key, value in wanted.items()):
             mismatched += 1
@@ -171,15 +230,8 @@ def find_known_points(space: SearchSpace, template: CaseSpec, *, experiment: str
         if point is None:
             continue
         key = (point.choice.key, point.batch_size, point.num_threads)
-        known = KnownPoint(
-            point,
-            run.info.run_id,
-            run.info.run_name or "",
-            dict(run.data.metrics),
-            _valid(run),
-            int(run.info.start_time or 0),
-        )
-        if key not in found or known.start_time > found[key].start_time:
+        known = _known(run, point)
+        if key not in found or known.rank() > found[key].rank():
             found[key] = known
     if mismatched:
         logger.info("warm start: %d earlier runs were measured on other hardware or software", mismatched)
@@ -196,41 +248,80 @@ def add_known_points(
     limits: o.Limits,
     device: str,
 ) -> int:
-    """Add each known point to ``study`` as a COMPLETE trial (module docstring); returns how many were added."""
-    import optuna
-
+    """Add each known point to ``study``: COMPLETE, or PRUNED for a short one (module docstring); returns how many
+    were added."""
     added = 0
-    distributions = space.distributions()
     for item in known:
         try:
-            constraints, attrs = limits.constraints(item.metrics, device)
-            values = [item.metrics[target.metric] for target in targets]
+            short = item.fidelity == o.SHORT
+            trial = _short_trial(space, item, targets) if short else _full_trial(space, item, targets, limits, device)
         except (MeasurementError, KeyError) as error:
             logger.info("warm start: run %s not reused (%s)", item.run_id, error)
             continue
-        if not all(math.isfinite(value) for value in values):
+        if trial is None:
             continue
-        constraints[o.INVALID_MEASUREMENT] = 0.0 if item.valid is not False else 1.0
-        user_attrs: dict[str, Any] = {
-            o.ATTR_CASE: item.run_name,
-            **item.point.attrs(),
-            **attrs,
-            o.ATTR_METRICS: item.metrics,
-            o.ATTR_OUTCOME: o.REUSED,
-            o.ATTR_FIDELITY: o.FULL,
-            o.ATTR_REUSED_FROM: item.run_id,
-        }
-        if item.valid is not None:
-            user_attrs[o.ATTR_VALID] = item.valid
-        trial = optuna.trial.create_trial(
-            params=space.params_of(item.point),
-            distributions={name: distributions[name] for name in space.params_of(item.point)},
-            values=values,
-            user_attrs=user_attrs,
-            constraints=constraints,
-        )
         study.add_trial(trial)
         added += 1
     if added:
         logger.info("warm start: %d trials reused from earlier runs", added)
     return added
+
+
+def _attrs(item: KnownPoint) -> dict[str, Any]:
+    return {
+        o.ATTR_CASE: item.run_name,
+        **item.point.attrs(),
+        o.ATTR_OUTCOME: o.REUSED,
+        o.ATTR_FIDELITY: item.fidelity,
+        o.ATTR_REUSED_FROM: item.run_id,
+    }
+
+
+def _distributions(space: SearchSpace, item: KnownPoint) -> dict[str, Any]:
+    distributions = space.distributions()
+    return {name: distributions[name] for name in space.params_of(item.point)}
+
+
+def _full_trial(
+    space: SearchSpace, item: KnownPoint, targets: tuple[o.Target, ...], limits: o.Limits, device: str
+) -> FrozenTrial | None:
+    """A COMPLETE trial of a fully measured point, its constraints recomputed for this study's limits."""
+    import optuna
+
+    constraints, attrs = limits.constraints(item.metrics, device)
+    values = [item.metrics[target.metric] for target in targets]
+    if not all(math.isfinite(value) for value in values):
+        return None
+    constraints[o.INVALID_MEASUREMENT] = 0.0 if item.valid is not False else 1.0
+    user_attrs: dict[str, Any] = {**_attrs(item), **attrs, o.ATTR_METRICS: item.metrics}
+    if item.valid is not None:
+        user_attrs[o.ATTR_VALID] = item.valid
+    return optuna.trial.create_trial(
+        params=space.params_of(item.point),
+        distributions=_distributions(space, item),
+        values=values,
+        user_attrs=user_attrs,
+        constraints=constraints,
+    )
+
+
+def _short_trial(space: SearchSpace, item: KnownPoint, targets: tuple[o.Target, ...]) -> FrozenTrial | None:
+    """A PRUNED trial of a point an earlier study stopped after its short measurement (one objective only)."""
+    import optuna
+
+    if len(targets) != 1:
+        return None  # a multi-objective study has no short step to place it at
+    value = item.metrics[targets[0].metric]
+    if not math.isfinite(value):
+        return None
+    user_attrs: dict[str, Any] = {**_attrs(item), o.ATTR_SHORT_METRICS: item.metrics}
+    if item.pruned_because:
+        user_attrs[o.ATTR_PRUNED_BECAUSE] = item.pruned_because
+    return optuna.trial.create_trial(
+        state=optuna.trial.TrialState.PRUNED,
+        params=space.params_of(item.point),
+        distributions=_distributions(space, item),
+        intermediate_values={SHORT_STEP: value},
+        user_attrs=user_attrs,
+        constraints=item.constraints,
+    )
