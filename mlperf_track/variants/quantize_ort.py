@@ -4,7 +4,8 @@ The fp32 model is exported with the torch.export-based ONNX exporter (the TorchS
 torch 2.14), weights kept inside the file (``quant_pre_process`` cannot follow external data), then
 ``onnxruntime.quantization.quantize_static`` inserts QuantizeLinear/DequantizeLinear pairs: int8 symmetric
 per-channel weights (an ``axis`` on each weight's DequantizeLinear) and uint8 activations calibrated with
-MinMax on training images. U8S8 is ORT's recommended format on x86 CPUs with VNNI.
+MinMax on training images. U8S8 is ORT's recommended format on x86 CPUs with VNNI. The quantized file is cached
+on disk (:mod:`~mlperf_track.variants.quantized_file_cache`): a second run does not calibrate again.
 """
 
 from __future__ import annotations
@@ -27,12 +28,15 @@ from mlperf_track.variants.base import Variant, VariantContext
 from mlperf_track.variants.calibration import CALIBRATION_SAMPLES_OPTION, calibration_batches, calibration_samples
 from mlperf_track.variants.common import copy_module, derive, example_input
 from mlperf_track.variants.memo import memoized
+from mlperf_track.variants.quantized_file_cache import cached_quantization
 
 logger = logging.getLogger(__name__)
 
 #: Opset of the exported model (QDQ per-channel needs >= 13).
 OPSET = 18
 INPUT_NAME = "input"
+#: Packages whose versions change the quantized file.
+_PACKAGES = ("onnxruntime", "onnx")
 #: Loggers of the dynamo exporter that report every optimizer pass at INFO.
 _CHATTY_LOGGERS = ("onnxscript", "onnx_ir")
 
@@ -163,8 +167,14 @@ class OrtInt8Variant(Variant):
         work_dir.mkdir(parents=True, exist_ok=True)
         fp32_path = baseline_onnx(baseline, context, self.name)
         batches, source = calibration_batches(context, baseline.input_shape, samples)
-        logger.info("ORT int8: calibrating %s on %d %s images", baseline.name, samples, source)
-        output = quantize_qdq(fp32_path, work_dir / f"{self.name}.onnx", batches)
+
+        def quantize(output: Path) -> Path:
+            logger.info("ORT int8: calibrating %s on %d %s images", baseline.name, samples, source)
+            return quantize_qdq(fp32_path, output, batches)
+
+        output, cache_tags = cached_quantization(
+            self.name, fp32_path, context, samples, packages=_PACKAGES, quantize=quantize, work_dir=work_dir
+        )
         tags = {
             "quant.method": "onnxruntime quantize_static, QDQ",
             "quant.weights": "int8 per-channel symmetric",
@@ -172,6 +182,7 @@ class OrtInt8Variant(Variant):
             "quant.calibration_samples": str(samples),
             "quant.calibration_data": source,
             "onnx.opset": str(OPSET),
+            **cache_tags,
         }
         return derive(
             baseline, self.name, None, tags, onnx_path=output, precision="int8", runtime="onnxruntime", device="cpu"

@@ -281,3 +281,60 @@ def test_int8_recipes_quantize_the_runtimes_cached_export(
     monkeypatch.setattr(torch.onnx, "export", refuse)
     second = _build(name, tiny_baseline, context)
     assert first.onnx_path is not None and second.onnx_path is not None and second.onnx_path.is_file()
+
+
+_QUANTIZERS = {
+    "quantized_int8_ort": "mlperf_track.variants.quantize_ort.quantize_qdq",
+    "quantized_int8_nncf": "mlperf_track.variants.quantize_nncf.quantize_with_nncf",
+}
+
+
+@pytest.mark.parametrize("name", list(_QUANTIZERS))
+def test_int8_calibration_is_cached_keyed_and_rebuilt_when_unreadable(
+    name: str,
+    tiny_baseline: ModelArtifact,
+    make_context: Callable[..., VariantContext],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("onnxruntime")
+    if name.endswith("nncf"):
+        pytest.importorskip("nncf")
+    context = _context(make_context, tmp_path, name)
+    first = _build(name, tiny_baseline, context)
+    assert first.tags[metrics.VARIANT_CACHED_TAG] == "false"
+    (entry,) = (tmp_path / FOLDER).glob(f"{name}-*.onnx")
+    assert first.onnx_path == entry and first.tags[metrics.VARIANT_CACHE_KEY_TAG] in entry.name
+
+    real = _QUANTIZERS[name]
+    calls: list[Path] = []
+    module_name, _, function = real.rpartition(".")
+    original = getattr(__import__(module_name, fromlist=[function]), function)
+
+    def counting(fp32: Path, output: Path, batches: list[torch.Tensor]) -> Path:
+        calls.append(output)
+        return original(fp32, output, batches)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(real, counting)
+    second = _build(name, tiny_baseline, context)
+    assert calls == [] and second.onnx_path == entry  # calibrated once
+    assert second.tags[metrics.VARIANT_CACHED_TAG] == "true"
+
+    other = _build(name, tiny_baseline, _context(make_context, tmp_path, name, calibration_samples="16"))
+    assert len(calls) == 1 and other.onnx_path != entry  # other calibration data, other key
+    assert other.tags[metrics.VARIANT_CACHE_KEY_TAG] != first.tags[metrics.VARIANT_CACHE_KEY_TAG]
+
+    entry.write_bytes(b"not an onnx model")  # damaged outside the package: rebuilt, never run
+    again = _build(name, tiny_baseline, context)
+    assert len(calls) == 2 and again.tags[metrics.VARIANT_CACHED_TAG] == "false"
+    assert again.onnx_path == entry and entry.stat().st_size > 100
+    assert not list((tmp_path / FOLDER).glob("*.partial"))
+
+
+def test_without_a_cache_dir_the_int8_file_stays_in_the_work_dir(
+    tiny_baseline: ModelArtifact, make_context: Callable[..., VariantContext], tmp_path: Path
+) -> None:
+    pytest.importorskip("onnxruntime")
+    artifact = _build("quantized_int8_ort", tiny_baseline, _context(make_context, None, "quantized_int8_ort"))
+    assert artifact.onnx_path is not None and artifact.onnx_path.parent == tmp_path / "work"
+    assert metrics.VARIANT_CACHED_TAG not in artifact.tags
