@@ -13,6 +13,7 @@ The format is read from the archive's contents, not trusted from the suffix: ``.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import warnings
@@ -30,6 +31,16 @@ from mlperf_track.models.safety import require_trust, unsafe_export_record
 from mlperf_track.models.weights import apply_weights, check_weights_path, load_state, one_line, read_weights_file
 
 logger = logging.getLogger(__name__)
+_CHUNK = 1 << 20
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes (the key of a cache entry derived from that file)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 #: File suffixes this source claims (lower case).
 MODEL_FILE_SUFFIXES = (".pt", ".pt2", ".ts", ".jit", ".pth")

@@ -24,6 +24,7 @@ import torch
 
 from mlperf_track.engine.precision import dtype_for
 from mlperf_track.errors import ExportError, MlperfTrackError, UnsupportedError
+from mlperf_track.models.files import file_digest
 from mlperf_track.options import OptionSpec
 from mlperf_track.runtimes._common import FLOAT_PRECISIONS, WorkDir, import_optional, int_option
 from mlperf_track.spec import check_choice
@@ -46,17 +47,7 @@ EXPORT_OPTIONS = (
 )
 #: Upper bound of the dynamic batch dimension given to torch.export.
 MAX_BATCH = 1 << 16
-_CHUNK = 1 << 20
 _CHATTY_LOGGERS = ("onnxscript", "onnx_ir")
-
-
-def file_digest(path: Path) -> str:
-    """SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _tensor_bytes(tensor: torch.Tensor) -> bytes:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 from mlperf_track.errors import ConfigError, ExportError, MlperfTrackError, UnsupportedError
+from mlperf_track.models.files import file_digest
 from mlperf_track.options import OptionSpec
 from mlperf_track.runtimes._common import (
     WorkDir,
@@ -39,7 +40,7 @@ from mlperf_track.runtimes._torch import AMPERE
 from mlperf_track.runtimes._trt_build import EngineSpec, cached_engine, make_logger, trt_major
 from mlperf_track.runtimes._trt_model import TensorRtPreparedModel
 from mlperf_track.runtimes.base import PreparedModel, Runtime, RuntimeCapabilities
-from mlperf_track.runtimes.onnx_export import EXPORT_OPTIONS, export_error, export_settings, file_digest, typed_onnx
+from mlperf_track.runtimes.onnx_export import EXPORT_OPTIONS, export_error, export_settings, typed_onnx
 
 if TYPE_CHECKING:
     from pathlib import Path

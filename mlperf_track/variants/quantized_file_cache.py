@@ -14,7 +14,6 @@ The artifact then carries ``variant.cached`` and ``variant.cache_key`` (logged a
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -22,6 +21,7 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from mlperf_track.models.files import file_digest
 from mlperf_track.variants.base import VariantContext
 from mlperf_track.variants.variant_cache import FOLDER, VariantCache
 from mlperf_track.variants.weights_cache import digest, entry_path
@@ -30,16 +30,6 @@ logger = logging.getLogger(__name__)
 
 #: Bump when the key's parts or a recipe's quantization settings change meaning.
 CACHE_VERSION = 1
-_CHUNK = 1 << 20
-
-
-def file_digest(path: Path) -> str:
-    """SHA-256 of a file's bytes."""
-    sha = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(_CHUNK), b""):
-            sha.update(chunk)
-    return sha.hexdigest()
 
 
 def _versions(packages: Sequence[str]) -> dict[str, str]:
