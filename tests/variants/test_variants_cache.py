@@ -254,7 +254,20 @@ def test_no_fine_tune_writes_no_file(
     assert _files(tmp_path) == []
 
 
-@pytest.mark.parametrize("name", ["quantized_int8_ort", "quantized_int8_nncf"])
+#: The int8 recipes that calibrate an ONNX file, and the function that does it.
+_QUANTIZERS = {
+    "quantized_int8_ort": "mlperf_track.variants.quantize_ort.quantize_qdq",
+    "quantized_int8_nncf": "mlperf_track.variants.quantize_nncf.quantize_with_nncf",
+}
+
+
+def _needs_quantizer(name: str) -> None:
+    pytest.importorskip("onnxruntime")
+    if name.endswith("nncf"):
+        pytest.importorskip("nncf")
+
+
+@pytest.mark.parametrize("name", list(_QUANTIZERS))
 def test_int8_recipes_quantize_the_runtimes_cached_export(
     name: str,
     tiny_baseline: ModelArtifact,
@@ -262,9 +275,7 @@ def test_int8_recipes_quantize_the_runtimes_cached_export(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    pytest.importorskip("onnxruntime")
-    if name.endswith("nncf"):
-        pytest.importorskip("nncf")
+    _needs_quantizer(name)
     from mlperf_track.runtimes.onnx_export import cached_onnx_exporter, typed_onnx
 
     exporter = cached_onnx_exporter(tmp_path / "runtimes")
@@ -283,11 +294,6 @@ def test_int8_recipes_quantize_the_runtimes_cached_export(
     assert first.onnx_path is not None and second.onnx_path is not None and second.onnx_path.is_file()
 
 
-_QUANTIZERS = {
-    "quantized_int8_ort": "mlperf_track.variants.quantize_ort.quantize_qdq",
-    "quantized_int8_nncf": "mlperf_track.variants.quantize_nncf.quantize_with_nncf",
-}
-
 
 @pytest.mark.parametrize("name", list(_QUANTIZERS))
 def test_int8_calibration_is_cached_keyed_and_rebuilt_when_unreadable(
@@ -297,9 +303,7 @@ def test_int8_calibration_is_cached_keyed_and_rebuilt_when_unreadable(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    pytest.importorskip("onnxruntime")
-    if name.endswith("nncf"):
-        pytest.importorskip("nncf")
+    _needs_quantizer(name)
     context = _context(make_context, tmp_path, name)
     first = _build(name, tiny_baseline, context)
     assert first.tags[metrics.VARIANT_CACHED_TAG] == "false"
