@@ -185,8 +185,8 @@ def _fidelity(run: Run) -> str | None:
     return None
 
 
-def _known(run: Run, point: TrialPoint) -> KnownPoint:
-    metrics, fidelity = dict(run.data.metrics), _fidelity(run) or o.FULL
+def _known(run: Run, point: TrialPoint, fidelity: str) -> KnownPoint:
+    metrics = dict(run.data.metrics)
     constraints: dict[str, float] = {}
     if fidelity == o.SHORT:
         constraints = {
@@ -221,7 +221,8 @@ def find_known_points(space: SearchSpace, template: CaseSpec, *, experiment: str
     mismatched = 0
     for run in _runs(_experiment_ids(experiment), template):
         tags = run.data.tags
-        if _fidelity(run) is None:
+        fidelity = _fidelity(run)
+        if fidelity is None:
             continue
         if any(tags.get(key) != value for key, value in wanted.items()):
             mismatched += 1
@@ -230,7 +231,7 @@ def find_known_points(space: SearchSpace, template: CaseSpec, *, experiment: str
         if point is None:
             continue
         key = (point.choice.key, point.batch_size, point.num_threads)
-        known = _known(run, point)
+        known = _known(run, point, fidelity)
         if key not in found or known.rank() > found[key].rank():
             found[key] = known
     if mismatched:

@@ -19,6 +19,7 @@ from mlperf_track.models.base import LoadedModel
 from mlperf_track.training.config import TrainConfig
 from mlperf_track.training.early_stopping import STOP_TIME_CAP, StoppingRule
 from mlperf_track.variants.weights_cache import (
+    dataset_size,
     digest,
     entry_path,
     load_into,
@@ -47,9 +48,9 @@ def cache_key(
         "version": CACHE_VERSION,
         **model_identity(loaded),
         "dataset": data.name,
-        "train_size": _size(data.train),
-        "holdout_size": _size(data.holdout),
-        "val_size": _size(data.val),
+        "train_size": dataset_size(data.train),
+        "holdout_size": dataset_size(data.holdout),
+        "val_size": dataset_size(data.val),
         "image_size": image_size,
         "num_classes": num_classes,
         "device": device.split(":", maxsplit=1)[0],
@@ -58,10 +59,6 @@ def cache_key(
         "torch": torch.__version__,
     }
     return digest(parts)
-
-
-def _size(dataset: object) -> int | None:
-    return len(dataset) if dataset is not None else None  # type: ignore[arg-type]
 
 
 def cache_path(cache_dir: Path, name: str, key: str) -> Path:

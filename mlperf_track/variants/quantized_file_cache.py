@@ -24,7 +24,7 @@ from pathlib import Path
 from mlperf_track.models.files import file_digest
 from mlperf_track.variants.base import VariantContext
 from mlperf_track.variants.variant_cache import FOLDER, VariantCache
-from mlperf_track.variants.weights_cache import digest, entry_path
+from mlperf_track.variants.weights_cache import dataset_size, digest, entry_path
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +42,6 @@ def _versions(packages: Sequence[str]) -> dict[str, str]:
     return found
 
 
-def _size(dataset: object) -> int | None:
-    return len(dataset) if dataset is not None else None  # type: ignore[arg-type]
-
-
 def quantized_key(recipe: str, fp32_path: Path, context: VariantContext, samples: int, packages: Sequence[str]) -> str:
     """The key of ``recipe``'s output for ``fp32_path`` calibrated on ``samples`` images of ``context``'s data."""
     data = context.data
@@ -56,8 +52,8 @@ def quantized_key(recipe: str, fp32_path: Path, context: VariantContext, samples
             "source_sha256": file_digest(fp32_path),
             "calibration": {
                 "dataset": data.name,
-                "train": _size(data.train),
-                "holdout": _size(data.holdout),
+                "train": dataset_size(data.train),
+                "holdout": dataset_size(data.holdout),
                 "image_size": context.image_size,
                 "samples": samples,
                 "seed": context.seed,

@@ -35,7 +35,14 @@ from mlperf_track.models.artifact import ModelArtifact
 from mlperf_track.variants.base import VariantContext
 from mlperf_track.variants.common import CONVERGE_TRAIN, DEFAULT_TRAIN
 from mlperf_track.variants.retrain import RECOVERY_LR, VARIANT_STOPPING
-from mlperf_track.variants.weights_cache import digest, entry_path, load_into, weights_fingerprint, write_entry
+from mlperf_track.variants.weights_cache import (
+    dataset_size,
+    digest,
+    entry_path,
+    load_into,
+    weights_fingerprint,
+    write_entry,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -43,10 +50,6 @@ logger = logging.getLogger(__name__)
 CACHE_VERSION = 1
 #: The folder under the cache root.
 FOLDER = "variants"
-
-
-def _size(dataset: object) -> int | None:
-    return len(dataset) if dataset is not None else None  # type: ignore[arg-type]
 
 
 def variant_key(
@@ -69,9 +72,9 @@ def variant_key(
         },
         "data": {
             "dataset": data.name,
-            "train": _size(data.train),
-            "holdout": _size(data.holdout),
-            "val": _size(data.val),
+            "train": dataset_size(data.train),
+            "holdout": dataset_size(data.holdout),
+            "val": dataset_size(data.val),
             "classes": data.num_classes,
             "image_size": context.image_size,
         },

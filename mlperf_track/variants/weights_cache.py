@@ -49,6 +49,11 @@ def model_identity(loaded: LoadedModel) -> dict[str, str]:
     }
 
 
+def dataset_size(dataset: object) -> int | None:
+    """The length of a split for a cache key (``None`` for a missing split)."""
+    return len(dataset) if dataset is not None else None  # type: ignore[arg-type]
+
+
 def digest(parts: Mapping[str, Any]) -> str:
     """A 24-hex-digit key of ``parts`` (JSON with sorted keys; values that are not JSON become ``str``)."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
