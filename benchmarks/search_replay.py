@@ -238,6 +238,25 @@ class ReplayTable:
         """What a prepared model serves: the configuration, and the batch size for a per-batch runtime."""
         return (point.choice.key, point.batch_size if point.choice.runtime in self.per_batch_runtimes else 0)
 
+    def build_s(self, variant: str) -> float:
+        """Seconds its table recorded for building ``variant`` from already built steps (0 for the baseline)."""
+        return max(
+            (
+                float(record.get("variant_build_s", 0.0))
+                for (key, _), record in self.points.items()
+                if Choice.from_key(key).variant == variant
+            ),
+            default=0.0,
+        )
+
+    def build_cost_s(self, variant: str, built: set[str]) -> float:
+        """Seconds to build ``variant`` when ``built`` are built, adding each of its unbuilt leading steps: the
+        table was measured steps first (``a`` before ``a+b``), so a composition's recorded time is only its last
+        step's, and a composition measured first must pay for the steps it builds on."""
+        steps = variant.split("+")
+        prefixes = ["+".join(steps[: n + 1]) for n in range(len(steps))]
+        return sum(self.build_s(prefix) for prefix in prefixes if prefix not in built)
+
     def grid_cost_s(self) -> float:
         """Wall time of measuring every point once in grid order (each variant built and each key prepared once)."""
         built: set[str] = set()
@@ -319,8 +338,9 @@ class ReplayBackend:
             return CaseOutcome(case, error=RuntimeError(f"{case.name} was not measured in the table"))
         build = 0.0
         if point.choice.variant not in self.built:
-            self.built.add(point.choice.variant)
-            build = float(record.get("variant_build_s", 0.0))
+            build = self.table.build_cost_s(point.choice.variant, self.built)
+            steps = point.choice.variant.split("+")
+            self.built.update("+".join(steps[: n + 1]) for n in range(len(steps)))
         key = self.table.preparation_key(point)
         prepare = 0.0
         if key in self.prepared:

@@ -15,12 +15,13 @@ out-of-memory at a smaller batch size):
 - The cost (:class:`~mlperf_track.tuning.costs.CostModel`) is what the point would cost now: nothing to
   prepare when the backend holds its prepared model, a variant build when the variant is new, and the
   measurement. ``c0`` is the cost of a trial as such (the time per trial the budget allows, or the typical trial
-  so far), so a free point is cheap but never free. ``kappa`` falls from 1 to 0 as the budget (trials or time,
-  whichever is further spent) is used, Lee et al.'s cost cooling (CArBO, 2020): early trials favour cheap
-  information, late ones the best expected gain whatever its price. With a time budget, points predicted not
-  to fit are not proposed.
+  so far), so a free point is cheap but never free. ``kappa`` falls from :data:`KAPPA_START` to 0 as the budget
+  (trials or time, whichever is further spent) is used, Lee et al.'s cost cooling (CArBO, 2020): early trials
+  favour cheap information, late ones the best expected gain whatever its price. With a time budget, points
+  predicted not to fit are not proposed.
 
-Before any measurement the first trial is a baseline configuration at the middle batch size. Like Optuna's
+Before any measurement the first trial is a baseline configuration at the batch size the prior favours (the
+largest for throughput, the smallest for latency: :func:`~mlperf_track.tuning.surrogate.prior_means`). Like Optuna's
 samplers it keeps no state between calls: everything is read from the study, so it resumes and runs in several
 workers (each worker's cache of prepared models is its own).
 """
@@ -57,6 +58,11 @@ if TYPE_CHECKING:
 #: Noise (standard deviation on the log scale) of a full and of a short measurement.
 FULL_NOISE: Final = 0.05
 SHORT_NOISE: Final = 0.15
+#: The cost exponent at the start of a study. Lee et al. start at 1 (pure EI per second); on the replayed
+#: resnet tables (benchmarks/search_efficiency.py) that spent the first third of the trials on the cheapest
+#: baseline configurations, because a variant's build made every point of it look 10x dearer than another
+#: batch size of a prepared model. Half the exponent still prefers the cheaper of two equal gains.
+KAPPA_START: Final = 0.5
 #: Constraints modelled as a log ratio (value = measured / limit - 1) and the accuracy constraint.
 RATIO_CONSTRAINTS: Final = ("memory", "p99_latency")
 ACCURACY_CONSTRAINT: Final = "accuracy_drop"
@@ -227,14 +233,15 @@ class CostAwareSampler(BaseSampler):
         rows, values, noise, incumbent = self._observations(study, trials)
         if not rows:
             return int(self._first(candidates, costs, rng))
-        model = BayesianLinear(self.features.prior_sd).fit(self._matrix[rows], np.array(values), np.array(noise))
+        prior = self.features.prior_mean(maximize=self.maximize)
+        model = BayesianLinear(self.features.prior_sd, prior).fit(self._matrix[rows], np.array(values), np.array(noise))
         mean, sd = model.predict(self._matrix[candidates])
         feasible_values = [value for value, ok in zip(values, incumbent, strict=True) if ok]
         best = max(feasible_values) if feasible_values else max(values)
         gain = expected_improvement(mean, sd, best) * self._feasibility(trials, candidates)
         used = self._used_fraction(trials)
         c0 = self._trial_cost(trials)
-        score = gain / np.power(c0 + costs, 1.0 - used)
+        score = gain / np.power(c0 + costs, KAPPA_START * (1.0 - used))
         if self.budget is not None and self.budget.limited:
             cautious = np.array([self.cost_model.admission_s(self.points[i], self.template) for i in candidates])
             fits = cautious <= self.budget.remaining()  # what the objective will admit
@@ -244,16 +251,17 @@ class CostAwareSampler(BaseSampler):
         return int(candidates[rng.choice(top)])
 
     def _first(self, candidates: np.ndarray, costs: np.ndarray, rng: np.random.Generator) -> int:
-        """A baseline configuration at the middle batch size (and thread count), cheapest first."""
+        """A baseline configuration at the favoured batch size (module docstring) and the middle thread count,
+        cheapest first."""
         sizes, threads = self.space.batch_sizes, self.space.threads
-        middle_batch = sizes[len(sizes) // 2]
+        favoured_batch = max(sizes) if self.maximize else min(sizes)
         middle_threads = threads[len(threads) // 2] if threads else None
 
         def rank(row: int) -> tuple[int, float]:
             point = self.points[candidates[row]]
             preferred = (
                 point.choice.variant == "baseline"
-                and point.batch_size == middle_batch
+                and point.batch_size == favoured_batch
                 and point.num_threads == middle_threads
             )
             return (0 if preferred else 1, float(costs[row]))

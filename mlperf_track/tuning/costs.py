@@ -9,7 +9,9 @@ and *measurement* (warm-up and timed windows, at one or two fidelities). Backend
 :class:`CostModel` predicts a point's cost from what the study has seen, most specific first (the same runtime,
 options, precision and variant; the same runtime and options; the same runtime; anything), so one torch.compile
 trial teaches it that compiling is expensive and the next compile point is priced accordingly. Preparation is
-free when the backend still holds the prepared model (``is_prepared``) and a variant is built once.
+free when the backend still holds the prepared model (``is_prepared``) and a variant is built once; a
+composition (``a+b``) builds each of its leading steps (``a``, then ``a+b``) that is not built yet, so each is
+priced as a build.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from optuna.trial import FrozenTrial, TrialState
+
+from mlperf_track.variants.compose import SEPARATOR
 
 if TYPE_CHECKING:
     from mlperf_track.spec import CaseSpec
@@ -134,7 +138,7 @@ class CostModel:
         """The expected cost of measuring ``point`` next."""
         case = point.to_case(template)
         cached = self.is_prepared is not None and self.is_prepared(case)
-        built = self.has_variant is None or self.has_variant(point.choice.variant)
+        unbuilt = self._unbuilt_steps(point.choice.variant)
         builds = [float(t.user_attrs[ATTR_BUILD_S]) for t in self._trials if t.user_attrs.get(ATTR_BUILD_S)]
         shorts = [
             float(t.user_attrs[ATTR_SHORT_MEASURE_S]) for t in self._trials if ATTR_SHORT_MEASURE_S in t.user_attrs
@@ -142,7 +146,7 @@ class CostModel:
         fulls = [float(t.user_attrs[ATTR_FULL_MEASURE_S]) for t in self._trials if ATTR_FULL_MEASURE_S in t.user_attrs]
         if not self.multi_fidelity:
             return Prediction(
-                0.0 if built else _median(builds, PRIOR_BUILD_S),
+                unbuilt * _median(builds, PRIOR_BUILD_S),
                 0.0 if cached else self._prepare_times(point),
                 0.0,
                 _median(fulls, PRIOR_FULL_S),
@@ -151,12 +155,20 @@ class CostModel:
         reached = [t for t in self._trials if ATTR_SHORT_MEASURE_S in t.user_attrs]
         p_full = (sum(1 for t in reached if ATTR_FULL_MEASURE_S in t.user_attrs) + 1) / (len(reached) + 2)
         return Prediction(
-            0.0 if built else _median(builds, PRIOR_BUILD_S),
+            unbuilt * _median(builds, PRIOR_BUILD_S),
             0.0 if cached else self._prepare_times(point),
             _median(shorts, PRIOR_SHORT_S),
             _median(fulls, PRIOR_FULL_S),
             p_full,
         )
+
+    def _unbuilt_steps(self, variant: str) -> int:
+        """How many builds ``variant`` needs: each leading step (``a``, ``a+b``, ...) not built yet."""
+        if self.has_variant is None or self.has_variant(variant):
+            return 0
+        steps = variant.split(SEPARATOR)
+        prefixes = [SEPARATOR.join(steps[: count + 1]) for count in range(len(steps))]
+        return sum(1 for prefix in prefixes if not self.has_variant(prefix))
 
     def admission_s(self, point: TrialPoint, template: CaseSpec) -> float:
         """A cautious cost for the time budget's admission of ``point``: preparation, which cannot be cut short,

@@ -10,6 +10,12 @@ Bayesian linear model over those features (:class:`BayesianLinear`: Gaussian pri
 closed-form posterior) gives every unmeasured point a mean and an uncertainty after a handful of trials, the
 ingredients of expected improvement; the log scale makes effects multiplicative (``openvino`` is 2.5x faster),
 which is how runtimes and precisions act on throughput and latency.
+
+The prior is what a performance engineer expects before measuring anything (:func:`prior_means`), so the first
+proposals go where the speed usually is rather than to the cheapest corner: throughput rises with the batch size
+(per-call overheads amortise; the per-call latency rises instead), and a narrower precision does less work per
+sample (only precisions the device computes natively are searched). Everything else starts at "no effect", and
+the data override every prior within a few trials.
 """
 
 from __future__ import annotations
@@ -25,16 +31,44 @@ if TYPE_CHECKING:
     from mlperf_track.tuning.space import TrialPoint
 
 #: Prior standard deviation of a weight, by feature kind (log scale: 1.0 allows factors of ~e either way; batch
-#: size and threads are main effects too, their features scaled to [-1, 1] over the searched range).
-PRIOR_SD: Final = {"main": 1.0, "interaction": 0.5, "batch": 1.0, "threads": 1.0}
+#: size and threads are main effects too, their features scaled to [-1, 1] over the searched range; an
+#: interaction, a runtime's own batch or thread slope included, is a correction to the main effects, so smaller:
+#: with a per-runtime slope as uncertain as the main one, every runtime's batch size 1 looked worth measuring).
+PRIOR_SD: Final = {"main": 1.0, "interaction": 0.5, "batch": 1.0, "threads": 1.0, "configuration": 0.5}
+#: Prefix of a configuration's own feature.
+CONFIGURATION: Final = "configuration="
+#: Prior mean of the batch-size weight (scaled feature: the whole searched range spans 2 units, so 0.5 expects
+#: the largest batch to give e ~ 2.7x the smallest one's throughput); its sign flips for a latency objective.
+BATCH_PRIOR_MEAN: Final = 0.5
+#: Prior mean of a precision's weight per halving of the bits against fp32 (e^0.35 ~ 1.4x per halving: int8 ~2x).
+PRECISION_PRIOR_PER_HALVING: Final = 0.35
+#: Bits of each precision (tf32 keeps fp32's range with a 10-bit mantissa: 19 bits).
+PRECISION_BITS: Final = {"fp32": 32, "tf32": 19, "fp16": 16, "bf16": 16, "fp8": 8, "int8": 8}
 
 
 def _kind(name: str) -> str:
+    if name.startswith(CONFIGURATION):
+        return "configuration"
+    if "|" in name:
+        return "interaction"
     if "log_batch" in name:
         return "batch"
     if "log_threads" in name:
         return "threads"
-    return "interaction" if "|" in name else "main"
+    return "main"
+
+
+def prior_means(names: Sequence[str], *, maximize: bool) -> np.ndarray:
+    """The prior mean of each feature's weight (module docstring), on the scale of the target: ``log`` throughput
+    when ``maximize``, ``-log`` latency otherwise."""
+    means = np.zeros(len(names))
+    for column, name in enumerate(names):
+        if name == "log_batch":
+            means[column] = BATCH_PRIOR_MEAN if maximize else -BATCH_PRIOR_MEAN
+        elif name.startswith("precision="):
+            bits = PRECISION_BITS.get(name.removeprefix("precision="), 32)
+            means[column] = PRECISION_PRIOR_PER_HALVING * math.log2(32 / bits)
+    return means
 
 
 @dataclass(frozen=True)
@@ -74,6 +108,7 @@ def features(point: TrialPoint, batch: LogScale | None = None, threads: LogScale
             found[f"variant={step}"] = 1.0
     for key, value in choice.options:
         found[f"{runtime}|{key}={value}"] = 1.0
+    found[f"{CONFIGURATION}{choice.key}"] = 1.0
     batch_size = (batch or LogScale())(point.batch_size)
     found["log_batch"] = batch_size
     found["log_batch^2"] = batch_size * batch_size
@@ -103,6 +138,10 @@ class FeatureMap:
         self.index = {name: i for i, name in enumerate(self.names)}
         self.prior_sd = np.array([PRIOR_SD[_kind(name)] if name != "bias" else 10.0 for name in self.names])
 
+    def prior_mean(self, *, maximize: bool) -> np.ndarray:
+        """The prior mean of every weight (:func:`prior_means`)."""
+        return prior_means(self.names, maximize=maximize)
+
     def _features(self, point: TrialPoint) -> dict[str, float]:
         return features(point, self.batch_scale, self.threads_scale)
 
@@ -121,12 +160,15 @@ class BayesianLinear:
     """Bayesian linear regression with a diagonal Gaussian prior and per-observation noise.
 
     Args:
-        prior_sd: Prior standard deviation of each weight (the prior mean is 0; targets are centred).
+        prior_sd: Prior standard deviation of each weight.
+        prior_mean: Prior mean of each weight (zeros when ``None``). The targets are centred on their mean after
+            the prior's prediction is taken out, so the level (the bias) is learnt from the data.
     """
 
-    def __init__(self, prior_sd: np.ndarray) -> None:
+    def __init__(self, prior_sd: np.ndarray, prior_mean: np.ndarray | None = None) -> None:
         self.prior_sd = prior_sd
-        self.mean = np.zeros_like(prior_sd)
+        self.prior_mean = np.zeros_like(prior_sd) if prior_mean is None else prior_mean
+        self.mean = self.prior_mean.copy()
         self.cov = np.diag(prior_sd**2)
         self.offset = 0.0
 
@@ -134,10 +176,11 @@ class BayesianLinear:
         """The posterior given rows ``x``, targets ``y`` and each observation's noise standard deviation."""
         if len(y) == 0:
             return self
-        self.offset = float(np.mean(y))
-        precision = np.diag(1.0 / self.prior_sd**2) + (x.T * (1.0 / noise_sd**2)) @ x
+        prior_precision = 1.0 / self.prior_sd**2
+        self.offset = float(np.mean(y - x @ self.prior_mean))
+        precision = np.diag(prior_precision) + (x.T * (1.0 / noise_sd**2)) @ x
         self.cov = np.linalg.inv(precision)
-        self.mean = self.cov @ (x.T @ ((y - self.offset) / noise_sd**2))
+        self.mean = self.cov @ (prior_precision * self.prior_mean + x.T @ ((y - self.offset) / noise_sd**2))
         return self
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -77,6 +77,24 @@ def test_the_replay_charges_preparation_once_per_key_and_advances_its_clock(repl
     assert table.grid_cost_s() > sum(float(r["full"]["measure_s"]) for r in _points() if "full" in r)
 
 
+def test_a_composition_measured_before_its_step_pays_for_building_the_step(replay: ModuleType) -> None:
+    """The tables are measured steps first, so a composition's record holds only its last step's build."""
+    table = replay.ReplayTable.load(replay.DATA / "search_resnet50_64px.jsonl")
+    config = replay.replay_config(table, n_trials=2, sampler="random")
+    composition = next(p for p in table.space.points() if "+" in p.choice.variant)
+    step = composition.choice.variant.split("+")[0]
+    assert table.build_s(step) > 0 and table.build_s(composition.choice.variant) > 0
+    first = replay.ReplayBackend(table, replay.short_of(config))
+    first.measure(composition.to_case(table.template))
+    assert first.last_costs().variant_build_s == pytest.approx(
+        table.build_s(step) + table.build_s(composition.choice.variant)
+    )
+    assert first.has_variant(step)
+    after_step = replay.ReplayBackend(table, replay.short_of(config), built={"baseline", step})
+    after_step.measure(composition.to_case(table.template))
+    assert after_step.last_costs().variant_build_s == pytest.approx(table.build_s(composition.choice.variant))
+
+
 def test_one_replayed_search_reports_when_it_reached_the_target(table: object) -> None:
     efficiency = _load("search_efficiency")
     best, _ = efficiency.optimum(table)

@@ -15,9 +15,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def _config(n_trials: int, warm_start: str = "auto") -> TuneConfig:
-    return TuneConfig.create(
-        "fakenet", device="cpu", n_trials=n_trials, seed=0, storage="none", warm_start=warm_start
-    )
+    return TuneConfig.create("fakenet", device="cpu", n_trials=n_trials, seed=0, storage="none", warm_start=warm_start)
 
 
 def test_a_repeated_study_measures_nothing_and_knows_what_was_pruned(tracking: str) -> None:
