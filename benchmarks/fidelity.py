@@ -307,11 +307,22 @@ def benchmark_app_p50(config: Config, path: Path, threads: int, seconds: float) 
         str(max(1, round(seconds))),
     ]
     output = subprocess.run(command, capture_output=True, text=True, check=False).stdout
-    match = re.search(r"Median:\s*([0-9.]+)\s*ms", output)
+    return median_latency_ms(output)
+
+
+#: benchmark_app prints a latency in the unit that suits it: ``Median: 3.82 ms``, but ``Median: 387.82 us`` below
+#: a millisecond (reading only ``ms`` made every sub-millisecond row n/a).
+_MEDIAN = re.compile(r"Median:\s*([0-9.]+)\s*(ms|us|µs|s)\b")
+_TO_MS = {"ms": 1.0, "us": 1e-3, "µs": 1e-3, "s": 1e3}
+
+
+def median_latency_ms(output: str) -> float | None:
+    """The median latency in ms from benchmark_app's output (``None``, with a warning, when it printed none)."""
+    match = _MEDIAN.search(output)
     if match is None:
         logger.warning("benchmark_app gave no median latency: %s", output[-500:])
         return None
-    return float(match.group(1))
+    return float(match.group(1)) * _TO_MS[match.group(2)]
 
 
 def measure_runtime(config: Config, *, timing: TimingConfig, replicates: int, threads: int) -> Row:

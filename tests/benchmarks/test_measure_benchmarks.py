@@ -93,3 +93,18 @@ def test_min_duration_separates_processes_from_rounds(min_duration: ModuleType) 
     assert row.pairs_over_limit == pytest.approx(0.5)  # only pairs of different processes count
     with pytest.raises(SystemExit):
         min_duration._parse(["--processes", "6"])
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("[ INFO ]    Median:        3.82 ms", 3.82),
+        ("[ INFO ]    Median:        387.82 us", 0.38782),
+        ("Average: 1 ms", None),
+    ],
+)
+def test_benchmark_app_median_is_read_in_milliseconds_whatever_unit_it_prints(
+    fidelity: ModuleType, line: str, expected: float | None
+) -> None:
+    found = fidelity.median_latency_ms(f"[ INFO ] Latency:\n{line}\n[ INFO ] Throughput: 1542.62 FPS\n")
+    assert found == (None if expected is None else pytest.approx(expected))
