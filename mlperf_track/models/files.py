@@ -42,6 +42,7 @@ def file_digest(path: Path) -> str:
             digest.update(block)
     return digest.hexdigest()
 
+
 #: File suffixes this source claims (lower case).
 MODEL_FILE_SUFFIXES = (".pt", ".pt2", ".ts", ".jit", ".pth")
 _PREFIX = "file:"

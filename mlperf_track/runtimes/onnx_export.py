@@ -335,9 +335,9 @@ def cached_onnx_exporter(runtime_cache_dir: Path) -> OnnxExporter:
     Given to variant recipes by the pipeline (``VariantContext.onnx_exporter``), so a recipe that quantizes the
     baseline's ONNX file and the onnxruntime/openvino runtimes share one export per machine.
     """
+
     def export(module: torch.nn.Module, input_shape: tuple[int, ...], opset: int, name: str) -> Path:
         directory = WorkDir(runtime_cache_dir, "onnx").sub("onnx")
         return export_onnx(module, input_shape, directory, opset=opset, exporter="dynamo", name=name)
 
     return export
-

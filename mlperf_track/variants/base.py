@@ -32,7 +32,9 @@ class VariantContext:
         options: Recipe parameters as given by the user (``ratio``, ``temperature``, ``student``, ...).
         work_dir: A directory for files the recipe writes (ONNX models, checkpoints).
         cache_dir: Root of the on-disk cache: recipes that train keep their weights under
-            ``cache_dir/variants`` (:mod:`~mlperf_track.variants.variant_cache`); ``None``: nothing is cached.
+            ``cache_dir/variants`` (:mod:`~mlperf_track.variants.variant_cache`), and the static int8 recipes their
+            calibrated result (:mod:`~mlperf_track.variants.quantized_file_cache`,
+            :mod:`~mlperf_track.variants.pt2e_cache`); ``None``: nothing is cached.
         onnx_exporter: The ONNX runtimes' own cached float32 exporter, given by the pipeline (which knows both
             layers), so recipes that quantize an ONNX file reuse the runtimes' export instead of making their own;
             ``None``: the recipe exports into ``work_dir``.

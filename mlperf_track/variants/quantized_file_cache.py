@@ -10,6 +10,9 @@ leave one whole file and never read half of one; a cached file ONNX cannot parse
 files are read, never modified.
 
 The artifact then carries ``variant.cached`` and ``variant.cache_key`` (logged as ``artifact.variant.*``).
+``quantized_int8_pt2e``, whose output is a graph module rather than a file, is cached by
+:mod:`~mlperf_track.variants.pt2e_cache` with the same key (:func:`quantized_key`, its source being a digest of
+the float32 module instead of the file).
 """
 
 from __future__ import annotations
@@ -42,14 +45,23 @@ def _versions(packages: Sequence[str]) -> dict[str, str]:
     return found
 
 
-def quantized_key(recipe: str, fp32_path: Path, context: VariantContext, samples: int, packages: Sequence[str]) -> str:
-    """The key of ``recipe``'s output for ``fp32_path`` calibrated on ``samples`` images of ``context``'s data."""
+def quantized_key(recipe: str, source: str, context: VariantContext, samples: int, packages: Sequence[str]) -> str:
+    """The key of ``recipe``'s output for ``source`` calibrated on ``samples`` images of ``context``'s data.
+
+    Args:
+        recipe: The recipe's name.
+        source: A digest of what is quantized: the SHA-256 of the float32 ONNX file, or, for ``quantized_int8_pt2e``,
+            of the float32 module's identity and state (:func:`~mlperf_track.variants.pt2e_cache.pt2e_key`).
+        context: The variant context (its data, image size and seed).
+        samples: Calibration images.
+        packages: The libraries whose versions change the output.
+    """
     data = context.data
     return digest(
         {
             "version": CACHE_VERSION,
             "recipe": recipe,
-            "source_sha256": file_digest(fp32_path),
+            "source_sha256": source,  # the name predates module sources; kept so existing entries keep their keys
             "calibration": {
                 "dataset": data.name,
                 "train": dataset_size(data.train),
@@ -101,7 +113,7 @@ def cached_quantization(
     """
     if context.cache_dir is None:
         return quantize(work_dir / f"{recipe}.onnx"), {}
-    key = quantized_key(recipe, fp32_path, context, samples, packages)
+    key = quantized_key(recipe, file_digest(fp32_path), context, samples, packages)
     path = entry_path(context.cache_dir, FOLDER, recipe, key).with_suffix(".onnx")
     entry = VariantCache(recipe, key, path)
     if path.is_file() and _readable(path):

@@ -17,6 +17,9 @@ variant is trained again (and the file rewritten).
 The artifact says where it came from: ``variant.cached`` (``true``/``false``) and ``variant.cache_key``, and
 on a hit the tags of the training run that produced the weights (``variant.train_s``, ``variant.train_stop``,
 ``prune.fine_tune``, ``distill.*``...), so the child run still reports the training budget the variant had.
+
+:class:`VariantCache` also serves :mod:`~mlperf_track.variants.pt2e_cache`, which rebuilds its module from the
+entry (:meth:`VariantCache.read`) instead of loading weights into a structure.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -40,6 +44,7 @@ from mlperf_track.variants.weights_cache import (
     digest,
     entry_path,
     load_into,
+    read_entry,
     weights_fingerprint,
     write_entry,
 )
@@ -113,21 +118,33 @@ class VariantCache:
         if self.path is None:
             return None
         meta = load_into(module, self.path, f"variant {self.recipe}")
-        if meta is None:
+        return None if meta is None else self.loaded_tags(meta)
+
+    def read(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+        """The entry's tensors and meta, for a recipe that rebuilds its module from them (``None``: caching is
+        off, or the file is missing or unreadable, which is logged)."""
+        if self.path is None:
             return None
+        return read_entry(self.path, f"variant {self.recipe}")
+
+    def loaded_tags(self, meta: Mapping[str, Any]) -> dict[str, str]:
+        """Log a hit; the artifact tags saved with the entry plus ``variant.cached=true``."""
         logger.info("loaded variant %s from the cache: %s", self.recipe, self.path)
         tags = {str(name): str(value) for name, value in dict(meta.get("tags", {})).items()}
         return {**tags, **self.tags(cached=True)}
 
-    def save(self, module: nn.Module, tags: Mapping[str, str]) -> dict[str, str]:
-        """Write the trained ``module`` with its artifact ``tags``; returns the tags plus ``variant.cached=false``.
+    def save(
+        self, module: nn.Module, tags: Mapping[str, str], extra: Mapping[str, Any] | None = None
+    ) -> dict[str, str]:
+        """Write the built ``module`` with its artifact ``tags`` (and ``extra`` meta: plain data only); returns
+        the tags plus ``variant.cached=false``.
 
         A failed write (full disk, read-only cache) is logged and leaves the variant as built.
         """
         if self.path is None:
             return dict(tags)
         try:
-            write_entry(module, {"recipe": self.recipe, "tags": dict(tags)}, self.path)
+            write_entry(module, {**(extra or {}), "recipe": self.recipe, "tags": dict(tags)}, self.path)
         except OSError as error:
             logger.warning("could not cache variant %s in %s: %s", self.recipe, self.path, error)
         return {**tags, **self.tags(cached=False)}

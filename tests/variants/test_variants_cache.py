@@ -17,11 +17,14 @@ from mlperf_track import metrics
 from mlperf_track.models.artifact import ModelArtifact
 from mlperf_track.variants import memo
 from mlperf_track.variants.base import VariantContext
+from mlperf_track.variants.pt2e_cache import GraphFormatError, graph_from_data, graph_to_data, pt2e_key
+from mlperf_track.variants.quantize_pt2e import EXPORT_SETTINGS, int8_weight_count
 from mlperf_track.variants.registry import get_variant
 from mlperf_track.variants.variant_cache import FOLDER, variant_key
 from mlperf_track.variants.weights_cache import read_entry, write_entry
 
 RETRAINING = ["pruned_unstructured", "pruned_structured", "distilled"]
+PT2E = "quantized_int8_pt2e"
 STUDENT = {"student": "tinycnn"}
 
 
@@ -262,6 +265,11 @@ _QUANTIZERS = {
 
 
 def _needs_quantizer(name: str) -> None:
+    if name == PT2E:
+        reason = get_variant(name).unavailable_reason("cpu")  # an x86 CPU and torchao
+        if reason is not None:
+            pytest.skip(reason)
+        return
     pytest.importorskip("onnxruntime")
     if name.endswith("nncf"):
         pytest.importorskip("nncf")
@@ -292,7 +300,6 @@ def test_int8_recipes_quantize_the_runtimes_cached_export(
     monkeypatch.setattr(torch.onnx, "export", refuse)
     second = _build(name, tiny_baseline, context)
     assert first.onnx_path is not None and second.onnx_path is not None and second.onnx_path.is_file()
-
 
 
 @pytest.mark.parametrize("name", list(_QUANTIZERS))
@@ -342,3 +349,241 @@ def test_without_a_cache_dir_the_int8_file_stays_in_the_work_dir(
     artifact = _build("quantized_int8_ort", tiny_baseline, _context(make_context, None, "quantized_int8_ort"))
     assert artifact.onnx_path is not None and artifact.onnx_path.parent == tmp_path / "work"
     assert metrics.VARIANT_CACHED_TAG not in artifact.tags
+
+
+def _pt2e_entries(cache: Path) -> list[Path]:
+    return sorted((cache / FOLDER).glob(f"*{PT2E}-*.pt"))
+
+
+def _refuse_to_quantize(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail if the PT2E flow runs (a hit must not export, calibrate or convert)."""
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("quantized on a cache hit")
+
+    monkeypatch.setattr("mlperf_track.variants.quantize_pt2e.quantize_pt2e_int8", refuse)
+
+
+def _same_outputs(first: ModelArtifact, second: ModelArtifact) -> None:
+    assert first.module is not None and second.module is not None
+    images = torch.randn(5, *first.input_shape, generator=torch.Generator().manual_seed(7))
+    with torch.inference_mode():
+        assert torch.equal(first.module(images), second.module(images))
+
+
+def _without_cache_tags(tags: dict[str, str]) -> dict[str, str]:
+    return {name: value for name, value in tags.items() if name != metrics.VARIANT_CACHED_TAG}
+
+
+def test_pt2e_second_build_loads_the_cached_graph(
+    tiny_baseline: ModelArtifact,
+    make_context: Callable[..., VariantContext],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _needs_quantizer(PT2E)
+    context = _context(make_context, tmp_path, PT2E)
+    first = _build(PT2E, tiny_baseline, context)
+    assert first.tags[metrics.VARIANT_CACHED_TAG] == "false"
+    (entry,) = _pt2e_entries(tmp_path)
+    assert first.tags[metrics.VARIANT_CACHE_KEY_TAG] in entry.name
+    torch.load(entry, weights_only=True)  # tensors and plain data only: reading it cannot run code
+
+    other = _build(PT2E, tiny_baseline, _context(make_context, tmp_path, PT2E, calibration_samples="16"))
+    assert other.tags[metrics.VARIANT_CACHE_KEY_TAG] != first.tags[metrics.VARIANT_CACHE_KEY_TAG]
+    assert len(_pt2e_entries(tmp_path)) == 2  # other calibration data, other entry
+
+    _refuse_to_quantize(monkeypatch)
+    second = _build(PT2E, tiny_baseline, context)
+    assert second.tags[metrics.VARIANT_CACHED_TAG] == "true"
+    assert _without_cache_tags(second.tags) == _without_cache_tags(first.tags)  # quant.* tags of the build
+    assert (second.name, second.precision, second.runtime, second.device) == (first.name, "int8", "compile", "cpu")
+    assert isinstance(second.module, torch.fx.GraphModule) and not second.module.training
+    assert int8_weight_count(second.module) == int(first.tags["quant.int8_weights"]) > 0
+    assert _same_weights(first, second)  # the same tensors under the same names: the same size facts
+    _same_outputs(first, second)
+
+
+def test_pt2e_composition_loads_both_steps_from_the_cache(
+    tiny_baseline: ModelArtifact,
+    make_context: Callable[..., VariantContext],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    name = f"pruned_structured+{PT2E}"
+    reason = get_variant(name).unavailable_reason("cpu")
+    if reason is not None:
+        pytest.skip(reason)
+    context = _context(make_context, tmp_path, name)
+    first = _build(name, tiny_baseline, context)
+    _no_training(monkeypatch)
+    _refuse_to_quantize(monkeypatch)
+    second = _build(name, tiny_baseline, context)  # the pruned weights load, so the PT2E key is the same
+    assert (first.tags[metrics.VARIANT_CACHED_TAG], second.tags[metrics.VARIANT_CACHED_TAG]) == ("false", "true")
+    _same_outputs(first, second)
+
+
+def test_pt2e_key_covers_the_source_state_calibration_and_settings(
+    tiny_baseline: ModelArtifact, make_context: Callable[..., VariantContext], tmp_path: Path
+) -> None:
+    context = _context(make_context, tmp_path, PT2E)
+    key = pt2e_key(PT2E, tiny_baseline, context, 256, EXPORT_SETTINGS)
+    assert key == pt2e_key(PT2E, tiny_baseline, context, 256, dict(EXPORT_SETTINGS))
+    assert tiny_baseline.module is not None
+    data = dataclasses.replace(context.data, name="other")
+    changed = [
+        pt2e_key(
+            PT2E,
+            dataclasses.replace(tiny_baseline, module=_perturbed(tiny_baseline.module)),
+            context,
+            256,
+            EXPORT_SETTINGS,
+        ),
+        pt2e_key(PT2E, dataclasses.replace(tiny_baseline, name="other"), context, 256, EXPORT_SETTINGS),
+        pt2e_key(PT2E, tiny_baseline, context, 16, EXPORT_SETTINGS),
+        pt2e_key(PT2E, tiny_baseline, dataclasses.replace(context, seed=1), 256, EXPORT_SETTINGS),
+        pt2e_key(PT2E, tiny_baseline, dataclasses.replace(context, image_size=32), 256, EXPORT_SETTINGS),
+        pt2e_key(PT2E, tiny_baseline, dataclasses.replace(context, data=data), 256, EXPORT_SETTINGS),
+        pt2e_key(PT2E, tiny_baseline, context, 256, {**EXPORT_SETTINGS, "max_batch": 8}),
+    ]
+    assert key not in changed and len(set(changed)) == len(changed)
+
+
+def _spoil_graph(path: Path, baseline: ModelArtifact) -> None:
+    """A whole, readable entry whose graph calls something that is not a torch operator."""
+    entry = read_entry(path, "test")
+    assert entry is not None
+    state, meta = entry
+    call = next(node for node in meta["graph"]["nodes"] if node["op"] == "call_function")
+    call["target"] = "builtins.exec.default"
+    torch.save({"state_dict": state, "meta": meta}, path)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [_Fault(PT2E, _truncate, "unreadable"), _Fault(PT2E, _spoil_graph, "no usable graph")],
+    ids=["truncated", "not-a-torch-operator"],
+)
+def test_pt2e_entry_that_cannot_be_used_is_rebuilt_with_a_warning(
+    fault: _Fault,
+    tiny_baseline: ModelArtifact,
+    make_context: Callable[..., VariantContext],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _needs_quantizer(PT2E)
+    context = _context(make_context, tmp_path, PT2E)
+    first = _build(PT2E, tiny_baseline, context)
+    (entry,) = _pt2e_entries(tmp_path)
+    fault.corrupt(entry, tiny_baseline)
+    with caplog.at_level(logging.WARNING):
+        second = _build(PT2E, tiny_baseline, context)
+    assert second.tags[metrics.VARIANT_CACHED_TAG] == "false"
+    assert fault.logged in caplog.text and entry.name in caplog.text
+    _same_outputs(first, second)  # calibration is seeded: the same graph again
+    third = _build(PT2E, tiny_baseline, context)
+    assert third.tags[metrics.VARIANT_CACHED_TAG] == "true"  # rewritten whole
+    _same_outputs(first, third)
+
+
+def test_pt2e_without_a_cache_dir_nothing_is_written_or_tagged(
+    tiny_baseline: ModelArtifact, make_context: Callable[..., VariantContext], tmp_path: Path
+) -> None:
+    _needs_quantizer(PT2E)
+    artifact = _build(PT2E, tiny_baseline, _context(make_context, None, PT2E))
+    assert isinstance(artifact.module, torch.fx.GraphModule)
+    assert metrics.VARIANT_CACHED_TAG not in artifact.tags and metrics.VARIANT_CACHE_KEY_TAG not in artifact.tags
+    assert not (tmp_path / FOLDER).exists()
+
+
+def _small_graph() -> torch.fx.GraphModule:
+    """``x * w + 1`` with aten operators, as a converted PT2E graph calls them."""
+    graph = torch.fx.Graph()
+    images = graph.placeholder("x")
+    weight = graph.get_attr("block.0.w")
+    product = graph.call_function(torch.ops.aten.mul.Tensor, (images, weight))
+    total = graph.call_function(torch.ops.aten.add.Tensor, (product, 1), {"alpha": 2})
+    graph.output(graph.call_function(torch.ops.aten.to.dtype, (total, torch.float64)))
+    return torch.fx.GraphModule({"block.0.w": torch.arange(3.0)}, graph)
+
+
+def test_stored_graph_round_trips() -> None:
+    module = _small_graph()
+    rebuilt = graph_from_data(graph_to_data(module), module.state_dict())
+    images = torch.randn(2, 3)
+    assert torch.equal(rebuilt(images), module(images)) and rebuilt(images).dtype == torch.float64
+
+
+def _node(data: dict[str, object], op: str) -> dict[str, object]:
+    nodes = data["nodes"]
+    assert isinstance(nodes, list)
+    return next(node for node in nodes if node["op"] == op)  # type: ignore[no-any-return]
+
+
+def _set(op: str, field: str, value: object) -> Callable[[dict[str, object]], None]:
+    def spoil(data: dict[str, object]) -> None:
+        _node(data, op)[field] = value
+
+    return spoil
+
+
+def _rename_the_last_call(data: dict[str, object]) -> None:
+    """Give the last call a name that is code (and make the output refer to it, so only the name is wrong)."""
+    nodes = data["nodes"]
+    assert isinstance(nodes, list)
+    nodes[-2]["name"] = "x = __import__('os').getpid()"
+    nodes[-1]["args"] = {"tuple": [{"node": nodes[-2]["name"]}]}
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        _set("call_function", "target", "builtins.exec.default"),
+        _set("call_function", "target", "os.system"),
+        _rename_the_last_call,
+        _set("get_attr", "target", 'w", __import__("os").getpid()) #'),
+        _set("placeholder", "target", "x=print()"),
+        _set("placeholder", "target", "x.y"),
+        _set("call_function", "kwargs", {"alpha=print(), beta": 1}),
+        _set("call_function", "args", {"tuple": [{"eval": "1 + 1"}]}),
+        _set("call_function", "args", {"tuple": [{"dtype": "load"}, 1]}),
+        _set("call_function", "args", {"tuple": [{"node": "not_yet_defined"}, 1]}),
+        _set("output", "op", "call_module"),
+    ],
+    ids=[
+        "exec",
+        "not-an-overload",
+        "name",
+        "attribute",
+        "input",
+        "dotted-input",
+        "keyword",
+        "tag",
+        "dtype",
+        "node",
+        "kind",
+    ],
+)
+def test_stored_graph_refuses_anything_but_operators_and_identifiers(
+    spoil: Callable[[dict[str, object]], None],
+) -> None:
+    data = graph_to_data(_small_graph())
+    spoil(data)
+    state = {str(_node(data, "get_attr")["target"]): torch.arange(3.0)}  # the tensor under the (spoiled) path
+    with pytest.raises(GraphFormatError):
+        graph_from_data(data, state)
+
+
+def test_stored_graph_needs_exactly_its_tensors() -> None:
+    module = _small_graph()
+    data = graph_to_data(module)
+    with pytest.raises(GraphFormatError, match="missing"):
+        graph_from_data(data, {})
+    with pytest.raises(GraphFormatError, match="unexpected"):
+        graph_from_data(data, {**module.state_dict(), "extra": torch.zeros(1)})
+
+
+def test_a_graph_the_format_cannot_hold_is_refused() -> None:
+    traced = torch.fx.symbolic_trace(nn.Sequential(nn.Linear(3, 2)))  # calls a submodule, not an operator
+    with pytest.raises(GraphFormatError, match="call_module"):
+        graph_to_data(traced)
