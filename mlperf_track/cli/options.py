@@ -251,8 +251,8 @@ OPTIONS: tuple[CliOption, ...] = (
     _option("grace_period", "a trial without a heartbeat for this many seconds is failed and retried", "30", TUNE,
             parse=p.positive_int),
     _option("trust_pickle", "allow model and weights files that can run code when loaded (full-model pickles, "
-            "TorchScript, .pt2 archives with pickled records, MLflow models saved as pickles): only files from a "
-            "source you trust", "false", EVERY | LOAD, parse=p.boolean, kind="bool",
+            "TorchScript, .pt2 archives with pickled records or code in a symbolic shape, MLflow models saved as "
+            "pickles): only files from a source you trust", "false", EVERY | LOAD, parse=p.boolean, kind="bool",
             command_help={"load": "allow model files that can run code when loaded (pickles, TorchScript; with "
                           "--serve: every model, since `mlflow models serve` unpickles scikit-learn and pyfunc "
                           "models): only from a source you trust"}),

@@ -95,7 +95,7 @@ def _export_output_classes(program: torch.export.ExportedProgram) -> int | None:
 def _load_export(path: Path) -> _Loaded:
     record = unsafe_export_record(path)
     if record is not None:
-        require_trust(path, "a torch.export archive with pickled records", f"record {record}")
+        require_trust(path, "a torch.export archive with records that run code when read", f"record {record}")
     program = torch.export.load(str(path))
     image_size = None
     example = program.example_inputs

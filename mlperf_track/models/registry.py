@@ -155,7 +155,8 @@ def load_model(ref: str, *, weights: str | None = None, trust_pickle: bool = Fal
         ref: ``resnet18``, ``tinycnn``, ``model.pt``, ``model.pt2``, ``models:/name/1`` (when registered) ...
         weights: A weights file (state_dict or full-model checkpoint) to load into the model.
         trust_pickle: Allow files that run code when loaded (full-model pickles, TorchScript, ``.pt2`` archives
-            with pickled records, MLflow models saved as pickles); see :mod:`mlperf_track.models.safety`.
+            with pickled records or code in a symbolic shape, MLflow models saved as pickles); see
+            :mod:`mlperf_track.models.safety`.
             Such loads are logged as warnings and tagged ``model.unsafe_load``.
 
     Returns:

@@ -7,7 +7,9 @@ Three kinds of model file execute something of the file's author while they are 
 - a TorchScript archive: torch itself refuses it under ``weights_only`` since 2.6 (CVE-2025-32434) and says
   loading it "can result in arbitrary code execution";
 - a ``torch.export`` archive (``.pt2``) whose records are pickles: ``torch.export.load`` unpickles weights and
-  constants with ``weights_only=False``. An archive whose records are all JSON, plain text, raw tensor bytes or
+  constants with ``weights_only=False``; or whose symbolic shapes are not plain expressions: it parses each
+  ``expr_str`` of the program's JSON with ``sympy.sympify``, which evaluates Python. An archive whose records
+  are all JSON with plain shape expressions (:func:`unsafe_shape_expression`), plain text, raw tensor bytes or
   pickles the restricted loader accepts is safe and loads without the flag.
 
 Plain state_dicts and training checkpoints (``torch.load(weights_only=True)``) need nothing. The choice is made
@@ -106,6 +108,77 @@ _PAYLOAD_CONFIG = re.compile(r"(?:^|/)data/(?:weights|constants)/[^/]+_config\.j
 _RAW_PREFIXES = ("weight_", "tensor_")
 
 
+#: Names a symbolic shape expression may use: the sympy classes ``torch.export`` prints (``srepr`` of symbols,
+#: relations, boolean logic, constants), the ``torch.utils._sympy`` functions its deserializer knows, and
+#: sympy's assumption keywords (``Symbol('s77', positive=True, integer=True)``). Any other name fails closed.
+_SYMPY_NAMES: Final = frozenset(
+    {
+        "Symbol", "Integer", "Rational", "Float", "Add", "Mul", "Pow", "Mod", "Max", "Min", "Abs", "floor",
+        "ceiling", "Eq", "Ne", "Lt", "Le", "Gt", "Ge", "And", "Or", "Not", "True", "False", "oo", "zoo", "nan",
+        "FloorDiv", "ModularIndexing", "Where", "PythonMod", "CleanDiv", "CeilToInt", "FloorToInt", "CeilDiv",
+        "LShift", "RShift", "PowByNatural", "FloatPow", "FloatTrueDiv", "IntTrueDiv",
+        "IsNonOverlappingAndDenseIndicator", "TruncToFloat", "TruncToInt", "RoundToInt", "RoundDecimal", "ToFloat",
+        "Identity",
+        "algebraic", "antihermitian", "commutative", "complex", "composite", "even", "extended_negative",
+        "extended_nonnegative", "extended_nonpositive", "extended_nonzero", "extended_positive", "extended_real",
+        "finite", "hermitian", "imaginary", "infinite", "integer", "irrational", "negative", "noninteger",
+        "nonnegative", "nonpositive", "nonzero", "odd", "polar", "positive", "prime", "rational", "real",
+        "transcendental", "zero",
+    }
+)  # fmt: skip
+#: A symbol's own name (``s77``, ``u3``, ``zuf0``), bare or quoted inside ``Symbol(...)``.
+_SYMBOL_NAME = re.compile(r"[a-z]+[0-9]+\Z")
+_QUOTED_SYMBOL = re.compile(r"""(['"])[a-z]+[0-9]+\1\Z""")
+#: Operators an arithmetic, relational or boolean expression needs (no attribute access, indexing or lambdas).
+_SHAPE_OPERATORS: Final = frozenset(
+    {"(", ")", ",", "+", "-", "*", "/", "//", "%", "**", "=", "<", ">", "<=", ">=", "==", "!=", "&", "|", "~"}
+)
+
+
+def unsafe_shape_expression(expression: str) -> str | None:
+    """Why ``sympy.sympify`` of a symbolic shape expression could run code, or ``None`` when it is plain.
+
+    Plain: numbers, symbol names, the names of :data:`_SYMPY_NAMES`, a quoted symbol name, and arithmetic,
+    relational and boolean operators. Checked token by token (Python's tokenizer, as sympy's parser reads it);
+    anything else (another name, a dot, brackets, a string that is not a symbol name) is refused.
+    """
+    import tokenize
+
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(expression).readline))
+    except (tokenize.TokenError, SyntaxError, IndentationError) as error:
+        return f"it does not parse ({error})"
+    for token in tokens:
+        kind, text = token.type, token.string
+        if kind in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER) or kind == tokenize.NUMBER:
+            continue
+        if kind == tokenize.NAME and (text in _SYMPY_NAMES or _SYMBOL_NAME.match(text)):
+            continue
+        if kind == tokenize.STRING and _QUOTED_SYMBOL.match(text):
+            continue
+        if kind == tokenize.OP and text in _SHAPE_OPERATORS:
+            continue
+        return f"it uses {text!r}"
+    return None
+
+
+def _unsafe_expressions(data: Any) -> str | None:
+    """The first ``expr_str`` in a JSON document that is not a plain shape expression, with the reason."""
+    pending = [data]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            expression = item.get("expr_str")
+            if expression is not None:
+                reason = unsafe_shape_expression(expression) if isinstance(expression, str) else "it is not text"
+                if reason is not None:
+                    return f"{str(expression)[:60]!r}: {reason}"
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return None
+
+
 def _json(content: bytes) -> tuple[bool, Any]:
     try:
         return True, json.loads(content.decode("utf-8"))
@@ -140,8 +213,12 @@ def _safe_record(name: str, content: bytes) -> bool:
 
     if name.rsplit("/", 1)[-1] in _TEXT_RECORDS and _TEXT_CONTENT.fullmatch(content.decode("ascii", "replace")):
         return True
-    if _json(content)[0]:
-        return True
+    is_json, data = _json(content)
+    if is_json:
+        reason = _unsafe_expressions(data)
+        if reason is not None:
+            logger.warning("%s holds a symbolic shape sympy would evaluate as code: %s", name, reason)
+        return reason is None
     try:  # the restricted unpickler (torch >= 2.10 closes the known weights_only escapes)
         torch.load(io.BytesIO(content), map_location="cpu", weights_only=True)
     except Exception:
@@ -150,11 +227,12 @@ def _safe_record(name: str, content: bytes) -> bool:
 
 
 def unsafe_export_record(path: Path) -> str | None:
-    """The first record of a ``torch.export`` archive that ``torch.export.load`` would unpickle unsafely.
+    """The first record of a ``torch.export`` archive that ``torch.export.load`` would run code from.
 
-    Fails closed: a record that is not JSON, short text, declared raw tensor bytes, or a pickle the restricted
-    loader accepts (AOTInductor libraries, custom objects, crafted pickles) is named. The same rule as MLflow's
-    check of ``pt2`` models when ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION`` is false; written here because the
+    Fails closed: a record that is not JSON with plain shape expressions, short text, declared raw tensor bytes,
+    or a pickle the restricted loader accepts (AOTInductor libraries, custom objects, crafted pickles, a shape
+    expression that is Python code) is named. MLflow's check of ``pt2`` models when
+    ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION`` is false covers the pickles, not the shapes; written here because the
     models layer may not import mlflow and torch offers no such check.
 
     Returns:

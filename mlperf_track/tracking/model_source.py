@@ -3,11 +3,11 @@ MLflow model directories (a folder holding an ``MLmodel`` file).
 
 A model with the PyTorch flavour loads natively (``mlflow.pytorch.load_model`` gives the ``nn.Module``) and
 runs through the whole pipeline. A model MLflow stored as a pickle (``serialization_format="pickle"``, or a
-``pt2`` archive with pickled records) runs code from the file when loaded: it is refused unless the load
-trusts pickles (``--trust-pickle``, see :mod:`mlperf_track.models.safety`). The pipeline needs a module to
-export, quantize and compile, so a model without the PyTorch flavour (scikit-learn, a custom pyfunc) is
-refused here with a pointer to the path that does work for it: ``mlflow.models.evaluate(uri, data,
-evaluators="mlperf_track")``, which times pyfunc ``predict`` (see :mod:`mlperf_track.tracking.evaluator`).
+``pt2`` archive with pickled records or code in a symbolic shape) runs code from the file when loaded: it is
+refused unless the load trusts pickles (``--trust-pickle``, see :mod:`mlperf_track.models.safety`). The
+pipeline needs a module to export, quantize and compile, so a model without the PyTorch flavour (scikit-learn,
+a custom pyfunc) is refused here with a pointer to the path that does work for it: ``mlflow.models.evaluate(uri,
+data, evaluators="mlperf_track")``, which times pyfunc ``predict`` (see :mod:`mlperf_track.tracking.evaluator`).
 
 The model registry knows this source by name (:class:`mlperf_track.models.registry.DeferredSource`) and
 imports this module when such a reference is loaded; mlflow itself is imported only then. URIs resolve against
@@ -146,28 +146,43 @@ def _pickle_deserialization(allowed: bool) -> Iterator[None]:
 
 
 def _load_pytorch(ref: str) -> Any:
-    """``mlflow.pytorch.load_model`` with pickles refused unless the load trusts them (``--trust-pickle``).
+    """``mlflow.pytorch.load_model`` with files that run code refused unless the load trusts them (``--trust-pickle``).
 
-    MLflow checks a ``pt2`` model's archive for pickled records and refuses a pickle-format model when its guard is
-    on; a refused model is loaded again with the guard off only when the user trusts it (logged and tagged).
+    The model is downloaded once into a temporary folder and loaded from there. Its ``torch.export`` archives
+    (``pt2`` format) are checked first with :func:`~mlperf_track.models.safety.unsafe_export_record`: MLflow's own
+    check looks for pickled records only, while ``torch.export.load`` also evaluates the program's symbolic
+    shapes with ``sympy.sympify``. MLflow refuses a pickle-format model when its guard is on; a refused model is
+    loaded again with the guard off only when the user trusts it (logged and tagged).
     """
+    import tempfile
+
+    import mlflow.artifacts
     import mlflow.pytorch
     from mlflow.exceptions import MlflowException
 
-    from mlperf_track.models.safety import require_trust
+    from mlperf_track.models.safety import require_trust, unsafe_export_record
 
-    try:
-        with _pickle_deserialization(allowed=False):
-            return mlflow.pytorch.load_model(ref)
-    except MlflowException as error:
-        if _PICKLE_REFUSED not in str(error):
+    with tempfile.TemporaryDirectory(prefix="mlperf-track-model-") as folder:
+        try:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=ref, dst_path=folder)
+        except (MlflowException, OSError) as error:
+            raise ModelLoadError(f"cannot download the MLflow model {ref}: {_message(error)}") from None
+        for archive in sorted(Path(local).rglob("*.pt2")):
+            record = unsafe_export_record(archive)
+            if record is not None:
+                require_trust(ref, "an MLflow model whose torch.export archive runs code when read", f"record {record}")
+        try:
+            with _pickle_deserialization(allowed=False):
+                return mlflow.pytorch.load_model(local)
+        except MlflowException as error:
+            if _PICKLE_REFUSED not in str(error):
+                raise ModelLoadError(f"cannot load the PyTorch model {ref}: {_message(error)}") from None
+        require_trust(ref, "an MLflow model stored as a pickle")
+        try:
+            with _pickle_deserialization(allowed=True):
+                return mlflow.pytorch.load_model(local)
+        except MlflowException as error:
             raise ModelLoadError(f"cannot load the PyTorch model {ref}: {_message(error)}") from None
-    require_trust(ref, "an MLflow model stored as a pickle")
-    try:
-        with _pickle_deserialization(allowed=True):
-            return mlflow.pytorch.load_model(ref)
-    except MlflowException as error:
-        raise ModelLoadError(f"cannot load the PyTorch model {ref}: {_message(error)}") from None
 
 
 def _message(error: BaseException) -> str:

@@ -1,8 +1,10 @@
 """Files that run code when loaded are refused without --trust-pickle: crafted pickles whose payload would create a
-marker file, TorchScript archives, .pt2 archives with a pickled record, and MLflow models stored as pickles."""
+marker file, TorchScript archives, .pt2 archives with a pickled record or code in a symbolic shape, and MLflow
+models stored as pickles."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import warnings
@@ -16,7 +18,7 @@ import torch
 from mlperf_track.cli import main
 from mlperf_track.errors import ModelLoadError, UnsafeFileError
 from mlperf_track.models.registry import load_model
-from mlperf_track.models.safety import UNSAFE_LOAD_TAG, unsafe_export_record
+from mlperf_track.models.safety import UNSAFE_LOAD_TAG, unsafe_export_record, unsafe_shape_expression
 from mlperf_track.models.tiny import TinyCNN
 
 
@@ -232,3 +234,68 @@ def test_cli_run_with_trust_pickle_tags_the_runs(tmp_path: Path, monkeypatch: py
     children = [run for run in runs if "mlflow.parentRunId" in run.data.tags]
     assert parent.data.params["config.trust_pickle"] == "true"
     assert children and all(run.data.tags[f"artifact.{UNSAFE_LOAD_TAG}"] == str(weights) for run in children)
+
+
+def _pt2_with_code_in_a_shape(source: Path, target: Path, marker: Path) -> None:
+    """Rewrite a dynamic-batch torch.export archive so that one symbolic shape is Python code creating ``marker``."""
+    with zipfile.ZipFile(source) as original:
+        records = {info.filename: original.read(info) for info in original.infolist()}
+    name = next(name for name in records if name.endswith("models/model.json"))
+    text = records[name].decode()
+    plain = "Symbol('s77', positive=True, integer=True)"
+    assert plain in text
+    code = f"__import__('pathlib').Path('{marker}').touch() or {plain}"
+    records[name] = text.replace(plain, code.replace("'", "\\u0027"), 1).encode()
+    with zipfile.ZipFile(target, "w") as crafted:
+        for record, content in records.items():
+            crafted.writestr(record, content)
+
+
+def test_pt2_with_code_in_a_symbolic_shape_is_refused_and_never_runs(tmp_path: Path) -> None:
+    """torch.export.load parses each shape expression with sympy.sympify, which evaluates Python."""
+    clean, crafted, marker = tmp_path / "clean.pt2", tmp_path / "crafted.pt2", tmp_path / "marker"
+    batch = torch.export.Dim("batch", min=1, max=64)
+    program = torch.export.export(TinyCNN().eval(), (_input(),), dynamic_shapes=({0: batch},))
+    torch.export.save(program, str(clean))
+    _pt2_with_code_in_a_shape(clean, crafted, marker)
+
+    assert unsafe_export_record(clean) is None  # dynamic shapes as torch writes them load without the flag
+    assert unsafe_export_record(crafted) is not None
+    with pytest.raises(UnsafeFileError, match=r"crafted\.pt2.*--trust-pickle"):
+        load_model(str(crafted))
+    assert not marker.exists()
+    with contextlib.suppress(Exception):  # trusted: the expression is evaluated (whatever happens next)
+        load_model(str(crafted), trust_pickle=True)
+    assert marker.exists()
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["s0", "2*s0 + 1", "Max(1, s0)", "FloorDiv(s0, 2)", "Eq(Mod(s1, 8), 0)", "Symbol('s77', positive=True)", "-oo"],
+)
+def test_plain_shape_expressions_are_accepted(expression: str) -> None:
+    assert unsafe_shape_expression(expression) is None
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["__import__('os')", "s0.__class__", "exec", "Symbol('os.system')", "(lambda: 1)()", "s0[0]", "f'{s0}'", "s0; s1"],
+)
+def test_shape_expressions_that_could_run_code_are_refused(expression: str) -> None:
+    assert unsafe_shape_expression(expression) is not None
+
+
+def test_mlflow_pt2_model_with_code_in_a_symbolic_shape_is_refused_and_never_runs(tmp_path: Path) -> None:
+    """MLflow's own guard checks a pt2 model for pickled records only."""
+    import mlflow.pytorch
+
+    path, clean, marker = tmp_path / "model", tmp_path / "clean.pt2", tmp_path / "marker"
+    mlflow.pytorch.save_model(TinyCNN().eval(), str(path), serialization_format="pt2", input_example=_input().numpy())
+    archive = next(path.rglob("*.pt2"))
+    batch = torch.export.Dim("batch", min=1, max=64)
+    torch.export.save(torch.export.export(TinyCNN().eval(), (_input(),), dynamic_shapes=({0: batch},)), str(clean))
+    _pt2_with_code_in_a_shape(clean, archive, marker)
+
+    with pytest.raises(UnsafeFileError, match=r"torch\.export archive runs code.*--trust-pickle"):
+        load_model(str(path))
+    assert not marker.exists()
