@@ -37,6 +37,7 @@ from mlperf_track.engine.load.search import SearchConfig
 from mlperf_track.errors import MeasurementError
 from mlperf_track.pipeline.load_sweep import LoadListener, LoadPlan, LoadSweepOutcome, run_load_plan
 from mlperf_track.tuning.config import MAX_QPS, SearchSettings, TuneConfig
+from mlperf_track.tuning.objective import ATTR_PRUNED_BECAUSE
 from mlperf_track.tuning.space import CONFIG_PARAM, THREADS_PARAM, Choice, SearchSpace, TrialPoint
 
 if TYPE_CHECKING:
@@ -134,7 +135,7 @@ class MaxQpsObjective:
         if search is None or search.max_qps is None:
             reason = f"no rate passed ({search.stop_reason if search else 'no search'})"
             trial.set_user_attr("outcome", NO_PASSING_RATE)
-            trial.set_user_attr("pruned_because", reason)
+            trial.set_user_attr(ATTR_PRUNED_BECAUSE, reason)
             raise optuna.TrialPruned(reason)
         trial.set_user_attr("outcome", "measured")
         trial.set_user_attr("load.search.stop_reason", search.stop_reason)

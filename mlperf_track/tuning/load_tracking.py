@@ -18,6 +18,7 @@ import optuna
 
 from mlperf_track import metrics as m
 from mlperf_track.pipeline.load_sweep import LoadListener
+from mlperf_track.tuning.objective import ATTR_PRUNED_BECAUSE
 
 if TYPE_CHECKING:
     from mlperf_track.tuning.config import TuneConfig
@@ -78,8 +79,8 @@ class MaxQpsTracker:
             if run_id is None:
                 return
             tags = {"trial.outcome": str(trial.user_attrs.get("outcome", trial.state.name.lower()))}
-            if "pruned_because" in trial.user_attrs:
-                tags["note.best/max_qps"] = str(trial.user_attrs["pruned_because"])
+            if ATTR_PRUNED_BECAUSE in trial.user_attrs:
+                tags["note.best/max_qps"] = str(trial.user_attrs[ATTR_PRUNED_BECAUSE])
             mlflow.set_tags(tags)
             sweep = objective.outcomes.pop(trial.number, None)
             if sweep is not None:

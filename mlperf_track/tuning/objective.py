@@ -77,6 +77,8 @@ ATTR_SHORT_METRICS: Final = "short_metrics"
 ATTR_OUTCOME: Final = "outcome"
 ATTR_FIDELITY: Final = "fidelity"
 ATTR_PRUNED_BECAUSE: Final = "pruned_because"
+#: The trial run's tag of :data:`ATTR_PRUNED_BECAUSE` (read back by the warm start).
+TAG_PRUNED_BECAUSE: Final = "trial.pruned_because"
 ATTR_ERROR_STAGE: Final = "error.stage"
 ATTR_REUSED_FROM: Final = "reused_from"
 #: Values of :data:`ATTR_OUTCOME`.

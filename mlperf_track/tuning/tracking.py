@@ -146,7 +146,7 @@ class MlflowTuneTracker:
         if c.ATTR_PREPARATION in attrs:
             tags[m.TRIAL_PREPARATION_TAG] = str(attrs[c.ATTR_PREPARATION])
         if o.ATTR_PRUNED_BECAUSE in attrs:
-            tags["trial.pruned_because"] = str(attrs[o.ATTR_PRUNED_BECAUSE])[:5000]
+            tags[o.TAG_PRUNED_BECAUSE] = str(attrs[o.ATTR_PRUNED_BECAUSE])[:5000]
         self.prepare_s += float(attrs.get(c.ATTR_PREPARE_S, 0.0))
         self.measure_s += float(attrs.get(c.ATTR_MEASURE_S, 0.0))
         for key, attr in (

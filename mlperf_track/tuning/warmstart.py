@@ -204,7 +204,7 @@ def _known(run: Run, point: TrialPoint, fidelity: str) -> KnownPoint:
         int(run.info.start_time or 0),
         fidelity,
         constraints,
-        run.data.tags.get("trial.pruned_because", ""),
+        run.data.tags.get(o.TAG_PRUNED_BECAUSE, ""),
     )
 
 
