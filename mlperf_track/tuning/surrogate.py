@@ -5,7 +5,9 @@ configurations, and both of those treat two configurations as unrelated labels, 
 ``openvino`` at fp32 informs ``openvino`` at bf16 or a pruned model on ``openvino``. Here a point is described
 by what it is made of (:func:`features`): the steps of its variant (a composition shares the steps' effects),
 its runtime, precision, runtime x precision, each searched runtime option, and its batch size and thread count
-on a log scale (overall and per runtime, since batching helps eager PyTorch and OpenVINO differently). A
+on a log scale (overall and per runtime, since batching helps eager PyTorch and OpenVINO differently), and the
+configuration itself (a composition whose speed is not the sum of its steps' keeps its own level, which its
+other batch sizes then share). A
 Bayesian linear model over those features (:class:`BayesianLinear`: Gaussian prior on the weights, known noise,
 closed-form posterior) gives every unmeasured point a mean and an uncertainty after a handful of trials, the
 ingredients of expected improvement; the log scale makes effects multiplicative (``openvino`` is 2.5x faster),
