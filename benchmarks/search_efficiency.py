@@ -10,13 +10,13 @@ How it is made repeatable (:mod:`search_replay`): every point of a fixed space (
 runtimes x precisions x compile modes, ORT graph levels, OpenVINO hints x batch sizes) is measured ONCE with the
 tuner's real backend, at both fidelities, with its real variant-build and preparation times, into
 ``benchmarks/data/search_<model>_<px>px.jsonl``. Every strategy and seed then runs the real tuner (``run_tune``:
-space, sampler, pruner, objective, budget) against a replay of that table on a simulated clock, so wall times
-are what the study would have spent (a composition proposed before its steps pays for building them: the table
-records each build after its steps were built). The grid's wall time is every variant built and every
-preparation key prepared once, plus every full measurement. Measurement noise is frozen into the table: the comparison is
-between strategies, not between runs. The baseline's fine-tuning (the same for every strategy) is left out of
-every wall time and reported apart. Validity verdicts recorded in the table are not replayed (on a loaded
-machine they flag points at random): every replayed measurement counts as valid.
+space, sampler, pruner, objective, budget) against a replay of that table on a simulated clock, so wall times are
+what the study would have spent (a composition proposed before its steps pays for building them: the table records
+each build after its steps were built). The grid's wall time is every variant built and every preparation key
+prepared once, plus every full measurement. Measurement noise is frozen into the table: the comparison is between
+strategies, not between runs. The baseline's fine-tuning (the same for every strategy) is left out of every wall
+time and reported apart. Validity verdicts recorded in the table are not replayed (on a loaded machine they flag
+points at random): every replayed measurement counts as valid.
 
 Strategies: ``grid`` (exhaustive), ``random``, ``tpe`` (initial design, then TPE), ``gp`` (Optuna's GPSampler),
 each measuring every trial in full; ``costaware`` (the new default: expected improvement per second, a short first
