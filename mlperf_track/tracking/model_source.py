@@ -148,11 +148,12 @@ def _pickle_deserialization(allowed: bool) -> Iterator[None]:
 def _load_pytorch(ref: str) -> Any:
     """``mlflow.pytorch.load_model`` with files that run code refused unless the load trusts them (``--trust-pickle``).
 
-    The model is downloaded once into a temporary folder and loaded from there. Its ``torch.export`` archives
-    (``pt2`` format) are checked first with :func:`~mlperf_track.models.safety.unsafe_export_record`: MLflow's own
-    check looks for pickled records only, while ``torch.export.load`` also evaluates the program's symbolic
-    shapes with ``sympy.sympify``. MLflow refuses a pickle-format model when its guard is on; a refused model is
-    loaded again with the guard off only when the user trusts it (logged and tagged).
+    A model in the tracking store or registry is downloaded once into a temporary folder and loaded from there (a
+    local model directory is read in place). Its ``torch.export`` archives (``pt2`` format) are checked first with
+    :func:`~mlperf_track.models.safety.unsafe_export_record`: MLflow's own check looks for pickled records only,
+    while ``torch.export.load`` also evaluates the program's symbolic shapes with ``sympy.sympify``. MLflow refuses
+    a pickle-format model when its guard is on; a refused model is loaded again with the guard off only when the
+    user trusts it (logged and tagged).
     """
     import tempfile
 
@@ -163,10 +164,12 @@ def _load_pytorch(ref: str) -> Any:
     from mlperf_track.models.safety import require_trust, unsafe_export_record
 
     with tempfile.TemporaryDirectory(prefix="mlperf-track-model-") as folder:
-        try:
-            local = mlflow.artifacts.download_artifacts(artifact_uri=ref, dst_path=folder)
-        except (MlflowException, OSError) as error:
-            raise ModelLoadError(f"cannot download the MLflow model {ref}: {_message(error)}") from None
+        local = ref
+        if not Path(ref).is_dir():  # a local model directory is read where it is, not copied
+            try:
+                local = mlflow.artifacts.download_artifacts(artifact_uri=ref, dst_path=folder)
+            except (MlflowException, OSError) as error:
+                raise ModelLoadError(f"cannot download the MLflow model {ref}: {_message(error)}") from None
         for archive in sorted(Path(local).rglob("*.pt2")):
             record = unsafe_export_record(archive)
             if record is not None:
