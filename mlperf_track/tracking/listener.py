@@ -244,15 +244,34 @@ class MlflowPipelineListener(ParentSummary, PipelineListener):
     # -- child runs -----------------------------------------------------------------------------------------
 
     def abort(self, status: str = "KILLED") -> None:
-        """End a child run left open (Ctrl-C, a crash) with ``status``; what it logged is kept."""
+        """End every child run left open (Ctrl-C, a crash) with ``status``; what it logged is kept.
+
+        Besides the open case's run, the store is asked for this parent's children still RUNNING: an
+        interruption can land after ``create_run`` and before its id is kept, or while a finished case is
+        being logged into its run, and such a run must not stay RUNNING.
+        """
+        error = KeyboardInterrupt() if status == "KILLED" else RuntimeError("the pipeline stopped")
         if self._open_case is not None:
-            error = KeyboardInterrupt() if status == "KILLED" else RuntimeError("the pipeline stopped")
             self._end_child(status, error)
+        for run_id in self._running_children():
+            self._end_run(run_id, status, error)
+
+    def _running_children(self) -> list[str]:
+        """The ids of this parent's child runs the store shows RUNNING (none when it cannot be asked)."""
+        query = f"tags.`mlflow.parentRunId` = '{self.parent_run_id}' and attributes.status = 'RUNNING'"
+        try:
+            runs = self.client.search_runs([self._experiment()], query, max_results=1000)
+        except Exception as failure:  # the stale-run cleanup closes them later
+            logger.warning("could not look for child runs left RUNNING: %s", failure)
+            return []
+        return [run.info.run_id for run in runs]
 
     def _end_child(self, status: str, error: BaseException | None = None) -> None:
         run_id, self._open_case, self._open_run = self._open_run, None, None
-        if run_id is None:
-            return
+        if run_id is not None:
+            self._end_run(run_id, status, error)
+
+    def _end_run(self, run_id: str, status: str, error: BaseException | None) -> None:
         try:
             if error is not None:
                 self.client.log_batch(run_id, tags=run_tags(tracking_logging.error_tags(error)))

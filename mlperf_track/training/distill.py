@@ -73,6 +73,7 @@ def distill(
     alpha: float = 0.7,
     holdout: torch.utils.data.Dataset | None = None,
     rule: StoppingRule | None = None,
+    fresh_head: bool = False,
 ) -> TrainResult:
     """Train ``student`` in place to match ``teacher`` (and the labels) on ``dataset``.
 
@@ -90,6 +91,8 @@ def distill(
         holdout: The holdout split: scored after every epoch (the student's top-1 and cross-entropy).
         rule: With a holdout, train until the student's holdout top-1 stops improving (best epoch kept)
             instead of ``config.epochs`` epochs.
+        fresh_head: The student's classifier was just initialised (see
+            :func:`~mlperf_track.training.loop.train_until_converged`).
     """
     check_distillation(temperature, alpha)
     teacher.eval().to(device)
@@ -99,7 +102,15 @@ def distill(
         loss = distillation_loss(teacher, temperature=temperature, alpha=alpha)
         if rule is not None and holdout is not None:
             return train_until_converged(
-                student, dataset, holdout, config, rule, device=device, loss_fn=loss, description="distill"
+                student,
+                dataset,
+                holdout,
+                config,
+                rule,
+                device=device,
+                loss_fn=loss,
+                description="distill",
+                fresh_head=fresh_head,
             )
         return train(student, dataset, config, device=device, loss_fn=loss, description="distill", holdout=holdout)
     finally:

@@ -153,7 +153,7 @@ def prepare_baseline(
         meta = load_cached(module, path)
         cached = meta is not None
         if meta is None:
-            meta = _train_and_save(module, plan, device=device, path=path, name=loaded.name)
+            meta = _train_and_save(module, plan, device=device, path=path, name=loaded.name, fresh_head=head_replaced)
         val_top1 = meta.get("val_top1")
         facts.update(_trained_facts(meta, cached=cached, key=key))
         facts.update(plan.notes)
@@ -269,7 +269,9 @@ def _val_top1(module: nn.Module, data: DatasetSplits) -> float | None:
     return evaluate_accuracy(module_predictor(module), data.val).top1
 
 
-def _train_and_save(module: nn.Module, plan: _Plan, *, device: str, path: Path, name: str) -> dict[str, Any]:
+def _train_and_save(
+    module: nn.Module, plan: _Plan, *, device: str, path: Path, name: str, fresh_head: bool
+) -> dict[str, Any]:
     data = plan.data
     assert data.train is not None
     how = plan.rule.describe() if plan.rule is not None else f"{plan.config.epochs} epoch(s)"
@@ -279,7 +281,14 @@ def _train_and_save(module: nn.Module, plan: _Plan, *, device: str, path: Path, 
     if plan.rule is not None:
         assert data.holdout is not None
         result = train_until_converged(
-            module, data.train, data.holdout, plan.config, plan.rule, device=device, description=description
+            module,
+            data.train,
+            data.holdout,
+            plan.config,
+            plan.rule,
+            device=device,
+            description=description,
+            fresh_head=fresh_head,
         )
     else:
         result = train(module, data.train, plan.config, device=device, description=description, holdout=data.holdout)

@@ -157,6 +157,7 @@ class DistilledVariant(Variant):
             alpha=alpha,
             holdout=plan.holdout,
             rule=plan.rule,
+            fresh_head=True,  # replace_classifier above
         )
         return {
             "distill.student": student_name,

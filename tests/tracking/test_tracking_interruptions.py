@@ -107,6 +107,15 @@ def _statuses(tmp_path: Path) -> list[tuple[str, str, str, str]]:
     ]
 
 
+def _logs(tmp_path: Path, lines: int = 60) -> str:
+    """The last ``lines`` of every ``mlflow run`` log, for an assertion's message."""
+    tails = []
+    for log in sorted(tmp_path.glob("mlflow-run-*.log")):
+        text = log.read_text(errors="replace").splitlines()[-lines:]
+        tails.append(f"--- {log.name}\n" + "\n".join(text))
+    return "\n".join(tails)
+
+
 def _settle(tmp_path: Path, timeout_s: float = 90) -> list[tuple[str, str, str, str]]:
     """The runs once none is RUNNING and no FAILED pipeline parent waits for its KILLED to come back."""
     deadline = time.monotonic() + timeout_s
@@ -131,9 +140,9 @@ def test_an_interrupted_mlflow_run_ends_killed(tmp_path: Path, signum: int) -> N
     process.wait(timeout=300)
     runs = _settle(tmp_path)
     parents = [(experiment, status) for experiment, _, status, parent in runs if not parent]
-    assert sorted(parents) == [("Default", "KILLED"), ("mlperf_track/tinycnn", "KILLED")], runs
+    assert sorted(parents) == [("Default", "KILLED"), ("mlperf_track/tinycnn", "KILLED")], (runs, _logs(tmp_path))
     children = [status for _, _, status, parent in runs if parent]
-    assert "FINISHED" in children and set(children) <= {"FINISHED", "KILLED"}, runs
+    assert "FINISHED" in children and set(children) <= {"FINISHED", "KILLED"}, (runs, _logs(tmp_path))
 
 
 def test_a_worker_killed_with_kill_9_is_resumed_with_resume_last(tmp_path: Path) -> None:

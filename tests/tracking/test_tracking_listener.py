@@ -210,6 +210,31 @@ def test_abort_kills_the_open_child_and_keeps_the_parent(tracking: str) -> None:
     assert "No case runs." in mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/report/report.md")
 
 
+def test_abort_kills_a_child_interrupted_while_its_case_was_being_logged(
+    tracking: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while a finished case is logged into its run: the run left the listener's hands, yet it ends
+    KILLED (found in the store), not RUNNING."""
+    import mlflow
+
+    from mlperf_track.tracking import logging as tracking_logging
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tracking_logging, "log_case_result", interrupted)
+    with mlflow.start_run() as parent:
+        listener = MlflowPipelineListener(parent.info.run_id, log_model=False)
+        result = make_result()
+        listener.on_case_start(result.case)
+        with pytest.raises(KeyboardInterrupt):
+            listener.on_case_end(CaseOutcome(case=result.case, result=result))
+        listener.abort("KILLED")
+    child = _children(parent.info.run_id, tracking)[result.case.name]
+    assert child.info.status == "KILLED"
+    assert child.data.tags["error.type"] == "KeyboardInterrupt"
+
+
 def test_case_end_without_start_still_gets_a_child(tracking: str) -> None:
     import mlflow
 

@@ -193,6 +193,26 @@ def test_stale_batch_norm_statistics_are_recomputed_before_scoring(small_net: nn
     assert not batch_norm_is_stale(nn.Sequential(nn.Linear(2, 2)), steps=0)  # no BatchNorm
 
 
+@pytest.mark.parametrize("fresh_head", [False, True])
+def test_a_fresh_head_scores_its_start_as_it_stands(
+    small_net: nn.Module, halves: TensorDataset, halves_val: TensorDataset, fresh_head: bool
+) -> None:
+    """A just-initialised head cannot make the start the best: epoch 0 is scored without the BatchNorm
+    recomputation (the costly part); any other start is scored with it."""
+    from mlperf_track.training.loop import recalibrate_batch_norm
+
+    as_it_stands = score_holdout(copy.deepcopy(small_net), halves_val, batch_size=64, device="cpu")
+    recalibrated_net = copy.deepcopy(small_net)
+    recalibrate_batch_norm(recalibrated_net, halves, FAST)
+    recalibrated = score_holdout(recalibrated_net, halves_val, batch_size=64, device="cpu")
+    assert as_it_stands.loss != pytest.approx(recalibrated.loss, rel=1e-4)  # the two starts can be told apart
+    rule = StoppingRule(patience=1, max_epochs=1, max_seconds=None)
+    result = train_until_converged(small_net, halves, halves_val, FAST, rule, fresh_head=fresh_head)
+    expected = as_it_stands if fresh_head else recalibrated
+    assert result.holdout_loss[0] == pytest.approx(expected.loss, rel=1e-6)
+    assert len(result.holdout_top1) == 2  # epoch 0 is still on the curve
+
+
 def test_a_falling_loss_counts_as_progress_only_until_the_top1_leaves_its_start(small_net: nn.Module) -> None:
     from mlperf_track.training.early_stopping import EarlyStopping
 
