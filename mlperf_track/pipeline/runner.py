@@ -94,10 +94,16 @@ def run_pipeline(
                     outcome.load = run_load_stage(session, outcome, load)
         except KeyboardInterrupt:
             outcome.interrupted = True
-            with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C stops the flushing, not the end
-                rounds.flush()
+            try:  # an error while closing leaves the interrupt what ends the run
+                with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C stops the flushing, not the end
+                    rounds.flush()
+            except Exception as error:
+                logger.warning("while reporting the finished replicates: %s: %s", type(error).__name__, error)
             logger.warning("interrupted after %d cases", len(outcome.outcomes))
-            listener.on_pipeline_end(outcome)
+            try:
+                listener.on_pipeline_end(outcome)
+            except Exception as error:
+                logger.warning("while ending the interrupted pipeline: %s: %s", type(error).__name__, error)
             raise
     listener.on_pipeline_end(outcome)
     return outcome

@@ -290,7 +290,20 @@ def _end_parent(listener: MlflowPipelineListener, status: str, *, launched: bool
     _record_end_status(listener.parent_run_id, status)
     if status == "KILLED":
         _mirror_on_launcher(status)
-    if not end_open_runs(status) and outbox is not None and not outbox.waiting:
+    try:
+        ended = end_open_runs(status)
+    except Exception as error:  # e.g. a locked database; not the outbox's case (the store answered)
+        if status != "KILLED":
+            raise
+        # Interrupted: the process exits 130 anyway, and the protection below must still start.
+        logger.warning(
+            "could not end the parent run as %s (%s: %s); the next start's stale-run cleanup ends it",
+            status,
+            type(error).__name__,
+            str(error).strip().splitlines()[0][:200] if str(error).strip() else "",
+        )
+        ended = True
+    if not ended and outbox is not None and not outbox.waiting:
         # Every case is logged but the store went away before the parent's end: sync rebuilds its report and ends it.
         path = outbox.save_parent(status, listener._config, listener._device, listener.notes)
         logger.warning("the parent run could not be ended; `mlperf-track sync` ends it from %s", path.parent)
@@ -316,9 +329,12 @@ def _run_and_end(
         outcome = run_pipeline(config, group, resumed=resumed, load=load)
     except KeyboardInterrupt:
         logger.warning("interrupted: ending the open runs as KILLED; everything logged so far is kept")
-        listener.abort("KILLED")
-        if not listener.summary_logged and not (listener.outbox and listener.outbox.pending):
-            listener.log_summary_artifacts()
+        try:
+            listener.abort("KILLED")
+            if not listener.summary_logged and not (listener.outbox and listener.outbox.pending):
+                listener.log_summary_artifacts()
+        except Exception as error:  # the parent must still end KILLED (RUNNING reads as still measuring)
+            logger.warning("while closing the interrupted runs: %s: %s", type(error).__name__, error)
         _end_parent(listener, "KILLED", launched=launched)
         raise
     except BaseException as error:

@@ -245,3 +245,30 @@ def test_case_end_without_start_still_gets_a_child(tracking: str) -> None:
     child = _children(parent.info.run_id, tracking)[result.case.name]
     assert child.info.status == "FINISHED"
     assert child.data.metrics[m.LATENCY_P50] == pytest.approx(2.0)
+
+
+def test_an_interrupt_ends_the_parent_killed_even_when_its_report_fails(
+    tracking: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C, then the parent's summary step raises: the parent still ends KILLED (a parent left RUNNING reads as
+    a run still measuring), and the interrupt still reaches the caller."""
+    import mlflow
+
+    from mlperf_track import pipeline
+    from mlperf_track.pipeline.events import PipelineListener
+    from mlperf_track.tracking.pipeline_run import _run_and_end
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    def broken() -> None:
+        raise RuntimeError("the report broke")
+
+    monkeypatch.setattr(pipeline, "run_pipeline", interrupted)
+    parent = mlflow.start_run(experiment_id=tracking).info.run_id
+    listener = MlflowPipelineListener(parent, log_model=False)
+    monkeypatch.setattr(listener, "log_summary_artifacts", broken)
+    with pytest.raises(KeyboardInterrupt):
+        _run_and_end(PipelineConfig(model="tinycnn"), PipelineListener(), listener, None)
+    assert mlflow.MlflowClient().get_run(parent).info.status == "KILLED"
+    assert mlflow.active_run() is None
