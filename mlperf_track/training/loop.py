@@ -155,8 +155,8 @@ def train_until_converged(
         clock: Seconds, for the time cap (tests inject a fake one).
         fresh_head: The classifier head was just initialised, so the starting point scores at chance level and
             cannot be the run's best: epoch 0 is scored as the model stands, without recomputing its BatchNorm
-            statistics first (on resnet50 at 64 px that recomputation costs ~10 s on two cores, six times the
-            holdout pass). Its score still feeds the curve and the stopping rule's starting value.
+            statistics first (on resnet50 at 64 px that recomputation costs 6-8 s on two cores, about six times
+            the holdout pass). Its score still feeds the curve and the stopping rule's starting value.
 
     Returns:
         The run, with its curve, best epoch and stop reason.
