@@ -131,3 +131,9 @@ class StorageError(MlperfTrackError):
     """A tracking store or an Optuna storage cannot be reached or used."""
 
     exit_code = 2
+
+
+def describe_error(error: BaseException, limit: int = 200) -> str:
+    """``Type: first line of the message`` (at most ``limit`` characters of it), for one-line warnings."""
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:limit]}" if text else type(error).__name__

@@ -40,6 +40,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from mlperf_track import metrics as m
+from mlperf_track.errors import describe_error
 from mlperf_track.pipeline.events import CaseKey, CaseOutcome, PipelineListener, PipelineOutcome, case_key
 from mlperf_track.tracking import logging as tracking_logging
 from mlperf_track.tracking.model_logging import log_baseline_model
@@ -320,7 +321,7 @@ class MlflowPipelineListener(ParentSummary, PipelineListener):
         if self.outbox is None or not is_unreachable(error):
             raise error
         wait = self.outbox.backoff.failed()
-        logger.warning("the tracking store is unreachable (%s); next try in %.0f s", _first_line(error), wait)
+        logger.warning("the tracking store is unreachable (%s); next try in %.0f s", describe_error(error), wait)
 
     def _spool(self, outcome: CaseOutcome, run_id: str | None, index: int, *, child_logged: bool) -> None:
         assert self.outbox is not None
@@ -397,8 +398,3 @@ class MlflowPipelineListener(ParentSummary, PipelineListener):
             self._parent_step(
                 "the baseline note", lambda: self.client.set_tag(self.parent_run_id, "note.baseline_model", note)
             )
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0][:200]}" if text else type(error).__name__

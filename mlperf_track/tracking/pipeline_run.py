@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlperf_track import metrics as m
-from mlperf_track.errors import MeasurementError, StorageError
+from mlperf_track.errors import MeasurementError, StorageError, describe_error
 from mlperf_track.pipeline.events import PipelineOutcome
 from mlperf_track.tracking import logging as tracking_logging
 from mlperf_track.tracking.context import hardware_software_tags
@@ -297,10 +297,9 @@ def _end_parent(listener: MlflowPipelineListener, status: str, *, launched: bool
             raise
         # Interrupted: the process exits 130 anyway, and the protection below must still start.
         logger.warning(
-            "could not end the parent run as %s (%s: %s); the next start's stale-run cleanup ends it",
+            "could not end the parent run as %s (%s); the next start's stale-run cleanup ends it",
             status,
-            type(error).__name__,
-            str(error).strip().splitlines()[0][:200] if str(error).strip() else "",
+            describe_error(error),
         )
         ended = True
     if not ended and outbox is not None and not outbox.waiting:
