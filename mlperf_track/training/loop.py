@@ -39,8 +39,10 @@ from mlperf_track.training.early_stopping import (
 
 logger = logging.getLogger(__name__)
 
-#: ``loss_fn(module, images, labels) -> scalar loss``; images and labels are already on the device.
-LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+#: ``loss_fn(module, images, labels, *extras) -> scalar loss``; everything is already on the device. ``extras``
+#: are the further fields of the dataset's items, batched (items are ``(image, label)`` or ``(image, label,
+#: extra, ...)``; distillation with precomputed teacher outputs passes each item's index this way).
+LossFn = Callable[..., torch.Tensor]
 
 
 def make_loader(dataset: Dataset, *, batch_size: int, seed: int, shuffle: bool) -> DataLoader:
@@ -108,7 +110,7 @@ def train(
 
     Args:
         module: The model; every parameter with ``requires_grad`` is trained.
-        dataset: Items ``(image, label)``.
+        dataset: Items ``(image, label)``, or ``(image, label, *extras)`` for a ``loss_fn`` that takes extras.
         config: Optimizer, schedule, epochs, seed.
         device: Where to train (``cpu`` or ``cuda``).
         loss_fn: The loss; cross-entropy by default.
@@ -251,12 +253,14 @@ class _Step:
     loss_fn: LossFn
     autocast: torch.dtype | None  # None: fp32 steps
 
-    def loss(self, module: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def loss(
+        self, module: nn.Module, images: torch.Tensor, labels: torch.Tensor, extras: list[torch.Tensor]
+    ) -> torch.Tensor:
         """The loss of one batch, its forward pass under autocast when the run is in mixed precision."""
         if self.autocast is None:
-            return self.loss_fn(module, images, labels)
+            return self.loss_fn(module, images, labels, *extras)
         with torch.autocast(device_type=images.device.type, dtype=self.autocast):
-            return self.loss_fn(module, images, labels)
+            return self.loss_fn(module, images, labels, *extras)
 
 
 def autocast_dtype(precision: str) -> torch.dtype | None:
@@ -282,14 +286,15 @@ def _run_epoch(
     module.train()
     loss_sum, done = 0.0, 0
     cut_short = False
-    for index, (batch_images, batch_labels) in enumerate(batches):
+    for index, (batch_images, batch_labels, *batch_extras) in enumerate(batches):
         if index >= steps:
             break
         if deadline is not None and run.clock() >= deadline:
             cut_short = True
             break
         images, labels = batch_images.to(run.device), batch_labels.to(run.device)
-        loss = step.loss(module, images, labels)
+        extras = [extra.to(run.device) for extra in batch_extras]
+        loss = step.loss(module, images, labels, extras)
         if not torch.isfinite(loss):
             raise DataError(f"{run.description}: the loss became {loss.item()} at step {result.steps}; lower the lr")
         step.optimizer.zero_grad(set_to_none=True)
@@ -351,6 +356,10 @@ def _log_epoch(description: str, epoch: int, max_epochs: int, result: TrainResul
 def recalibrate_batch_norm(module: nn.Module, dataset: Dataset, config: TrainConfig, *, device: str = "cpu") -> bool:
     """Recompute BatchNorm running statistics with ``torch.optim.swa_utils.update_bn`` on a seeded subset.
 
+    The forward passes run under the training precision's autocast, as the training steps that accumulated
+    the statistics did (bf16: half the time of fp32 passes on a CPU with native bf16; 3.0 against 6.8 s for
+    resnet50 at 64 px over 1,024 images on two cores).
+
     Returns:
         Whether anything was recomputed (``False`` without BatchNorm layers or with the setting at 0).
     """
@@ -362,7 +371,9 @@ def recalibrate_batch_norm(module: nn.Module, dataset: Dataset, config: TrainCon
     indices = torch.randperm(size, generator=torch.Generator().manual_seed(config.seed))[:count].tolist()
     # shuffle=True only to drop a last batch of one sample, which BatchNorm in training mode refuses.
     loader = make_loader(Subset(dataset, indices), batch_size=config.batch_size, seed=config.seed, shuffle=True)
-    torch.optim.swa_utils.update_bn(loader, module, device=torch.device(device))
+    dtype = autocast_dtype(config.precision)
+    with torch.autocast(device_type=torch.device(device).type, dtype=dtype, enabled=dtype is not None):
+        torch.optim.swa_utils.update_bn(loader, module, device=torch.device(device))
     return True
 
 

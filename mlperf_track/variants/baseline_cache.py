@@ -30,8 +30,9 @@ from mlperf_track.variants.weights_cache import (
 logger = logging.getLogger(__name__)
 
 #: Bump when the cached file layout or the training code changes meaning (2: holdout split, early stopping;
-#: 3: a fresh head's epoch 0 is scored without recomputing the BatchNorm statistics, which training starts from).
-CACHE_VERSION = 3
+#: 3: a fresh head's epoch 0 is scored without recomputing the BatchNorm statistics, which training starts from;
+#: 4: BatchNorm statistics are recomputed under the training precision's autocast).
+CACHE_VERSION = 4
 
 
 def cache_key(

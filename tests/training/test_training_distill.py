@@ -11,7 +11,7 @@ from torch.utils.data import TensorDataset
 
 from mlperf_track.engine.accuracy import evaluate_accuracy, module_predictor
 from mlperf_track.errors import ConfigError
-from mlperf_track.training.distill import distill, hinton_loss
+from mlperf_track.training.distill import distill, distillation_loss, hinton_loss
 from mlperf_track.training.loop import TrainConfig, train
 
 
@@ -66,3 +66,29 @@ def test_student_learns_to_agree_with_the_teacher(
     assert after >= 0.85 and after > before
     assert result.steps == 2 * (256 // 16)
     assert all(torch.equal(value, teacher.state_dict()[name]) for name, value in teacher_weights.items())
+
+
+def test_the_teacher_runs_once_per_image_not_once_per_step(small_net: torch.nn.Module, halves: TensorDataset) -> None:
+    teacher = small_net
+    images_seen: list[int] = []
+    teacher.register_forward_hook(lambda _module, inputs, _output: images_seen.append(len(inputs[0])))
+    torch.manual_seed(1)
+    student = type(small_net)(width=4)
+    result = distill(student, teacher, halves, TrainConfig(epochs=3, batch_size=16, lr=0.01, optimizer="adamw"))
+    assert result.steps == 3 * (256 // 16)
+    assert sum(images_seen) == len(halves)  # one pass over the split, whatever the epochs
+
+
+def test_distilling_from_stored_teacher_outputs_trains_as_a_per_step_teacher_would(
+    small_net: torch.nn.Module, halves: TensorDataset
+) -> None:
+    teacher = small_net
+    train(teacher, halves, TrainConfig(epochs=1, batch_size=16, lr=0.01, optimizer="adamw"))
+    config = TrainConfig(epochs=2, batch_size=16, lr=0.01, optimizer="adamw", seed=3)
+    torch.manual_seed(1)
+    stored = type(small_net)(width=4)
+    per_step = copy.deepcopy(stored)
+    distill(stored, teacher, halves, config, temperature=2.0, alpha=0.6)
+    train(per_step, halves, config, loss_fn=distillation_loss(teacher, temperature=2.0, alpha=0.6))
+    for name, value in stored.state_dict().items():
+        torch.testing.assert_close(value, per_step.state_dict()[name], rtol=1e-4, atol=1e-5, msg=name)

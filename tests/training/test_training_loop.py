@@ -12,7 +12,7 @@ from torch.utils.data import TensorDataset
 
 from mlperf_track.engine.accuracy import evaluate_accuracy, module_predictor
 from mlperf_track.errors import ConfigError, DataError
-from mlperf_track.training.loop import TrainConfig, lr_factor, make_loader, train
+from mlperf_track.training.loop import TrainConfig, lr_factor, make_loader, recalibrate_batch_norm, train
 
 FAST = TrainConfig(epochs=2, batch_size=16, lr=0.01, optimizer="adamw")
 
@@ -144,3 +144,35 @@ def test_bf16_mixed_precision_still_learns(
 def test_an_unknown_training_precision_is_refused() -> None:
     with pytest.raises(ConfigError, match="precision"):
         TrainConfig(precision="fp16")
+
+
+@pytest.mark.parametrize(("precision", "autocast"), [("fp32", None), ("bf16", torch.bfloat16)])
+def test_batch_norm_is_recalibrated_in_the_training_precision(
+    small_net: torch.nn.Module, halves: TensorDataset, precision: str, autocast: torch.dtype | None
+) -> None:
+    config = TrainConfig(epochs=1, batch_size=32, lr=0.01, precision=precision)
+    train(small_net, halves, config)
+    seen: list[torch.dtype | None] = []
+
+    def record(_module: torch.nn.Module, _inputs: object) -> None:
+        on = torch.is_autocast_enabled("cpu")
+        seen.append(torch.get_autocast_dtype("cpu") if on else None)
+
+    small_net.register_forward_pre_hook(record)
+    assert recalibrate_batch_norm(small_net, halves, config)
+    assert seen and set(seen) == {autocast}
+
+
+def test_extra_item_fields_reach_the_loss(small_net: torch.nn.Module, halves: TensorDataset) -> None:
+    images, labels = halves.tensors
+    weights = torch.linspace(0.5, 1.5, len(labels))
+    seen: list[torch.Tensor] = []
+
+    def weighted(module: torch.nn.Module, batch: torch.Tensor, targets: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        seen.append(w)
+        losses = torch.nn.functional.cross_entropy(module(batch), targets, reduction="none")
+        return (losses * w).mean()
+
+    train(small_net, TensorDataset(images, labels, weights), FAST, loss_fn=weighted)
+    assert len(seen) == 2 * (256 // 16)
+    assert sorted(torch.cat(seen).tolist()) == sorted(weights.tolist() * 2)  # every item's field, each epoch
