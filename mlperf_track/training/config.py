@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from mlperf_track.errors import ConfigError
 from mlperf_track.spec import TRAIN_PRECISIONS, check_choice, check_positive_float, check_positive_int
-from mlperf_track.training.early_stopping import STOP_PATIENCE, StoppingRule
+from mlperf_track.training.early_stopping import STOP_PATIENCE, STOP_RECOVERED, StoppingRule
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "constant", "plateau")
@@ -98,7 +98,8 @@ class TrainResult:
         holdout_loss: Holdout mean cross-entropy, indexed like ``holdout_top1``.
         best_epoch: Under a stopping rule, the epoch whose weights were kept (0: the starting weights, which
             no epoch beat); else ``None``.
-        stop_reason: ``fixed_epochs``, ``patience``, ``max_epochs`` or ``time_cap`` (empty when nothing ran).
+        stop_reason: ``fixed_epochs``, ``patience``, ``recovered`` (the rule's target reached), ``max_epochs``
+            or ``time_cap`` (empty when nothing ran).
         lr_cuts: Epochs (1-based) after which a ``plateau`` schedule cut the learning rate.
         rule: The stopping rule, when there was one.
         precision: The precision the steps ran in (``fp32`` or ``bf16`` mixed precision).
@@ -124,12 +125,17 @@ class TrainResult:
 
     @property
     def converged(self) -> bool | None:
-        """Under a stopping rule: whether the holdout top-1 stopped improving (not a cap); else ``None``."""
-        return None if self.rule is None else self.stop_reason == STOP_PATIENCE
+        """Under a stopping rule: whether the holdout top-1 stopped improving or reached the rule's target (not
+        a cap); else ``None``."""
+        return None if self.rule is None else self.stop_reason in (STOP_PATIENCE, STOP_RECOVERED)
 
     def budget(self) -> str:
         """One line on the training budget, e.g. ``7 epoch(s), 41.2 s, stopped by patience (best epoch 4)``, with
         ``, bf16 mixed precision`` appended when the steps did not run in fp32."""
-        line = f"{self.epochs} epoch(s), {self.seconds:.1f} s, stopped by {self.stop_reason or 'nothing'}"
+        if self.stop_reason == STOP_RECOVERED and self.rule is not None and self.rule.target_top1 is not None:
+            why = f"reaching the target holdout top-1 {self.rule.target_top1:.4f}"
+        else:
+            why = self.stop_reason or "nothing"
+        line = f"{self.epochs} epoch(s), {self.seconds:.1f} s, stopped by {why}"
         line += f" (best epoch {self.best_epoch})" if self.best_epoch is not None else ""
         return line + ("" if self.precision == "fp32" else f", {self.precision} mixed precision")

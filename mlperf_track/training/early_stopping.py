@@ -2,7 +2,11 @@
 
 The rule is the usual one (Keras' ``EarlyStopping``, Lightning's callback): after every epoch the model is
 scored on the holdout split; training stops when the holdout top-1 has not improved for ``patience``
-epochs, or at a cap on epochs or on wall time, and the best checkpoint is restored. "Best" is the highest
+epochs, or at a cap on epochs or on wall time, and the best checkpoint is restored. A rule can also carry a
+target (Keras' ``baseline`` argument turned around): a variant that retrains to recover its baseline's
+accuracy stops as soon as its holdout top-1 reaches the baseline's (epoch 0 included: a variant that lost
+nothing does not train at all). Training past that point would credit the variant with accuracy that more
+training of the baseline would also give. "Best" is the highest
 holdout top-1, ties broken by the lower holdout cross-entropy: on a small holdout (180 images for
 ``digits``) several epochs often share the top accuracy, and the loss tells them apart. Only a top-1 gain
 larger than ``min_delta`` resets the patience, so a saturated holdout accuracy ends the run even while the
@@ -33,6 +37,11 @@ STOP_PATIENCE = "patience"
 STOP_MAX_EPOCHS = "max_epochs"
 STOP_TIME_CAP = "time_cap"
 STOP_FIXED = "fixed_epochs"
+STOP_RECOVERED = "recovered"
+
+#: How far below ``target_top1`` a holdout top-1 still counts as reaching it: half a step of the four decimals
+#: the baseline's holdout score is tagged with (a holdout of fewer than 10,000 images moves in larger steps).
+TARGET_TOLERANCE = 5e-5
 
 #: Until the holdout top-1 first rises above its starting value, a holdout loss this much (relative) below its
 #: best also counts as progress.
@@ -51,12 +60,14 @@ class StoppingRule:
         max_epochs: Never train more epochs than this.
         max_seconds: Never train longer than this (checked before every optimizer step), or ``None``.
         min_delta: A holdout top-1 gain must exceed this to count as an improvement.
+        target_top1: Stop as soon as the holdout top-1 reaches this (see the module docstring), or ``None``.
     """
 
     patience: int = 3
     max_epochs: int = 30
     max_seconds: float | None = 300.0
     min_delta: float = 0.0
+    target_top1: float | None = None
 
     def __post_init__(self) -> None:
         check_positive_int("patience", self.patience)
@@ -71,6 +82,12 @@ class StoppingRule:
             or not 0 <= self.min_delta < 1
         ):
             raise ConfigError("min_delta", self.min_delta, "a number in [0, 1)")
+        if self.target_top1 is not None and (
+            isinstance(self.target_top1, bool)
+            or not isinstance(self.target_top1, int | float)
+            or not 0 < self.target_top1 <= 1
+        ):
+            raise ConfigError("target_top1", self.target_top1, "a top-1 in (0, 1], or None for no target")
 
     def describe(self) -> str:
         """One line for tags and logs, e.g. ``holdout top-1, patience 3, at most 30 epochs and 300 s``."""
@@ -78,7 +95,15 @@ class StoppingRule:
             f" and {self.max_seconds:g} s" if self.max_seconds is not None else ""
         )
         delta = f", min gain {self.min_delta:g}" if self.min_delta else ""
-        return f"early stopping on holdout top-1 (ties: lower holdout loss), patience {self.patience}{delta}, {cap}"
+        target = f", or once it reaches {self.target_top1:.4f}" if self.target_top1 is not None else ""
+        return (
+            f"early stopping on holdout top-1 (ties: lower holdout loss), patience {self.patience}{delta}{target}, "
+            f"{cap}"
+        )
+
+    def reached(self, score: HoldoutScore) -> bool:
+        """Whether ``score`` reaches the rule's target (never without one)."""
+        return self.target_top1 is not None and score.top1 >= self.target_top1 - TARGET_TOLERANCE
 
     def to_dict(self) -> dict[str, object]:
         """The rule's fields (for cache keys and JSON)."""
@@ -159,7 +184,12 @@ class EarlyStopping:
         return gained
 
     def stop_reason(self, epochs_done: int) -> str | None:
-        """:data:`STOP_PATIENCE` or :data:`STOP_MAX_EPOCHS` when training should end now, else ``None``."""
+        """:data:`STOP_RECOVERED`, :data:`STOP_PATIENCE` or :data:`STOP_MAX_EPOCHS` when training should end now
+        (after ``epochs_done`` epochs; 0: only the starting point was scored), else ``None``."""
+        if self.best is not None and self.rule.reached(self.best):
+            return STOP_RECOVERED
+        if epochs_done == 0:
+            return None
         if self.epochs_without_gain >= self.rule.patience:
             return STOP_PATIENCE
         if epochs_done >= self.rule.max_epochs:

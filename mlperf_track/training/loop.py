@@ -29,6 +29,7 @@ from mlperf_track.training.config import TrainConfig, TrainResult
 from mlperf_track.training.early_stopping import (
     STOP_FIXED,
     STOP_PATIENCE,
+    STOP_RECOVERED,
     STOP_TIME_CAP,
     Clock,
     EarlyStopping,
@@ -205,9 +206,16 @@ def _fit(module: nn.Module, dataset: Dataset, config: TrainConfig, run: _Run) ->
         _record(result, initial)
         if stopper is not None:
             stopper.update(module, 0, initial)
+            result.stop_reason = stopper.stop_reason(0) or ""  # a target already reached: nothing to train
+            if result.stop_reason == STOP_RECOVERED:
+                logger.info(
+                    "%s: holdout top-1 %.4f before training already reaches the target: no training",
+                    run.description,
+                    initial.top1,
+                )
     deadline = start + run.rule.max_seconds if run.rule is not None and run.rule.max_seconds is not None else None
     loss_fn = run.loss_fn or cross_entropy_loss(config.label_smoothing)
-    for epoch in range(1, max_epochs + 1):
+    for epoch in range(1, 0 if result.stop_reason else max_epochs + 1):
         batches = _progress(loader, steps_per_epoch, f"{run.description} {epoch}/{max_epochs}")
         step = _Step(optimizer, scheduler, loss_fn, autocast_dtype(config.precision))
         done, cut_short = _run_epoch(
@@ -226,7 +234,7 @@ def _fit(module: nn.Module, dataset: Dataset, config: TrainConfig, run: _Run) ->
         gained = stopper.update(module, epoch, score)
         out_of_time = cut_short or (deadline is not None and run.clock() >= deadline)
         reason = stopper.stop_reason(epoch)
-        if out_of_time and reason != STOP_PATIENCE:
+        if out_of_time and reason not in (STOP_PATIENCE, STOP_RECOVERED):
             reason = STOP_TIME_CAP
         if reason is not None:
             result.stop_reason = reason

@@ -23,7 +23,7 @@ from mlperf_track.variants.base import Variant, VariantContext
 from mlperf_track.variants.common import copy_module, count_params, derive
 from mlperf_track.variants.memo import memoized
 from mlperf_track.variants.options import option_float, option_str
-from mlperf_track.variants.retrain import RetrainPlan, budget_tags, option_epochs, retrain_plan
+from mlperf_track.variants.retrain import RetrainPlan, budget_tags, option_epochs, recovery_target, retrain_plan
 from mlperf_track.variants.variant_cache import variant_cache
 from mlperf_track.variants.weights_cache import model_identity
 
@@ -89,7 +89,7 @@ class DistilledVariant(Variant):
             raise ConfigError("alpha", context.options["alpha"], "a number in [0, 1]")
         default_epochs = None if context.epochs is None else max(context.epochs, 1)
         epochs = option_epochs(context.options, "distill_epochs", default_epochs, minimum=1)
-        plan = retrain_plan(context, epochs, "distillation")
+        plan = retrain_plan(context, epochs, "distillation", target_top1=recovery_target(baseline.tags))
         try:
             loaded_student = load_model(student_name)
         except ConfigError as error:

@@ -2,8 +2,8 @@
 
 A composition such as ``pruned_structured+quantized_int8_pt2e`` starts with a step the pipeline usually
 builds on its own too (``pruned_structured``, with its recovery fine-tune: about a minute for resnet50 at
-64 px on two cores). Remembering results by the baseline module (weakly: a discarded baseline frees them)
-and by everything in the context that changes the result lets the composition reuse that work.
+64 px on two cores). Remembering results by the baseline module (weakly: a discarded baseline frees them),
+its tags, and everything in the context that changes the result lets the composition reuse that work.
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ def memoized(build: Build[_V]) -> Build[_V]:
         if baseline.module is None:
             return build(self, baseline, context)
         results = _RESULTS.setdefault(baseline.module, {})
-        key = (type(self).__qualname__, self.name, _context_key(context))
+        # The artifact's tags too: a recipe may read them (the retraining ones stop at the baseline's holdout score).
+        tags = tuple(sorted(baseline.tags.items()))
+        key = (type(self).__qualname__, self.name, _context_key(context), tags)
         if key not in results:
             results[key] = build(self, baseline, context)
         return results[key]

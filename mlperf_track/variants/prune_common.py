@@ -10,7 +10,14 @@ from mlperf_track.options import OptionSpec
 from mlperf_track.training.config import TrainResult
 from mlperf_track.variants.base import VariantContext
 from mlperf_track.variants.options import option_float
-from mlperf_track.variants.retrain import RECOVERY_LR, budget_tags, fine_tune, option_epochs, retrain_plan
+from mlperf_track.variants.retrain import (
+    RECOVERY_LR,
+    budget_tags,
+    fine_tune,
+    option_epochs,
+    recovery_target,
+    retrain_plan,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +86,6 @@ def recover(
     if data.train is None or data.num_classes is None:
         logger.info("%s: no labelled training split in %s, so no recovery fine-tuning", recipe, data.name)
         return None, {"prune.fine_tune": f"none ({data.name} has no labelled training split)"}
-    plan = retrain_plan(context, epochs, f"{recipe} recovery", lr=RECOVERY_LR)
+    plan = retrain_plan(context, epochs, f"{recipe} recovery", lr=RECOVERY_LR, target_top1=recovery_target(previous))
     result = fine_tune(module, plan, context, recipe)
     return result, {"prune.fine_tune": result.budget(), **budget_tags(previous, result)}

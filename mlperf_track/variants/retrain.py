@@ -2,12 +2,15 @@
 
 A variant that trains starts from the converged baseline (pruning) or learns from it (distillation) and is
 held to the baseline's rule: it trains until its own holdout top-1 stops improving, keeping its best epoch
-(epoch 0, the variant before any training, included), within :data:`VARIANT_STOPPING`'s caps. It never sees
-the evaluation split. Its accuracy is then compared with the converged baseline's on that split. Since the
-baseline was trained until more training stopped helping, a variant that beats it significantly says the
-baseline was not fully converged (or that the variant regularises better), not that the variant is more
-accurate; the pipeline's accuracy verdict reports such a gain with that warning (see
-:mod:`mlperf_track.engine.accuracy`), never as a win.
+(epoch 0, the variant before any training, included), within :data:`VARIANT_STOPPING`'s caps, and stops
+as soon as its holdout top-1 reaches the baseline's (:func:`recovery_target`; on the same holdout split):
+the variant has then recovered what it lost, and more training would only credit it with accuracy that
+more training of the baseline would also give. A pruned model that loses nothing on the holdout is not
+trained at all. It never sees the evaluation split. Its accuracy is then compared with the converged
+baseline's on that split. A variant that still beats the baseline significantly (its holdout top-1 can jump
+past the baseline's within one epoch) says the baseline was not fully converged or that the variant
+regularises better, not that the variant is more accurate; the pipeline's accuracy verdict reports such a
+gain with that warning (see :mod:`mlperf_track.engine.accuracy`), never as a win.
 
 Every such variant's artifact carries its budget as tags: ``variant.train_epochs``, ``variant.train_s``,
 ``variant.train_stop`` (why it stopped, which epoch was kept), ``variant.train_rule`` and
@@ -91,8 +94,31 @@ class RetrainPlan:
     rule: StoppingRule | None
 
 
-def retrain_plan(context: VariantContext, epochs: int | None, purpose: str, *, lr: float | None = None) -> RetrainPlan:
-    """The plan for ``epochs`` (``None``: until converged, within :data:`VARIANT_STOPPING`).
+#: The baseline's holdout top-1 (its kept epoch), inherited by every artifact derived from it.
+BASELINE_HOLDOUT_TAG = "baseline.holdout_top1"
+
+
+def recovery_target(source_tags: Mapping[str, str]) -> float | None:
+    """The holdout top-1 a retraining variant stops at: its baseline's, read from ``source_tags`` (``None``
+    when the baseline was not trained on a holdout, e.g. pretrained weights used as they are)."""
+    raw = source_tags.get(BASELINE_HOLDOUT_TAG)
+    try:
+        value = float(raw) if raw else None
+    except ValueError:
+        return None
+    return value if value is not None and 0 < value <= 1 else None
+
+
+def retrain_plan(
+    context: VariantContext,
+    epochs: int | None,
+    purpose: str,
+    *,
+    lr: float | None = None,
+    target_top1: float | None = None,
+) -> RetrainPlan:
+    """The plan for ``epochs`` (``None``: until converged, within :data:`VARIANT_STOPPING`, or until the
+    holdout top-1 reaches ``target_top1``: the baseline's, see :func:`recovery_target`).
 
     Raises:
         DataError: The dataset has no labelled training split.
@@ -109,7 +135,8 @@ def retrain_plan(context: VariantContext, epochs: int | None, purpose: str, *, l
     config = dataclasses.replace(
         CONVERGE_TRAIN, epochs=VARIANT_STOPPING.max_epochs, seed=context.seed, precision=context.train_precision
     )
-    return RetrainPlan(data.train, data.holdout, _with_lr(config, lr), VARIANT_STOPPING)
+    rule = dataclasses.replace(VARIANT_STOPPING, target_top1=target_top1)
+    return RetrainPlan(data.train, data.holdout, _with_lr(config, lr), rule)
 
 
 def _with_lr(config: TrainConfig, lr: float | None) -> TrainConfig:

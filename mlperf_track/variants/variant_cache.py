@@ -38,7 +38,7 @@ from mlperf_track import metrics
 from mlperf_track.models.artifact import ModelArtifact
 from mlperf_track.variants.base import VariantContext
 from mlperf_track.variants.common import CONVERGE_TRAIN, DEFAULT_TRAIN
-from mlperf_track.variants.retrain import RECOVERY_LR, VARIANT_STOPPING
+from mlperf_track.variants.retrain import RECOVERY_LR, VARIANT_STOPPING, recovery_target
 from mlperf_track.variants.weights_cache import (
     dataset_size,
     digest,
@@ -89,6 +89,7 @@ def variant_key(
         "train_precision": context.train_precision,
         "training": {
             "stopping": VARIANT_STOPPING.to_dict(),
+            "target_top1": recovery_target(source.tags),
             "recovery_lr": RECOVERY_LR,
             "converge": dataclasses.asdict(CONVERGE_TRAIN),
             "fixed": dataclasses.asdict(DEFAULT_TRAIN),

@@ -16,6 +16,7 @@ from mlperf_track.training.early_stopping import (
     STOP_FIXED,
     STOP_MAX_EPOCHS,
     STOP_PATIENCE,
+    STOP_RECOVERED,
     STOP_TIME_CAP,
     HoldoutScore,
     StoppingRule,
@@ -169,7 +170,16 @@ def test_an_empty_holdout_is_refused(small_net: nn.Module, halves: TensorDataset
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("patience", 0), ("max_epochs", 0), ("max_seconds", 0.0), ("max_seconds", "1"), ("min_delta", 1.0)],
+    [
+        ("patience", 0),
+        ("max_epochs", 0),
+        ("max_seconds", 0.0),
+        ("max_seconds", "1"),
+        ("min_delta", 1.0),
+        ("target_top1", 0.0),
+        ("target_top1", 1.5),
+        ("target_top1", True),
+    ],
 )
 def test_bad_rules_name_the_field(field: str, value: object) -> None:
     with pytest.raises(ConfigError, match=field):
@@ -230,3 +240,40 @@ def test_a_falling_loss_counts_as_progress_only_until_the_top1_leaves_its_start(
     assert progress == [True, True, False, True, True, False, False]
     assert stopper.stop_reason(len(scores) - 1) == STOP_PATIENCE
     assert stopper.best_epoch == 6  # the same top-1 with the lowest loss is still the best checkpoint
+
+
+def test_a_target_stops_the_run_once_the_holdout_reaches_it(
+    small_net: nn.Module, halves: TensorDataset, halves_val: TensorDataset
+) -> None:
+    untargeted = copy.deepcopy(small_net)
+    free = train_until_converged(untargeted, halves, halves_val, FAST, StoppingRule(patience=2, max_seconds=None))
+    first_epoch = free.holdout_top1[1]
+    assert free.epochs > 1 and first_epoch > free.holdout_top1[0]  # the free run goes on after epoch 1
+    rule = StoppingRule(patience=2, max_seconds=None, target_top1=first_epoch)
+    result = train_until_converged(small_net, halves, halves_val, FAST, rule)
+    assert result.stop_reason == STOP_RECOVERED and result.converged
+    assert result.epochs == 1 and result.best_epoch == 1
+    assert "reaching the target holdout top-1" in result.budget() and f"{first_epoch:.4f}" in rule.describe()
+
+
+def test_a_start_that_already_reaches_the_target_is_not_trained(
+    small_net: nn.Module, halves: TensorDataset, halves_val: TensorDataset
+) -> None:
+    train(small_net, halves, TrainConfig(epochs=2, batch_size=16, lr=0.05, optimizer="adamw"))
+    start = score_holdout(small_net, halves_val, batch_size=64, device="cpu")
+    before = copy.deepcopy(small_net.state_dict())
+    rule = StoppingRule(patience=2, max_seconds=None, target_top1=round(start.top1, 4))
+    result = train_until_converged(small_net, halves, halves_val, FAST, rule)
+    assert result.stop_reason == STOP_RECOVERED and result.epochs == 0 and result.steps == 0
+    assert result.best_epoch == 0 and result.holdout_top1 == [start.top1]
+    for name, value in before.items():
+        assert torch.equal(value, small_net.state_dict()[name]), name
+
+
+def test_a_target_out_of_reach_leaves_the_patience_rule_in_charge(
+    small_net: nn.Module, halves: TensorDataset, halves_val: TensorDataset
+) -> None:
+    frozen = TrainConfig(batch_size=16, lr=1e-9, optimizer="adamw", schedule="plateau")
+    rule = StoppingRule(patience=2, max_seconds=None, target_top1=1.0)
+    result = train_until_converged(small_net, halves, halves_val, frozen, rule)
+    assert result.stop_reason == STOP_PATIENCE and result.epochs == 2

@@ -11,6 +11,7 @@ from mlperf_track.models.artifact import ModelArtifact
 from mlperf_track.variants.base import VariantContext
 from mlperf_track.variants.registry import get_variant
 from mlperf_track.variants.retrain import (
+    BASELINE_HOLDOUT_TAG,
     TRAIN_EPOCHS_TAG,
     TRAIN_PRECISION_TAG,
     TRAIN_RULE_TAG,
@@ -19,6 +20,7 @@ from mlperf_track.variants.retrain import (
     VARIANT_STOPPING,
     gain_warning,
     option_epochs,
+    recovery_target,
 )
 
 
@@ -103,3 +105,30 @@ def test_a_gain_is_explained_never_credited() -> None:
     assert "before it converged" in capped and "time_cap" in capped
     untrained = gain_warning({}, {"baseline.trained": "true", "baseline.converged": "true"})
     assert "without any training" in untrained and "chance" in untrained
+
+
+@pytest.mark.parametrize(("name", "options"), [("pruned_unstructured", {}), ("distilled", {"student": "tinycnn"})])
+def test_a_variant_stops_once_it_reaches_the_baseline_holdout_score(
+    name: str,
+    options: dict[str, str],
+    tiny_baseline: ModelArtifact,
+    make_context: Callable[..., VariantContext],
+) -> None:
+    import dataclasses
+
+    # A baseline whose holdout top-1 any start reaches: the variant has nothing to recover, so it does not train.
+    reachable = dataclasses.replace(tiny_baseline, tags={**tiny_baseline.tags, BASELINE_HOLDOUT_TAG: "0.0100"})
+    artifact = get_variant(name).build(reachable, make_context(epochs=None, **options))
+    assert artifact.tags[TRAIN_EPOCHS_TAG] == "0"
+    assert "reaching the target holdout top-1 0.0100" in artifact.tags[TRAIN_STOP_TAG]
+    assert "or once it reaches 0.0100" in artifact.tags[TRAIN_RULE_TAG]
+    # Out of reach: the patience rule decides, as without a target.
+    unreachable = dataclasses.replace(tiny_baseline, tags={**tiny_baseline.tags, BASELINE_HOLDOUT_TAG: "1.0000"})
+    trained = get_variant(name).build(unreachable, make_context(epochs=None, **options))
+    assert int(trained.tags[TRAIN_EPOCHS_TAG]) >= 1 and "reaching the target" not in trained.tags[TRAIN_STOP_TAG]
+
+
+def test_the_recovery_target_is_the_baseline_holdout_score_when_there_is_one() -> None:
+    assert recovery_target({BASELINE_HOLDOUT_TAG: "0.9722"}) == pytest.approx(0.9722)
+    for missing in ({}, {BASELINE_HOLDOUT_TAG: ""}, {BASELINE_HOLDOUT_TAG: "nan"}, {BASELINE_HOLDOUT_TAG: "0"}):
+        assert recovery_target(missing) is None

@@ -20,6 +20,11 @@ logger = logging.getLogger(__name__)
 #: Bytes in the "MB" of every ``*_mb`` metric the engine reports (MiB, as torch and nvidia-smi count).
 BYTES_PER_MB = 1024**2
 
+#: (monitor, reason) pairs already logged at INFO in this process: a source absent from the machine is said
+#: once, not once per case (every reading still carries its notes).
+_ABSENCES_LOGGED: set[tuple[str, str]] = set()
+_ABSENCES_LOCK = threading.Lock()
+
 
 @dataclass(frozen=True)
 class Window:
@@ -80,8 +85,18 @@ class Monitor(ABC):
         """Take the last reading and return the window's metrics, or notes saying why they are absent."""
 
     def absent(self, reason: str) -> MonitorReading:
-        """A reading with every metric of this monitor absent for ``reason`` (also logged)."""
-        logger.info("%s: metrics %s left out: %s", self.name, ", ".join(self.metric_keys) or "-", reason)
+        """A reading with every metric of this monitor absent for ``reason`` (also logged: at INFO the first time
+        this process meets that monitor and reason, at DEBUG after that)."""
+        with _ABSENCES_LOCK:
+            first = (self.name, reason) not in _ABSENCES_LOGGED
+            _ABSENCES_LOGGED.add((self.name, reason))
+        logger.log(
+            logging.INFO if first else logging.DEBUG,
+            "%s: metrics %s left out: %s",
+            self.name,
+            ", ".join(self.metric_keys) or "-",
+            reason,
+        )
         return MonitorReading(notes={key: reason for key in self.metric_keys or (self.name,)})
 
 
