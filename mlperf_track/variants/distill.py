@@ -2,8 +2,9 @@
 
 The student is loaded by name (``--option student=NAME``; default resnet18 for a resnet50 teacher, else
 mobilenet_v3_small), given a head for the dataset's classes and trained on the training split with the
-Hinton loss (:func:`mlperf_track.training.distill.hinton_loss`), until its holdout top-1 stops improving
-(the budget of :mod:`mlperf_track.variants.retrain`) or for ``distill_epochs``. Its accuracy delta is
+Hinton loss (:func:`mlperf_track.training.distill.hinton_loss`, against the teacher's outputs computed once),
+until its holdout top-1 reaches the teacher's or stops improving (the budget of
+:mod:`mlperf_track.variants.retrain`) or for ``distill_epochs``. Its accuracy delta is
 against the baseline, i.e. the teacher. When the student is not smaller than the teacher the build says so
 in the log and in the tag ``distill.student_smaller``.
 """
@@ -48,8 +49,9 @@ class DistilledVariant(Variant):
         student: Model name of the student (default: :func:`default_student`).
         temperature: Softmax temperature ``T > 0`` (default 4).
         alpha: Weight of the soft-target term in [0, 1] (default 0.7).
-        distill_epochs: Training epochs, or ``auto``: until the student's holdout top-1 stops improving
-            (default: the pipeline's ``epochs``, at least 1; ``auto`` when the pipeline's is).
+        distill_epochs: Training epochs, or ``auto``: until the student's holdout top-1 reaches the
+            teacher's or stops improving (default: the pipeline's ``epochs``, at least 1; ``auto`` when the
+            pipeline's is).
     """
 
     name = "distilled"
@@ -63,7 +65,7 @@ class DistilledVariant(Variant):
         ),
         OptionSpec(
             "distill_epochs",
-            "training epochs of the student (auto: until its holdout top-1 stops improving)",
+            "training epochs of the student (auto: until its holdout top-1 reaches the teacher's or stops improving)",
             "int",
             low=1,
             default="the pipeline's epochs (at least 1)",

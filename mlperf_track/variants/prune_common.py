@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_RATIO = 0.5
 #: Recovery epochs when the pipeline trains fixed epochs (``--epochs N``); with ``auto`` the recovery trains
-#: until its holdout top-1 stops improving (:data:`~mlperf_track.variants.retrain.VARIANT_STOPPING`).
+#: until its holdout top-1 reaches the baseline's or stops improving (:mod:`~mlperf_track.variants.retrain`).
 DEFAULT_FINE_TUNE_EPOCHS = 1
 #: The options both pruning recipes read (declared here, next to their readers).
 PRUNING_OPTIONS = (
@@ -32,7 +32,8 @@ PRUNING_OPTIONS = (
     ),
     OptionSpec(
         "fine_tune_epochs",
-        "recovery fine-tuning epochs (auto: until the holdout top-1 stops improving)",
+        "recovery fine-tuning epochs (auto: until the holdout score stops improving or, for image models, "
+        "reaches the baseline's)",
         "int",
         low=0,
         default=f"auto with --epochs auto, else {DEFAULT_FINE_TUNE_EPOCHS}",

@@ -39,8 +39,8 @@ class UnstructuredPruneVariant(Variant):
 
     Options:
         ratio: Fraction of weights to zero, in (0, 1) (default 0.5).
-        fine_tune_epochs: Recovery fine-tuning epochs, or ``auto``: until the holdout top-1 stops improving
-            (default: ``auto`` when the baseline is trained to convergence, else 1).
+        fine_tune_epochs: Recovery fine-tuning epochs, or ``auto``: until the holdout top-1 reaches the
+            baseline's or stops improving (default: ``auto`` when the baseline is trained to convergence, else 1).
     """
 
     name = "pruned_unstructured"
