@@ -2,11 +2,7 @@
 
 The rule is the usual one (Keras' ``EarlyStopping``, Lightning's callback): after every epoch the model is
 scored on the holdout split; training stops when the holdout top-1 has not improved for ``patience``
-epochs, or at a cap on epochs or on wall time, and the best checkpoint is restored. A rule can also carry a
-target (Keras' ``baseline`` argument turned around): a variant that retrains to recover its baseline's
-accuracy stops as soon as its holdout top-1 reaches the baseline's (epoch 0 included: a variant that lost
-nothing does not train at all). Training past that point would credit the variant with accuracy that more
-training of the baseline would also give. "Best" is the highest
+epochs, or at a cap on epochs or on wall time, and the best checkpoint is restored. "Best" is the highest
 holdout top-1, ties broken by the lower holdout cross-entropy: on a small holdout (180 images for
 ``digits``) several epochs often share the top accuracy, and the loss tells them apart. Only a top-1 gain
 larger than ``min_delta`` resets the patience, so a saturated holdout accuracy ends the run even while the
@@ -14,6 +10,11 @@ loss still creeps down; the one exception is the start: until the top-1 first ri
 epoch 0, a holdout loss 1% below its best also counts, because a model from random initialisation can
 need a few epochs to leave chance level (predicting one class) while its falling loss shows it is
 learning (seen: tinycnn on 192 digits, top-1 0.094 for three epochs while the loss fell 2.39 -> 2.30).
+
+A rule can also carry a target (Keras' ``baseline`` argument turned around): a variant that retrains to
+recover its baseline's accuracy stops as soon as its holdout top-1 reaches the baseline's (epoch 0
+included: a variant that lost nothing does not train at all). Training past that point would credit the
+variant with accuracy that more training of the baseline would also give.
 
 Written here rather than taken from Lightning or Ignite because the package's training loop is its own
 (see :mod:`.loop`) and the rule is a few dozen lines.
