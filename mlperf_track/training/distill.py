@@ -24,7 +24,7 @@ from mlperf_track.training.loop import (
     LossFn,
     TrainConfig,
     TrainResult,
-    autocast_dtype,
+    precision_autocast,
     train,
     train_until_converged,
 )
@@ -119,9 +119,8 @@ def teacher_outputs(
     """
     teacher.eval()
     loader = DataLoader(dataset, batch_size=max(batch_size, 64), shuffle=False, num_workers=0)
-    dtype = autocast_dtype(precision)
     rows: list[torch.Tensor] = []
-    with torch.no_grad(), torch.autocast(device_type=torch.device(device).type, dtype=dtype, enabled=dtype is not None):
+    with torch.no_grad(), precision_autocast(precision, device):
         for batch in loader:
             rows.append(teacher(batch[0].to(device)))
     return torch.cat(rows)

@@ -276,6 +276,12 @@ def autocast_dtype(precision: str) -> torch.dtype | None:
     return torch.bfloat16 if precision == "bf16" else None
 
 
+def precision_autocast(precision: str, device: str) -> torch.autocast:
+    """The autocast context of a training precision on ``device`` (disabled for fp32)."""
+    dtype = autocast_dtype(precision)
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype, enabled=dtype is not None)
+
+
 def _run_epoch(
     module: nn.Module,
     batches: DataLoader,
@@ -379,8 +385,7 @@ def recalibrate_batch_norm(module: nn.Module, dataset: Dataset, config: TrainCon
     indices = torch.randperm(size, generator=torch.Generator().manual_seed(config.seed))[:count].tolist()
     # shuffle=True only to drop a last batch of one sample, which BatchNorm in training mode refuses.
     loader = make_loader(Subset(dataset, indices), batch_size=config.batch_size, seed=config.seed, shuffle=True)
-    dtype = autocast_dtype(config.precision)
-    with torch.autocast(device_type=torch.device(device).type, dtype=dtype, enabled=dtype is not None):
+    with precision_autocast(config.precision, device):
         torch.optim.swa_utils.update_bn(loader, module, device=torch.device(device))
     return True
 
