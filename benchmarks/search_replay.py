@@ -37,6 +37,7 @@ from mlperf_track.tuning.config import TuneConfig
 from mlperf_track.tuning.costs import TrialCosts
 from mlperf_track.tuning.pruning import short_timing
 from mlperf_track.tuning.space import Choice, SearchSpace, TrialPoint
+from mlperf_track.variants.compose import prefixes
 
 logger = logging.getLogger("search_replay")
 
@@ -337,10 +338,10 @@ class ReplayBackend:
             self._costs = TrialCosts(0.0, 0.0, stage="case")
             return CaseOutcome(case, error=RuntimeError(f"{case.name} was not measured in the table"))
         build = 0.0
-        if point.choice.variant not in self.built:
+        built = tuple(name for name in prefixes(point.choice.variant) if name not in self.built)
+        if built:
             build = self.table.build_cost_s(point.choice.variant, self.built)
-            steps = point.choice.variant.split("+")
-            self.built.update("+".join(steps[: n + 1]) for n in range(len(steps)))
+            self.built.update(built)
         key = self.table.preparation_key(point)
         prepare = 0.0
         if key in self.prepared:
@@ -351,13 +352,13 @@ class ReplayBackend:
         data = record.get(fidelity)
         if data is None:
             self.now += build + prepare
-            self._costs = TrialCosts(build + prepare, 0.0, build, prepared=prepare > 0, stage="case")
+            self._costs = TrialCosts(build + prepare, 0.0, build, prepared=prepare > 0, stage="case", built=built)
             return CaseOutcome(case, error=RuntimeError(record.get("error", "failed")))
         measure = float(data["measure_s"])
         if timing is not None and fidelity == "full":  # a window capped by the time budget
             measure = min(measure, timing.max_time_s + 0.5)
         self.now += build + prepare + measure
-        self._costs = TrialCosts(build + prepare, measure, build, prepared=prepare > 0)
+        self._costs = TrialCosts(build + prepare, measure, build, prepared=prepare > 0, built=built)
         metrics = {key: value for key, value in data.items() if key not in ("measure_s", "valid")}
         return CaseOutcome(case, result=BenchmarkResult(case, metrics, samples_ms=(1.0,)))
 

@@ -304,5 +304,7 @@ STUDY_N_SHORT_PRUNED: Final = "study/n_short_pruned"
 TRIAL_OUTCOME_TAG: Final = "trial.outcome"
 TRIAL_FIDELITY_TAG: Final = "trial.fidelity"
 TRIAL_PREPARATION_TAG: Final = "trial.preparation"
+#: The variants a trial built (comma-separated; absent when it built none).
+TRIAL_VARIANT_BUILT_TAG: Final = "trial.variant_built"
 #: Tag of a study's parent run: why it stopped (``n_trials``, ``time budget``, ``space exhausted``).
 STOP_REASON_TAG: Final = "tune.stop_reason"

@@ -20,6 +20,7 @@ from mlperf_track.tuning.choices import BASELINE, Pins, UnsupportedReason, enume
 from mlperf_track.tuning.config import TuneConfig
 from mlperf_track.tuning.costs import TrialCosts
 from mlperf_track.tuning.space import SearchSpace
+from mlperf_track.variants.compose import prefixes
 
 if TYPE_CHECKING:
     from mlperf_track.pipeline.events import CaseOutcome
@@ -173,11 +174,12 @@ class SessionBackend:
         from mlperf_track.pipeline.events import CaseOutcome
 
         start = time.perf_counter()
+        unbuilt = tuple(name for name in prefixes(case.variant) if not self.has_variant(name))
         try:
             self.session.variant(case.variant)
         except Exception as error:  # the build's own failure: the trial fails, the study goes on
             elapsed = time.perf_counter() - start
-            self._costs = TrialCosts(elapsed, 0.0, elapsed, prepared=True, stage="variant")
+            self._costs = TrialCosts(elapsed, 0.0, elapsed, prepared=True, stage="variant", built=unbuilt)
             return CaseOutcome(case, error=error)
         built = time.perf_counter() - start
         was_prepared = self.is_prepared(case)
@@ -195,6 +197,7 @@ class SessionBackend:
             variant_build_s=built,
             prepared=not was_prepared,
             stage="" if outcome.result is not None else "case",
+            built=unbuilt,
         )
         return outcome
 

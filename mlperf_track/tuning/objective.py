@@ -420,6 +420,7 @@ class _Ledger:
         self.reached: list[str] = []
         self.prepared: bool | None = None
         self.stage = ""
+        self.built: list[str] = []
 
     def add(self, fidelity: str, elapsed: float, costs: c.TrialCosts | None) -> None:
         self.calls += 1
@@ -432,6 +433,7 @@ class _Ledger:
         self.measure_s[fidelity] += costs.measure_s
         self.prepared = costs.prepared if self.prepared is None else self.prepared or costs.prepared
         self.stage = costs.stage or self.stage
+        self.built.extend(costs.built)
 
     def store(self, trial: optuna.Trial, end: float) -> None:
         if not self.calls:
@@ -439,6 +441,8 @@ class _Ledger:
         trial.set_user_attr(c.ATTR_TRIAL_S, end - self.start)
         trial.set_user_attr(c.ATTR_PREPARE_S, self.prepare_s)
         trial.set_user_attr(c.ATTR_BUILD_S, self.build_s)
+        if self.built:
+            trial.set_user_attr(c.ATTR_BUILT, self.built)
         trial.set_user_attr(c.ATTR_MEASURE_S, sum(self.measure_s.values()))
         if SHORT in self.reached:
             trial.set_user_attr(c.ATTR_SHORT_MEASURE_S, self.measure_s[SHORT])

@@ -10,14 +10,14 @@ Our own adapter rather than optuna-integration's ``MLflowCallback`` (deprecated,
   ``no_feasible_configuration``; the recommendation in words is the run's description
   (``mlflow.note.content``) and its first line the tag ``tune.recommendation``.
 - trial runs: the case's params, metrics, tags and files (:func:`mlperf_track.tracking.logging.log_case_result`),
-  constraint values as ``constraint/<name>`` metrics, the tags ``trial.number``, ``trial.state``,
-  ``trial.feasible``, ``trial.outcome`` (measured, pruned, reused, failed, out_of_memory, over_budget),
-  ``trial.fidelity`` (short, full, none) and ``trial.preparation`` (new, cached) (plus ``trial.duplicate_of``,
-  ``trial.retry_of``, ``trial.stale``), and the costs ``trial/prepare_s``, ``trial/variant_build_s``,
-  ``trial/measure_s``, ``trial/wall_s``. A trial pruned after its short measurement ends ``FINISHED`` with its
-  short figures under ``short/...`` only (it is not a measurement of the case); one that failed or ran out of
-  memory ends ``FAILED`` with ``error.type``/``error.message``. Points reused from earlier runs (warm start)
-  are not logged again: their runs exist, and the trials table names them (``reused_from``).
+  constraint values as ``constraint/<name>`` metrics, the tags ``trial.number``, ``trial.state``, ``trial.feasible``,
+  ``trial.outcome`` (measured, pruned, reused, failed, out_of_memory, over_budget), ``trial.fidelity`` (short, full,
+  none) and ``trial.preparation`` (new, cached) (plus ``trial.variant_built``, the variants the trial built,
+  ``trial.duplicate_of``, ``trial.retry_of``, ``trial.stale``), and the costs ``trial/prepare_s``,
+  ``trial/variant_build_s``, ``trial/measure_s``, ``trial/wall_s``. A trial pruned after its short measurement ends
+  ``FINISHED`` with its short figures under ``short/...`` only (it is not a measurement of the case); one that failed
+  or ran out of memory ends ``FAILED`` with ``error.type``/``error.message``. Points reused from earlier runs (warm
+  start) are not logged again: their runs exist, and the trials table names them (``reused_from``).
 - the parent also gets ``study/wall_s``, ``study/prepare_s``, ``study/measure_s``, ``study/n_reused``,
   ``study/n_short_pruned`` and the tag ``tune.stop_reason``.
 """
@@ -145,6 +145,8 @@ class MlflowTuneTracker:
         }
         if c.ATTR_PREPARATION in attrs:
             tags[m.TRIAL_PREPARATION_TAG] = str(attrs[c.ATTR_PREPARATION])
+        if attrs.get(c.ATTR_BUILT):
+            tags[m.TRIAL_VARIANT_BUILT_TAG] = ",".join(map(str, attrs[c.ATTR_BUILT]))
         if o.ATTR_PRUNED_BECAUSE in attrs:
             tags[o.TAG_PRUNED_BECAUSE] = str(attrs[o.ATTR_PRUNED_BECAUSE])[:5000]
         self.prepare_s += float(attrs.get(c.ATTR_PREPARE_S, 0.0))

@@ -71,6 +71,9 @@ class Variant(ABC):
     #: The kinds of model the recipe applies to (:data:`~mlperf_track.models.artifact.WORKLOADS`): a group
     #: leaves out the recipes that do not apply, naming one of them explicitly is refused.
     workloads: ClassVar[frozenset[str]] = frozenset({"image"})
+    #: Whether a build trains the model (pruning's recovery, distillation: tens of seconds) rather than calibrate
+    #: or convert it (seconds): the tuner's cost model learns the build times of the two kinds apart.
+    trains: ClassVar[bool] = False
 
     def unavailable_reason(self, device: str) -> str | None:
         """``None`` when the recipe can run for ``device`` here, else why not."""

@@ -17,6 +17,12 @@ from mlperf_track.variants.base import Variant, VariantContext
 SEPARATOR = "+"
 
 
+def prefixes(name: str) -> list[str]:
+    """The variants a build of ``name`` goes through, in order: ``a+b+c`` -> ``a``, ``a+b``, ``a+b+c``."""
+    steps = name.split(SEPARATOR)
+    return [SEPARATOR.join(steps[: count + 1]) for count in range(len(steps))]
+
+
 class ComposedVariant(Variant):
     """Apply ``steps`` in order. Create with :func:`compose`."""
 
@@ -62,6 +68,7 @@ def compose(steps: Sequence[Variant]) -> ComposedVariant:
         "steps": tuple(steps),
         "accepted_options": accepted,
         "workloads": workloads,
+        "trains": any(step.trains for step in steps),
         **pinned,
     }
     return type("ComposedVariant", (ComposedVariant,), members)()

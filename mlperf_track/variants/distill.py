@@ -55,6 +55,7 @@ class DistilledVariant(Variant):
     """
 
     name = "distilled"
+    trains = True
     accepted_options = (
         OptionSpec(
             "student", "model name of the student", "text", default="resnet18 for resnet50, else mobilenet_v3_small"

@@ -85,6 +85,7 @@ class ShallowDistilledVariant(Variant):
     """Half the transformer blocks (by default), distilled from the baseline's logits."""
 
     name = "distilled_shallow"
+    trains = True
     workloads = frozenset({"tokens", "generation"})
     accepted_options = (
         OptionSpec(

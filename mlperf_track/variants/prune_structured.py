@@ -64,6 +64,7 @@ class StructuredPruneVariant(Variant):
     """
 
     name = "pruned_structured"
+    trains = True
     accepted_options = PRUNING_OPTIONS
     extra = "prune"
 

@@ -88,6 +88,7 @@ class PrunedMlpVariant(Variant):
     """Remove ``ratio`` of every MLP's channels (L1 group magnitude), then train to recover."""
 
     name = "pruned_mlp_channels"
+    trains = True
     extra = "prune"
     workloads = frozenset({"tokens", "generation"})
     accepted_options = (*PRUNING_OPTIONS, *TEXT_TRAIN_OPTIONS)

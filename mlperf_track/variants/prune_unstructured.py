@@ -44,6 +44,7 @@ class UnstructuredPruneVariant(Variant):
     """
 
     name = "pruned_unstructured"
+    trains = True
     accepted_options = PRUNING_OPTIONS
 
     @memoized

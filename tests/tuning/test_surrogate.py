@@ -73,3 +73,30 @@ def test_a_configuration_far_from_the_additive_guess_carries_its_level_to_its_ot
     mean, _ = model.predict(matrix)
     at_64 = next(i for i, point in enumerate(points) if point.choice == PRUNED_INT8 and point.batch_size == 64)
     assert mean[at_64] == pytest.approx(2.0 + 0.6, abs=0.25)  # its own level, not 0.7 + 0.5 + 0.6
+
+
+def test_a_measured_configurations_batch_size_1_promises_little_next_to_a_runtime_not_measured_yet() -> None:
+    """The batch slope's prior is as wide as the tables showed it, not wider: with a slope as uncertain as a whole
+    runtime, batch size 1 of the one measured configuration (a trial that costs nothing to prepare) drew the
+    second trial of most replayed studies."""
+    import math
+
+    from mlperf_track.tuning.surrogate import expected_improvement
+
+    points = _points((EAGER, ORT))
+    feature_map = FeatureMap(points)
+    model = BayesianLinear(feature_map.prior_sd, feature_map.prior_mean(maximize=True))
+    best = math.log(1000.0)
+    model.fit(feature_map.matrix([TrialPoint(EAGER, 64)]), np.array([best]), np.array([0.05]))
+    mean, sd = model.predict(feature_map.matrix([TrialPoint(EAGER, 1), TrialPoint(ORT, 64)]))
+    small_batch, other_runtime = expected_improvement(mean, sd, best)
+    assert small_batch < 0.25 * other_runtime
+
+
+def test_a_runtime_option_is_its_own_kind_of_feature() -> None:
+    from mlperf_track.tuning.surrogate import PRIOR_SD, _kind
+
+    assert _kind("runtime=onnxruntime|graph_optimization_level=basic") == "option"
+    assert _kind("runtime=onnxruntime|precision=int8") == "interaction"
+    assert _kind("runtime=onnxruntime|log_batch") == "interaction"
+    assert PRIOR_SD["option"] > PRIOR_SD["interaction"]  # options moved throughput up to 2x on the tables
