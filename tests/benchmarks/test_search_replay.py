@@ -104,3 +104,12 @@ def test_one_replayed_search_reports_when_it_reached_the_target(table: object) -
         assert 1 <= run.trials_to_target <= 10 and 0.0 < (run.seconds_to_target or 0.0) <= run.wall_s + 1e-6
     rows = efficiency.summarise([run], table.space.size, table.grid_cost_s())
     assert rows[0]["strategy"] == "costaware" and rows[0]["seeds"] == 1
+
+
+def test_the_mean_to_the_target_is_compared_with_both_limits_beside_the_per_seed_verdict() -> None:
+    efficiency = _load("search_efficiency")
+    row = {"trials_to_target": 6.5, "time_to_target": 51.0}
+    assert efficiency._on_average(row, 9.6, 85.0).endswith("within both limits")
+    assert efficiency._on_average(row, 9.6, 50.0).endswith("beyond at least one limit")
+    assert efficiency._on_average(row, 6.0, 85.0).endswith("beyond at least one limit")
+    assert "never reached" in efficiency._on_average({"trials_to_target": None}, 9.6, 85.0)
