@@ -254,9 +254,7 @@ class ReplayTable:
         """Seconds to build ``variant`` when ``built`` are built, adding each of its unbuilt leading steps: the
         table was measured steps first (``a`` before ``a+b``), so a composition's recorded time is only its last
         step's, and a composition measured first must pay for the steps it builds on."""
-        steps = variant.split("+")
-        prefixes = ["+".join(steps[: n + 1]) for n in range(len(steps))]
-        return sum(self.build_s(prefix) for prefix in prefixes if prefix not in built)
+        return sum(self.build_s(prefix) for prefix in prefixes(variant) if prefix not in built)
 
     def grid_cost_s(self) -> float:
         """Wall time of measuring every point once in grid order (each variant built and each key prepared once)."""

@@ -122,10 +122,12 @@ class CostModel:
         self.has_variant = has_variant
         self.multi_fidelity = multi_fidelity
         self._trials: list[FrozenTrial] = []
+        self._step_builds: dict[str, float] = {}
 
     def update(self, trials: Sequence[FrozenTrial]) -> None:
         """Learn from ``trials`` (those with cost attributes; call before predicting)."""
         self._trials = [trial for trial in trials if ATTR_MEASURE_S in trial.user_attrs]
+        self._step_builds = {}
 
     def _prepare_times(self, point: TrialPoint) -> float:
         choice = point.choice
@@ -184,6 +186,8 @@ class CostModel:
         median of its own builds, else of its kind's, else of any build (per step built: a trial's build that
         trained counts for the steps that trained, the calibration after them being the smaller part), else
         :data:`PRIOR_BUILD_S`."""
+        if step in self._step_builds:  # asked for every candidate point: once per update is enough
+            return self._step_builds[step]
         trains = _trains(step)
         own: list[float] = []
         kind: list[float] = []
@@ -200,7 +204,8 @@ class CostModel:
             anything.append(per_step)
             if bool(training) == trains:
                 kind.append(per_step)
-        return _median(own or kind or anything, PRIOR_BUILD_S)
+        self._step_builds[step] = _median(own or kind or anything, PRIOR_BUILD_S)
+        return self._step_builds[step]
 
     def admission_s(self, point: TrialPoint, template: CaseSpec) -> float:
         """A cautious cost for the time budget's admission of ``point``: preparation, which cannot be cut short,
