@@ -209,8 +209,7 @@ def summarise(runs: list[SearchRun], grid_trials: int, grid_s: float) -> list[di
                 "time_to_target": seconds_to,
                 "time_pct": None if seconds_to is None else 100 * seconds_to / grid_s,
                 "met_every_seed": within == len(group),
-                "met_on_average": bool(reached)
-                and len(reached) == len(group)
+                "met_on_average": len(reached) == len(group)
                 and trials_to is not None
                 and seconds_to is not None
                 and trials_to <= trial_limit

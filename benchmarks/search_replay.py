@@ -250,12 +250,6 @@ class ReplayTable:
             default=0.0,
         )
 
-    def build_cost_s(self, variant: str, built: set[str]) -> float:
-        """Seconds to build ``variant`` when ``built`` are built, adding each of its unbuilt leading steps: the
-        table was measured steps first (``a`` before ``a+b``), so a composition's recorded time is only its last
-        step's, and a composition measured first must pay for the steps it builds on."""
-        return sum(self.build_s(prefix) for prefix in prefixes(variant) if prefix not in built)
-
     def grid_cost_s(self) -> float:
         """Wall time of measuring every point once in grid order (each variant built and each key prepared once)."""
         built: set[str] = set()
@@ -335,11 +329,11 @@ class ReplayBackend:
         if record is None:
             self._costs = TrialCosts(0.0, 0.0, stage="case")
             return CaseOutcome(case, error=RuntimeError(f"{case.name} was not measured in the table"))
-        build = 0.0
+        # Each leading step not built yet is built now: the table was measured steps first (``a`` before ``a+b``),
+        # so a composition's recorded time is only its last step's, and one proposed first pays for its steps.
         built = tuple(name for name in prefixes(point.choice.variant) if name not in self.built)
-        if built:
-            build = self.table.build_cost_s(point.choice.variant, self.built)
-            self.built.update(built)
+        build = sum(self.table.build_s(name) for name in built)
+        self.built.update(built)
         key = self.table.preparation_key(point)
         prepare = 0.0
         if key in self.prepared:
