@@ -12,7 +12,7 @@ import mlperf_track
 PACKAGE = Path(mlperf_track.__file__).parent
 
 #: Modules every layer may import (they import nothing of the package but each other).
-FOUNDATION = frozenset({"errors", "spec", "metrics", "lazy", "secrets", "options", "liveness"})
+FOUNDATION = frozenset({"errors", "spec", "metrics", "lazy", "secrets", "options", "liveness", "interrupts"})
 _BELOW_ENGINE = FOUNDATION | {"models", "data", "training"}
 _BELOW_FAMILIES = _BELOW_ENGINE | {"engine"}
 _BELOW_PIPELINE = _BELOW_FAMILIES | {"runtimes", "variants", "profiling"}

@@ -32,6 +32,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlperf_track.interrupts import release_unwound_frames
 from mlperf_track.pipeline.affinity import check_cores, pinned
 from mlperf_track.pipeline.config import PipelineConfig
 from mlperf_track.pipeline.events import CaseKey, CaseOutcome, PipelineListener, PipelineOutcome, case_key
@@ -92,7 +93,8 @@ def run_pipeline(
                     from mlperf_track.pipeline.load_stage import run_load_stage
 
                     outcome.load = run_load_stage(session, outcome, load)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as interrupt:
+            release_unwound_frames(interrupt)  # an interrupted store read must not lock out the writes below
             outcome.interrupted = True
             try:  # an error while closing leaves the interrupt what ends the run
                 with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C stops the flushing, not the end

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlperf_track import metrics as m
+from mlperf_track.interrupts import release_unwound_frames
 from mlperf_track.pipeline.load_sweep import LoadListener, LoadPlan, LoadPoint, LoadSweepOutcome, run_load_plan
 from mlperf_track.tracking import logging as tracking_logging
 from mlperf_track.tracking.context import hardware_software_tags
@@ -211,7 +212,8 @@ def run_tracked_load_plan(
     try:
         outcome = run_load_plan(plan, listener)
         log_sweep_summary(outcome, run.info.run_id)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
+        release_unwound_frames(interrupt)  # an interrupted store read must not lock out the writes below
         end_open_runs("KILLED")
         raise
     except BaseException as error:

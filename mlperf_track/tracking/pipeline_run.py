@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 
 from mlperf_track import metrics as m
 from mlperf_track.errors import MeasurementError, StorageError, describe_error
+from mlperf_track.interrupts import release_unwound_frames
 from mlperf_track.pipeline.events import PipelineOutcome
 from mlperf_track.tracking import logging as tracking_logging
 from mlperf_track.tracking.context import hardware_software_tags
@@ -326,7 +327,8 @@ def _run_and_end(
 
     try:
         outcome = run_pipeline(config, group, resumed=resumed, load=load)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
+        release_unwound_frames(interrupt)  # an interrupted store read must not lock out the writes below
         logger.warning("interrupted: ending the open runs as KILLED; everything logged so far is kept")
         try:
             listener.abort("KILLED")

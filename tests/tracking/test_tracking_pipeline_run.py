@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,41 @@ def test_ctrl_c_kills_open_runs_and_keeps_finished_ones(tracking: str, tmp_path:
     summary = page.split("<h2>Summary</h2>")[1].split("<h2>")[0]
     assert summary.count("<td>baseline/eager/fp32</td>") == 1
     assert "1 measured case run(s), 0 failed, 1 killed" in page and "killed before it finished" in page
+
+
+class _InterruptInsideAStoreRead(PipelineListener):
+    """Ctrl-C landing inside a tracking-store read: a SELECT on the store's own pooled SQLite connection, one row
+    read of several, then the interrupt (as a signal raises it between two bytecodes)."""
+
+    def on_case_start(self, case: CaseSpec) -> None:
+        if case.batch_size != 2:
+            return
+        from mlflow.tracking._tracking_service.utils import _get_store
+        from sqlalchemy import text
+
+        with _get_store().ManagedSessionMaker() as session:
+            rows = session.execute(text("select run_uuid from runs"))
+            rows.fetchone()
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_inside_a_store_read_still_ends_the_runs_killed(
+    tracking: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The interrupted read's open cursor holds SQLite's SHARED lock while its frames live: kept, the cleanup's
+    writes failed with "database is locked" after MLflow's 20 s busy timeout (in CI the parent stayed RUNNING)."""
+    import mlflow
+
+    caplog.set_level(logging.WARNING)
+    with pytest.raises(KeyboardInterrupt):
+        run_tracked_pipeline(_config(tmp_path), extra_listener=_InterruptInsideAStoreRead())
+    parent, children = _runs(tracking)
+    assert parent.info.status == "KILLED"
+    status = {child.info.run_name: child.info.status for child in children}
+    assert status == {"baseline-eager-fp32-bs1": "FINISHED", "baseline-eager-fp32-bs2": "KILLED"}
+    paths = {item.path for item in mlflow.MlflowClient().list_artifacts(parent.info.run_id)}
+    assert {"summary.json", "report", "figures"} <= paths
+    assert not [record.getMessage() for record in caplog.records if "database is locked" in record.getMessage()]
 
 
 def test_all_cases_failed_fails_the_parent(tracking: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import mlflow
@@ -11,6 +12,8 @@ from tuning_fakes import FakeBackend, runs_of, small_space
 from mlperf_track import metrics as m
 from mlperf_track.cli import main
 from mlperf_track.errors import ConfigError, StorageError
+from mlperf_track.pipeline.events import CaseOutcome
+from mlperf_track.spec import CaseSpec, TimingConfig
 from mlperf_track.tuning.config import TuneConfig
 from mlperf_track.tuning.runner import run_tune
 from mlperf_track.tuning.tracking import FOUND, NOT_FOUND, RESULT_TAG
@@ -165,3 +168,32 @@ def test_grid_sampler_measures_every_point_once(tracking: str) -> None:
     outcome = run_tune(_config(sampler="grid", n_trials=space.size, short_time_s=None), backend, track=False)
     assert len({case.name for case in backend.measured}) == space.size == len(backend.measured)
     assert outcome.summary.n_measured == space.size
+
+
+class _InterruptedInsideAStoreRead(FakeBackend):
+    """Ctrl-C landing inside a tracking-store read during the third trial: a SELECT on the store's own pooled SQLite
+    connection, one row read of several, then the interrupt (as a signal raises it between two bytecodes)."""
+
+    def measure(self, case: CaseSpec, timing: TimingConfig | None = None) -> CaseOutcome:
+        if len(self.measured) == 2:
+            from mlflow.tracking._tracking_service.utils import _get_store
+            from sqlalchemy import text
+
+            with _get_store().ManagedSessionMaker() as session:
+                rows = session.execute(text("select run_uuid from runs"))
+                rows.fetchone()
+                raise KeyboardInterrupt
+        return super().measure(case, timing)
+
+
+def test_ctrl_c_inside_a_store_read_ends_the_study_run_killed(tracking: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The interrupted read's open cursor holds SQLite's SHARED lock while its frames live: kept, ending the runs
+    KILLED failed with "database is locked" after MLflow's 20 s busy timeout."""
+    caplog.set_level(logging.WARNING)
+    with pytest.raises(KeyboardInterrupt):
+        run_tune(_config(n_trials=6), _InterruptedInsideAStoreRead(small_space(), capacity_mb=1100.0))
+    assert mlflow.active_run() is None
+    parent, children = _split(tracking)
+    assert parent.info.status == "KILLED"
+    assert len(children) >= 2 and "RUNNING" not in {child.info.status for child in children}
+    assert not [record.getMessage() for record in caplog.records if "database is locked" in record.getMessage()]
