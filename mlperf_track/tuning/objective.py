@@ -46,6 +46,7 @@ from optuna.trial import TrialState
 
 from mlperf_track import metrics as m
 from mlperf_track.errors import MeasurementError, OutOfMemoryError
+from mlperf_track.interrupts import release_unwound_frames
 from mlperf_track.tuning import costs as c
 from mlperf_track.tuning.pruning import ATTR_SHORT_BOUND, FULL_STEP, SHORT_STEP, optimistic_bound
 from mlperf_track.tuning.space import SearchSpace, TrialPoint
@@ -248,6 +249,13 @@ class TrialObjective:
         self.outcomes: dict[int, CaseOutcome] = {}
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        try:
+            return self._evaluate(trial)
+        except KeyboardInterrupt as interrupt:
+            release_unwound_frames(interrupt)  # Optuna then ends the trial: an interrupted read must not lock it out
+            raise
+
+    def _evaluate(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         point = self.space.suggest(trial)
         case = point.to_case(self.template)
         trial.set_user_attr(ATTR_CASE, case.name)
@@ -261,6 +269,9 @@ class TrialObjective:
         ledger = _Ledger(self.clock())
         try:
             return self._measure_point(trial, case, ledger)
+        except KeyboardInterrupt as interrupt:
+            release_unwound_frames(interrupt)  # before the ledger below writes the trial's costs
+            raise
         finally:
             ledger.store(trial, self.clock())
 

@@ -197,3 +197,34 @@ def test_ctrl_c_inside_a_store_read_ends_the_study_run_killed(tracking: str, cap
     assert parent.info.status == "KILLED"
     assert len(children) >= 2 and "RUNNING" not in {child.info.status for child in children}
     assert not [record.getMessage() for record in caplog.records if "database is locked" in record.getMessage()]
+
+
+class _InterruptedInsideAStudyRead(FakeBackend):
+    """Ctrl-C landing inside a read of the study's SQLite storage during the third trial (one row of several read)."""
+
+    storage = ""
+
+    def measure(self, case: CaseSpec, timing: TimingConfig | None = None) -> CaseOutcome:
+        if len(self.measured) == 2:
+            import sqlalchemy
+
+            with sqlalchemy.create_engine(self.storage).connect() as connection:
+                rows = connection.execute(sqlalchemy.text("select trial_id from trials"))
+                rows.fetchone()
+                raise KeyboardInterrupt
+        return super().measure(case, timing)
+
+
+def test_ctrl_c_inside_a_study_storage_read_ends_the_trial_and_the_study_run(tracking: str, tmp_path: Path) -> None:
+    """Optuna ends the interrupted trial FAIL in the storage, the study's run ends KILLED and the interrupt, not a
+    "database is locked" error, reaches the caller."""
+    import optuna
+
+    backend = _InterruptedInsideAStudyRead(small_space(), capacity_mb=1100.0)
+    backend.storage = f"sqlite:///{tmp_path / 'study.db'}"
+    with pytest.raises(KeyboardInterrupt):
+        run_tune(_config(n_trials=6, storage=backend.storage, study_name="interrupted"), backend)
+    parent, _ = _split(tracking)
+    assert parent.info.status == "KILLED"
+    study = optuna.load_study(study_name="interrupted", storage=backend.storage)
+    assert [trial.state.name for trial in study.trials][-1] == "FAIL"
