@@ -154,6 +154,7 @@ def fail_parent(error: BaseException) -> None:
     """Mark the active run FAILED with error tags, ending any nested run first (FAILED as well)."""
     import mlflow
 
+    release_unwound_frames(error)  # an error that landed inside a store read must not lock out the writes below
     active = mlflow.active_run()
     if active is None:
         return

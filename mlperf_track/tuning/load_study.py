@@ -35,7 +35,6 @@ from mlperf_track import metrics as m
 from mlperf_track.engine.load.config import SERVER, DeploymentConfig, LoadConfig
 from mlperf_track.engine.load.search import SearchConfig
 from mlperf_track.errors import MeasurementError
-from mlperf_track.interrupts import release_unwound_frames
 from mlperf_track.pipeline.load_sweep import LoadListener, LoadPlan, LoadSweepOutcome, run_load_plan
 from mlperf_track.tuning.config import MAX_QPS, SearchSettings, TuneConfig
 from mlperf_track.tuning.objective import ATTR_PRUNED_BECAUSE
@@ -252,8 +251,6 @@ def run_max_qps_study(
                 callbacks=callbacks,
             )
         except BaseException as error:
-            if isinstance(error, KeyboardInterrupt):
-                release_unwound_frames(error)  # an interrupted store read must not lock out the writes below
             if tracker is not None:
                 tracker.abort(error)
             raise

@@ -109,8 +109,10 @@ class MaxQpsTracker:
 
     def abort(self, error: BaseException) -> None:
         """End every open run: KILLED on Ctrl-C, else FAILED with the error's tags."""
+        from mlperf_track.interrupts import release_unwound_frames
         from mlperf_track.tracking.pipeline_run import end_open_runs, fail_parent
 
+        release_unwound_frames(error)  # an error that landed inside a store read must not lock out the writes below
         if isinstance(error, KeyboardInterrupt):
             end_open_runs("KILLED")
         else:

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mlperf_track.errors import ConfigError
-from mlperf_track.interrupts import release_unwound_frames
 from mlperf_track.tuning.budget import Clock, TimeBudget
 from mlperf_track.tuning.config import TuneConfig
 from mlperf_track.tuning.costs import CostModel
@@ -303,7 +302,6 @@ def _run(config: TuneConfig, backend: TuningBackend, budget: TimeBudget, *, trac
             figures = study_figures(study, frame, targets, search.memory_limit_mb, best)
             tracker.finish(summary, frame, figures, outcome.case_of, wall_s=budget.elapsed(), stop=outcome.stop_reason)
     except KeyboardInterrupt as error:
-        release_unwound_frames(error)  # an interrupted store read must not lock out the writes below
         if tracker is not None:
             tracker.fail(error, status="KILLED")
         raise

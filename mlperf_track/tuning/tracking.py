@@ -273,8 +273,10 @@ class MlflowTuneTracker:
         """End the parent run after an error (``KILLED`` for an interruption)."""
         import mlflow
 
+        from mlperf_track.interrupts import release_unwound_frames
         from mlperf_track.tracking.logging import mark_run_failed
 
+        release_unwound_frames(error)  # an error that landed inside a store read must not lock out the writes below
         self._stop_heartbeat()
         while (run := mlflow.active_run()) is not None and run.info.run_id != self.run_id:
             mlflow.end_run(status=status)  # a trial run interrupted while it was being logged

@@ -171,10 +171,11 @@ def test_grid_sampler_measures_every_point_once(tracking: str) -> None:
 
 
 class _InterruptedInsideAStoreRead(FakeBackend):
-    """Ctrl-C landing inside a tracking-store read during the third trial: a SELECT on the store's own pooled SQLite
-    connection, one row read of several, then the interrupt (as a signal raises it between two bytecodes)."""
+    """Ctrl-C landing inside a tracking-store read while the sampler prices the third trial's point: a SELECT on
+    the store's own pooled SQLite connection, one row read of several, then the interrupt (as a signal raises it
+    between two bytecodes)."""
 
-    def measure(self, case: CaseSpec, timing: TimingConfig | None = None) -> CaseOutcome:
+    def is_prepared(self, case: CaseSpec) -> bool:
         if len(self.measured) == 2:
             from mlflow.tracking._tracking_service.utils import _get_store
             from sqlalchemy import text
@@ -183,7 +184,7 @@ class _InterruptedInsideAStoreRead(FakeBackend):
                 rows = session.execute(text("select run_uuid from runs"))
                 rows.fetchone()
                 raise KeyboardInterrupt
-        return super().measure(case, timing)
+        return super().is_prepared(case)
 
 
 def test_ctrl_c_inside_a_store_read_ends_the_study_run_killed(tracking: str, caplog: pytest.LogCaptureFixture) -> None:
