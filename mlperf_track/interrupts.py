@@ -27,8 +27,8 @@ import traceback
 def release_unwound_frames(error: BaseException) -> None:
     """Clear the locals of the frames ``error`` unwound, and collect cycles, so what they held is released.
 
-    Call it first in a handler that catches an interruption and then writes (to a tracking store, a study
-    storage): an interrupted read's open cursor would otherwise keep its database locked against those writes.
+    Call it first where an interruption (or any error) is caught and then written down (to a tracking store, a
+    study storage): an interrupted read's open cursor would otherwise keep its database locked against those writes.
     """
     traceback.clear_frames(error.__traceback__)
     gc.collect()
