@@ -216,8 +216,9 @@ OPTIONS: tuple[CliOption, ...] = (
             "--latency-bound-ms, searching the dynamic-batching knobs)", "throughput", TUNE, parse=p.objective),
     _option("n_trials", "trials the study holds when it ends (shared by all workers; points reused from earlier runs "
             "count)", "30", TUNE, parse=p.positive_int),
-    _option("time_budget", "seconds of wall clock the study may take, preparation included; it stops at this or "
-            "--n-trials, whichever comes first (none: no time limit)", "none", TUNE, parse=p.positive_number,
+    _option("time_budget", "seconds of wall clock the study may take from its start, preparation and the "
+            "baseline's training included; it stops at this or --n-trials, whichever comes first (none: no time "
+            "limit)", "none", TUNE, parse=p.positive_number,
             accepts_none=True),
     _option("warm_start", "reuse points earlier runs measured on this hardware and software: auto (the study's "
             "experiment), none, or an experiment name", "auto", TUNE),

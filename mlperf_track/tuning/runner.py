@@ -256,7 +256,7 @@ def _run(config: TuneConfig, backend: TuningBackend, budget: TimeBudget, *, trac
         f" x {len(space.threads)} thread counts" if space.threads else "",
         space.size,
         search.n_trials,
-        f" or {search.time_budget_s:g} s" if search.time_budget_s else "",
+        _budget_text(search.time_budget_s, budget),
         sampler_name,
         f", short measurement {search.short_time_s:g} s then pruner {search.pruner}" if multi_fidelity else "",
     )
@@ -335,6 +335,11 @@ def _warm_start(
         logger.warning("warm start skipped: %s: %s", type(error).__name__, error)
         return 0
     return add_known_points(study, space, known, targets=targets, limits=limits, device=template.device)
+
+
+def _budget_text(seconds: float | None, budget: TimeBudget) -> str:
+    """`` or 300 s (180 s of it left)``: the budget started with ``tune``, so preparing the baseline spent some."""
+    return f" or {seconds:g} s ({max(0.0, budget.remaining()):.0f} s of it left)" if seconds else ""
 
 
 def _start_tracking(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from dataclasses import dataclass
 
 import mlflow
@@ -17,6 +19,7 @@ from mlperf_track.tuning.budget import TimeBudget
 from mlperf_track.tuning.config import TuneConfig
 from mlperf_track.tuning.pruning import CiPruner, optimistic_bound, short_timing
 from mlperf_track.tuning.runner import run_tune
+from mlperf_track.tuning.space import SearchSpace
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -132,6 +135,24 @@ def test_time_budget_300_s_stops_within_the_budget_and_logs_each_trials_costs(tr
     assert all(child.data.metrics[m.TRIAL_PREPARE_S] >= 60.0 for child in prepared)
     artifacts = {item.path for item in mlflow.MlflowClient().list_artifacts(parent.info.run_id)}
     assert "trials.json" in artifacts
+
+
+class _SlowBaseline(FakeBackend):
+    """A backend whose space is ready only after 120 simulated seconds (a baseline trained before the search)."""
+
+    def search_space(self) -> SearchSpace:
+        self.now += 120.0
+        return super().search_space()
+
+
+def test_the_study_says_how_much_of_the_time_budget_is_left_when_the_search_starts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="mlperf_track.tuning.runner")
+    run_tune(_config(time_budget_s=300.0, n_trials=2), _SlowBaseline(small_space((1, 8))), track=False)
+    (start,) = [record.getMessage() for record in caplog.records if "points, budget" in record.getMessage()]
+    left = re.search(r"budget 2 trials or 300 s \((\d+) s of it left\)", start)
+    assert left is not None and 0 < int(left.group(1)) <= 180, start  # the baseline's 120 s are spent already
 
 
 def test_a_trial_that_would_overrun_the_budget_is_not_started() -> None:
