@@ -71,6 +71,19 @@ def test_bad_input_fails_the_parent(tracking: str, tmp_path: Path) -> None:
     assert "no-such-runtime" in parent.data.tags["error.message"]
 
 
+def _killed_at_the_second_case(experiment_id: str) -> Run:
+    """Check the end state of a pipeline interrupted when its second case started; returns the parent."""
+    import mlflow
+
+    parent, children = _runs(experiment_id)
+    assert parent.info.status == "KILLED"
+    status = {child.info.run_name: child.info.status for child in children}
+    assert status == {"baseline-eager-fp32-bs1": "FINISHED", "baseline-eager-fp32-bs2": "KILLED"}
+    paths = {item.path for item in mlflow.MlflowClient().list_artifacts(parent.info.run_id)}
+    assert {"summary.json", "report", "figures"} <= paths
+    return parent
+
+
 class _InterruptOnSecondCase(PipelineListener):
     def __init__(self) -> None:
         self.started = 0
@@ -87,12 +100,7 @@ def test_ctrl_c_kills_open_runs_and_keeps_finished_ones(tracking: str, tmp_path:
     with pytest.raises(KeyboardInterrupt):
         run_tracked_pipeline(_config(tmp_path), extra_listener=_InterruptOnSecondCase())
     assert mlflow.active_run() is None
-    parent, children = _runs(tracking)
-    assert parent.info.status == "KILLED"
-    status = {child.info.run_name: child.info.status for child in children}
-    assert status == {"baseline-eager-fp32-bs1": "FINISHED", "baseline-eager-fp32-bs2": "KILLED"}
-    paths = {item.path for item in mlflow.MlflowClient().list_artifacts(parent.info.run_id)}
-    assert {"summary.json", "report", "figures"} <= paths
+    parent = _killed_at_the_second_case(tracking)
     # The report after Ctrl-C shows the finished case; the killed one measured nothing.
     page = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/report/report.html")
     summary = page.split("<h2>Summary</h2>")[1].split("<h2>")[0]
@@ -121,17 +129,10 @@ def test_ctrl_c_inside_a_store_read_still_ends_the_runs_killed(
 ) -> None:
     """The interrupted read's open cursor holds SQLite's SHARED lock while its frames live: kept, the cleanup's
     writes failed with "database is locked" after MLflow's 20 s busy timeout (in CI the parent stayed RUNNING)."""
-    import mlflow
-
     caplog.set_level(logging.WARNING)
     with pytest.raises(KeyboardInterrupt):
         run_tracked_pipeline(_config(tmp_path), extra_listener=_InterruptInsideAStoreRead())
-    parent, children = _runs(tracking)
-    assert parent.info.status == "KILLED"
-    status = {child.info.run_name: child.info.status for child in children}
-    assert status == {"baseline-eager-fp32-bs1": "FINISHED", "baseline-eager-fp32-bs2": "KILLED"}
-    paths = {item.path for item in mlflow.MlflowClient().list_artifacts(parent.info.run_id)}
-    assert {"summary.json", "report", "figures"} <= paths
+    _killed_at_the_second_case(tracking)
     assert not [record.getMessage() for record in caplog.records if "database is locked" in record.getMessage()]
 
 
