@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import optuna
 
 from mlperf_track import metrics as m
+from mlperf_track.interrupts import release_unwound_frames
 from mlperf_track.pipeline.load_sweep import LoadListener
 from mlperf_track.tuning.objective import ATTR_PRUNED_BECAUSE
 
@@ -109,7 +110,6 @@ class MaxQpsTracker:
 
     def abort(self, error: BaseException) -> None:
         """End every open run: KILLED on Ctrl-C, else FAILED with the error's tags."""
-        from mlperf_track.interrupts import release_unwound_frames
         from mlperf_track.tracking.pipeline_run import end_open_runs, fail_parent
 
         release_unwound_frames(error)  # an error that landed inside a store read must not lock out the writes below

@@ -249,31 +249,27 @@ class TrialObjective:
         self.outcomes: dict[int, CaseOutcome] = {}
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        ledger: _Ledger | None = None  # from the measurement on: the trial's costs, written when it ends
         try:
-            return self._evaluate(trial)
-        except KeyboardInterrupt as interrupt:
-            release_unwound_frames(interrupt)  # Optuna then ends the trial: an interrupted read must not lock it out
-            raise
-
-    def _evaluate(self, trial: optuna.Trial) -> float | tuple[float, ...]:
-        point = self.space.suggest(trial)
-        case = point.to_case(self.template)
-        trial.set_user_attr(ATTR_CASE, case.name)
-        for key, value in point.attrs().items():
-            trial.set_user_attr(key, value)
-        if self.reuse_duplicates:
-            previous = self._finished_twin(trial)
-            if previous is not None:
-                return self._reuse(trial, previous)
-        self._check_budget(trial, point)
-        ledger = _Ledger(self.clock())
-        try:
+            point = self.space.suggest(trial)
+            case = point.to_case(self.template)
+            trial.set_user_attr(ATTR_CASE, case.name)
+            for key, value in point.attrs().items():
+                trial.set_user_attr(key, value)
+            if self.reuse_duplicates:
+                previous = self._finished_twin(trial)
+                if previous is not None:
+                    return self._reuse(trial, previous)
+            self._check_budget(trial, point)
+            ledger = _Ledger(self.clock())
             return self._measure_point(trial, case, ledger)
         except KeyboardInterrupt as interrupt:
-            release_unwound_frames(interrupt)  # before the ledger below writes the trial's costs
+            # Before the ledger and then Optuna write the trial's end: an interrupted read must not lock them out.
+            release_unwound_frames(interrupt)
             raise
         finally:
-            ledger.store(trial, self.clock())
+            if ledger is not None:
+                ledger.store(trial, self.clock())
 
     def _check_budget(self, trial: optuna.Trial, point: TrialPoint) -> None:
         if self.budget is None or not self.budget.limited or self.cost_model is None:

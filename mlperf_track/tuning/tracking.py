@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from optuna.trial import FrozenTrial, TrialState
 
 from mlperf_track import metrics as m
+from mlperf_track.interrupts import release_unwound_frames
 from mlperf_track.report.recommend import question_heading
 from mlperf_track.spec import CaseSpec
 from mlperf_track.tuning import costs as c
@@ -273,7 +274,6 @@ class MlflowTuneTracker:
         """End the parent run after an error (``KILLED`` for an interruption)."""
         import mlflow
 
-        from mlperf_track.interrupts import release_unwound_frames
         from mlperf_track.tracking.logging import mark_run_failed
 
         release_unwound_frames(error)  # an error that landed inside a store read must not lock out the writes below
